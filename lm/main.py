@@ -1,0 +1,39 @@
+"""Command line: `python -m lm.main MODE --config=experiments/x.py --workdir=runs/x [--config.a.b=v ...]`.
+
+Modes:
+  train   train (or resume) the experiment in --workdir, then print a sample.
+  sample  print a continuation of --prompt from the latest checkpoint in --workdir.
+"""
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file('config', None, 'Experiment file (ml_collections get_config()).',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Run directory: config, metrics, checkpoints, samples.')
+flags.DEFINE_string('prompt', 'ROMEO:', 'sample: text to continue.')
+flags.DEFINE_integer('num_tokens', 200, 'sample: tokens to generate.')
+flags.DEFINE_float('temperature', 0.8, 'sample: softmax temperature; 0 is greedy.')
+flags.DEFINE_integer('top_k', 0, 'sample: sample among the k most likely tokens; 0 disables.')
+flags.DEFINE_integer('seed', 0, 'sample: random seed.')
+FLAGS = flags.FLAGS
+MODES = ('train', 'sample')
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in MODES:
+    raise app.UsageError(f'expected one mode out of {MODES}, got {argv[1:]}')
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required')
+  from lm import train  # Imported after flag parsing so `--help` stays fast.
+  if argv[1] == 'train':
+    if FLAGS.config is None:
+      raise app.UsageError('--config=experiments/<name>.py is required')
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  else:
+    print(train.sample_from_workdir(FLAGS.workdir, FLAGS.prompt, num_tokens=FLAGS.num_tokens,
+                                    temperature=FLAGS.temperature, top_k=FLAGS.top_k, seed=FLAGS.seed))
+
+
+if __name__ == '__main__':
+  app.run(main)

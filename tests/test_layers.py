@@ -1,0 +1,74 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lm import layers
+
+
+def naive_attention(q, k, v, mask):
+  """softmax(Q K^T / sqrt(d)) V per batch and head in numpy; k/v heads repeated for grouped queries."""
+  b, l, h, d = q.shape
+  rep = h // k.shape[2]
+  k, v = np.repeat(k, rep, axis=2), np.repeat(v, rep, axis=2)
+  out = np.zeros_like(q)
+  for bi in range(b):
+    for hi in range(h):
+      s = q[bi, :, hi] @ k[bi, :, hi].T / np.sqrt(d)
+      s = np.where(mask[bi, 0], s, -np.inf)
+      p = np.exp(s - s.max(-1, keepdims=True))
+      p /= p.sum(-1, keepdims=True)
+      out[bi, :, hi] = p @ v[bi, :, hi]
+  return out
+
+
+@pytest.mark.parametrize('implementation', sorted(layers.ATTENTION_IMPLEMENTATIONS))
+@pytest.mark.parametrize('kv_heads', [4, 2, 1])
+def test_attention_matches_naive_softmax(implementation, kv_heads):
+  rng = np.random.default_rng(0)
+  q = rng.normal(size=(2, 6, 4, 8)).astype(np.float32)
+  k = rng.normal(size=(2, 6, kv_heads, 8)).astype(np.float32)
+  v = rng.normal(size=(2, 6, kv_heads, 8)).astype(np.float32)
+  segments = np.array([[1, 1, 1, 2, 2, 2], [1, 1, 1, 1, 1, 0]])
+  mask = np.asarray(layers.attention_mask(jnp.asarray(segments), jnp.asarray(segments), causal=True))
+  got = layers.ATTENTION_IMPLEMENTATIONS[implementation](q, k, v, mask, jnp.float32)
+  want = naive_attention(q, k, v, mask)
+  valid = segments > 0  # A padding query attends to nothing; its output is unspecified.
+  np.testing.assert_allclose(np.asarray(got)[valid], want[valid], rtol=1e-5, atol=1e-5)
+
+
+def test_attention_mask_keeps_segments_and_causality():
+  segments = jnp.array([[1, 1, 2, 2, 0]])
+  mask = np.asarray(layers.attention_mask(segments, segments, causal=True))[0, 0]
+  want = np.array([[1, 0, 0, 0, 0],
+                   [1, 1, 0, 0, 0],
+                   [0, 0, 1, 0, 0],
+                   [0, 0, 1, 1, 0],
+                   [0, 0, 0, 0, 0]], bool)
+  np.testing.assert_array_equal(mask, want)
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_matmul_gradients_match_autodiff(dtype):
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(3, 5, 16)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(16, 24)), jnp.float32)
+  plain = lambda x, w: jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  got = jax.grad(loss(lambda x, w: layers.matmul(x, w, dtype)), argnums=(0, 1))(x, w)
+  want = jax.grad(loss(plain), argnums=(0, 1))(x, w)
+  tol = 1e-5 if dtype == jnp.float32 else 2e-2
+  for g, h in zip(got, want):
+    assert g.dtype == jnp.float32
+    np.testing.assert_allclose(g, h, rtol=tol, atol=tol * np.abs(h).max())
+
+
+def test_rope_is_relative():
+  """RoPE makes q.k depend on the offset only: shifting both positions leaves the score unchanged."""
+  rng = np.random.default_rng(2)
+  q = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
+  score = lambda i, j: float(jnp.sum(layers.apply_rope(q, jnp.array([[i]]), 1e4) *
+                                     layers.apply_rope(k, jnp.array([[j]]), 1e4)))
+  assert score(7, 3) == pytest.approx(score(17, 13), rel=1e-5)
+  assert score(7, 3) != pytest.approx(score(7, 4), rel=1e-3)
