@@ -6,6 +6,7 @@ Modes:
 """
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file('config', None, 'Experiment file (ml_collections get_config()).',
@@ -23,6 +24,8 @@ MODES = ('train', 'sample')
 def main(argv):
   if len(argv) != 2 or argv[1] not in MODES:
     raise app.UsageError(f'expected one mode out of {MODES}, got {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; --verbosity=0 shows it all.
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
   from lm import train  # Imported after flag parsing so `--help` stays fast.

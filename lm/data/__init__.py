@@ -1,0 +1,1 @@
+"""Data: TFDS builders (datasets.py) and the grain input pipeline (pipeline.py)."""
