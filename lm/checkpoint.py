@@ -30,8 +30,8 @@ class Checkpointer:
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
 
-  def restore(self, step: int, target_state: Any, data_iterator: Any = None) -> Any:
-    """Returns the state saved at `step` laid out like `target_state`.
+  def restore(self, step: int, target_state: Any = None, data_iterator: Any = None) -> Any:
+    """Returns the state saved at `step`, laid out like `target_state` (None: as saved, arrays in a dict tree).
 
     With `data_iterator`, also sets it to its saved position; without, only the state is read (for sampling).
     """

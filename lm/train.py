@@ -312,10 +312,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     print(f'stopped at step {step}; checkpoint saved at step {last_saved}. Rerun the same command to resume.')
     return final
   print(f'done: {step - start_step} steps in {time.perf_counter() - run_start:.0f}s', flush=True)
-  text = generate(model, state.params, tokenizer, config.sample.prompt, num_tokens=config.sample.num_tokens,
+  prompt = config.sample.prompt
+  try:
+    tokenizer.encode(prompt)
+  except ValueError as e:  # E.g. the default 'ROMEO:' on a user corpus without capitals.
+    print(f'sample.prompt={prompt!r} cannot be encoded ({e}); sampling from an empty prompt instead')
+    prompt = ''
+  text = generate(model, state.params, tokenizer, prompt, num_tokens=config.sample.num_tokens,
                   temperature=config.sample.temperature, top_k=config.sample.top_k, seed=config.seed)
   with open(os.path.join(workdir, 'samples.txt'), 'a') as f:
-    f.write(f'--- step {step}, prompt {config.sample.prompt!r}\n{text}\n')
+    f.write(f'--- step {step}, prompt {prompt!r}\n{text}\n')
   print(f'--- sample (step {step}) ---\n{text}', flush=True)
   return final
 

@@ -1,0 +1,172 @@
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import base
+from lm import checkpoint as checkpoint_lib
+from lm import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = ''.join(f'{i % 7} the quick brown fox {i % 3} jumps over the lazy dog.\n' for i in range(400))
+
+
+@pytest.fixture(scope='module')
+def corpus_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('corpus')
+  (root / 'corpus.txt').write_text(CORPUS)
+  return root
+
+
+def tiny_config(corpus_dir, **train_overrides):
+  c = base.get_config()
+  c.model.update(num_layers=2, d_model=32, num_heads=4)
+  c.data.update(name='text_files', path=str(corpus_dir / 'corpus.txt'), data_dir=str(corpus_dir / 'tfds'),
+                seq_len=32)
+  c.train.update({'batch_size': 8, 'num_steps': 40, 'warmup_steps': 5, 'learning_rate': 3e-3, 'log_every': 1,
+                  'eval_every': 20, 'checkpoint_every': 20, 'eval_batch_size': 8, **train_overrides})
+  c.sample.num_tokens = 10
+  return c
+
+
+def read_metrics(workdir, split='train'):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [m for m in map(json.loads, f) if m['split'] == split]
+
+
+def test_loss_falls_and_run_directory_is_complete(corpus_dir, tmp_path):
+  final = train.train_and_evaluate(tiny_config(corpus_dir), str(tmp_path))
+  losses = [m['loss'] for m in read_metrics(tmp_path)]
+  assert len(losses) == 40
+  assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses
+  assert final['bits_per_byte'] < 3.0
+  for name in ('config.json', 'metrics.jsonl', 'samples.txt', 'tensorboard', 'checkpoints', 'tokenizer'):
+    assert os.path.exists(tmp_path / name), name
+  assert os.listdir(tmp_path / 'tensorboard'), 'no TensorBoard event file'
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['20', '40']
+  logged = read_metrics(tmp_path)[-1]
+  for key in ('bits_per_byte', 'tokens_seen', 'flops_seen', 'wall_s', 'learning_rate', 'grad_norm',
+              'tokens_per_s', 'mfu'):
+    assert np.isfinite(logged[key]), key
+
+
+# Loss after one AdamW step of the tiny model below on a fixed batch. If you change the model, init or
+# optimizer on purpose, rerun this test and paste the printed value.
+GOLDEN_SECOND_LOSS = 2.2723472
+
+
+def test_golden_one_step_loss():
+  c = base.get_config()
+  c.model.update(num_layers=2, d_model=32, num_heads=4)
+  c.data.seq_len = 16
+  c.train.update(warmup_steps=0, learning_rate=1e-2)
+  model = train.build_model(c, vocab_size=13)
+  tx = train.optim.make_optimizer(c.train)
+  state = train.init_state(model, tx, jax.random.PRNGKey(0), seq_len=16)
+  tokens = np.arange(4 * 17).reshape(4, 17) % 13
+  batch = {'decoder_input_tokens': tokens[:, :-1], 'decoder_target_tokens': tokens[:, 1:],
+           'decoder_loss_weights': np.ones((4, 16), np.float32), 'decoder_segment_ids': np.ones((4, 16), np.int32),
+           'decoder_positions': np.tile(np.arange(16), (4, 1))}
+  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, token_bytes=jnp.ones(13)))
+  state, first = step(state, batch)
+  state, second = step(state, batch)
+  assert float(first['loss']) == pytest.approx(np.log(13), abs=0.1)  # Near-uniform logits at init.
+  assert float(second['loss']) < float(first['loss'])
+  assert float(second['loss']) == pytest.approx(GOLDEN_SECOND_LOSS, abs=1e-5), (
+      f'second-step loss is {float(second["loss"]):.7f}; update GOLDEN_SECOND_LOSS if the change was intended')
+
+
+def final_params(workdir):
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=5)
+  step = ckpt.latest_step()
+  restored = ckpt.restore(step)  # As saved: a dict tree, enough to compare numbers.
+  ckpt.close()
+  return step, restored['params']
+
+
+def test_resume_is_exact(corpus_dir, tmp_path):
+  straight, split = tmp_path / 'straight', tmp_path / 'split'
+  train.train_and_evaluate(tiny_config(corpus_dir, num_steps=12, checkpoint_every=5, eval_every=100), str(straight))
+  train.train_and_evaluate(tiny_config(corpus_dir, num_steps=5, checkpoint_every=5, eval_every=100), str(split))
+  train.train_and_evaluate(tiny_config(corpus_dir, num_steps=12, checkpoint_every=5, eval_every=100), str(split))
+  a, b = read_metrics(straight), read_metrics(split)
+  assert [m['step'] for m in b] == list(range(1, 13))
+  assert [m['loss'] for m in a] == [m['loss'] for m in b]
+  (step_a, params_a), (step_b, params_b) = final_params(straight), final_params(split)
+  assert step_a == step_b == 12
+  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+
+def test_bad_config_values_name_the_key(corpus_dir):
+  cases = {('train', 'learning_rate', -1.0): 'train.learning_rate=-1.0',
+           ('train', 'batch_size', 12): 'train.batch_size=12 must be divisible by the device count (8)',
+           ('model', 'num_heads', 5): 'model.num_heads=5 does not divide model.d_model=32',
+           ('model', 'position', 'alibi'): "model.position='alibi'",
+           ('data', 'seq_len', 0): 'data.seq_len=0'}
+  for (group, key, value), message in cases.items():
+    c = tiny_config(corpus_dir)
+    c[group][key] = value
+    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
+      train.validate_config(c)
+
+
+def test_unknown_config_key_stops_the_command_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'lm.main', 'train', f'--config={REPO}/experiments/shakespeare.py',
+       '--config.model.num_layer=2', f'--workdir={tmp_path}'],
+      capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode != 0
+  assert 'num_layer' in result.stderr
+  assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus_dir, tmp_path, monkeypatch):
+  real_step = train.train_step
+
+  def poisoned_step(state, batch, **kwargs):
+    state, metrics = real_step(state, batch, **kwargs)
+    metrics['loss'] = jnp.where(state.step >= 7, jnp.nan, metrics['loss'])  # The 7th step goes bad.
+    return state, metrics
+
+  monkeypatch.setattr(train, 'train_step', poisoned_step)
+  with pytest.raises(train.NonFiniteLossError, match=r'loss=nan .* at step 7.*last good checkpoint \(step 6\)'):
+    train.train_and_evaluate(tiny_config(corpus_dir, checkpoint_every=3), str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
+
+
+def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
+  config_args = [f'--config={REPO}/experiments/shakespeare.py', f'--workdir={tmp_path}',
+                 '--config.model.num_layers=1', '--config.model.d_model=32', '--config.data.name=text_files',
+                 f'--config.data.path={corpus_dir / "corpus.txt"}', f'--config.data.data_dir={corpus_dir / "tfds"}',
+                 '--config.data.seq_len=32', '--config.train.batch_size=8', '--config.train.log_every=1',
+                 '--config.train.checkpoint_every=100000', '--config.train.eval_batch_size=8',
+                 '--config.sample.num_tokens=5']
+  env = {**os.environ, 'PYTHONPATH': REPO, 'XLA_FLAGS': ''}
+  proc = subprocess.Popen([sys.executable, '-m', 'lm.main', 'train', *config_args,
+                           '--config.train.num_steps=100000'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                          env=env)
+  deadline = time.time() + 120
+  for line in proc.stdout:
+    if line.startswith('step') and 'loss' in line and int(line.split()[1].split('/')[0]) >= 3:
+      proc.send_signal(signal.SIGTERM)
+      break
+    assert time.time() < deadline, 'training never reached step 3'
+  output = proc.stdout.read()
+  assert proc.wait(timeout=60) == 0, output
+  assert 'received SIGTERM' in output and 'Rerun the same command to resume' in output
+  steps = [int(s) for s in os.listdir(tmp_path / 'checkpoints')]
+  assert len(steps) == 1 and 3 <= steps[0] < 100000
+  # Resuming with a finish line just past the saved step completes from there.
+  result = subprocess.run([sys.executable, '-m', 'lm.main', 'train', *config_args,
+                           f'--config.train.num_steps={steps[0] + 2}'], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert f'resumed from {tmp_path / "checkpoints"} at step {steps[0]}' in result.stdout
+  assert 'done: 2 steps' in result.stdout
