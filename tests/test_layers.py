@@ -22,7 +22,10 @@ def naive_attention(q, k, v, mask):
   return out
 
 
-@pytest.mark.parametrize('implementation', sorted(layers.ATTENTION_IMPLEMENTATIONS))
+IMPLEMENTATIONS = {'reference einsum': layers.dot_product_attention, **layers.ATTENTION_IMPLEMENTATIONS}
+
+
+@pytest.mark.parametrize('implementation', sorted(IMPLEMENTATIONS))
 @pytest.mark.parametrize('kv_heads', [4, 2, 1])
 def test_attention_matches_naive_softmax(implementation, kv_heads):
   rng = np.random.default_rng(0)
@@ -31,7 +34,7 @@ def test_attention_matches_naive_softmax(implementation, kv_heads):
   v = rng.normal(size=(2, 6, kv_heads, 8)).astype(np.float32)
   segments = np.array([[1, 1, 1, 2, 2, 2], [1, 1, 1, 1, 1, 0]])
   mask = np.asarray(layers.attention_mask(jnp.asarray(segments), jnp.asarray(segments), causal=True))
-  got = layers.ATTENTION_IMPLEMENTATIONS[implementation](q, k, v, mask, jnp.float32)
+  got = IMPLEMENTATIONS[implementation](q, k, v, mask, jnp.float32)
   want = naive_attention(q, k, v, mask)
   valid = segments > 0  # A padding query attends to nothing; its output is unspecified.
   np.testing.assert_allclose(np.asarray(got)[valid], want[valid], rtol=1e-5, atol=1e-5)
@@ -72,3 +75,27 @@ def test_rope_is_relative():
                                      layers.apply_rope(k, jnp.array([[j]]), 1e4)))
   assert score(7, 3) == pytest.approx(score(17, 13), rel=1e-5)
   assert score(7, 3) != pytest.approx(score(7, 4), rel=1e-3)
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize('kv_heads', [4, 2, 1])
+def test_fused_attention_gradients_match_autodiff_of_the_einsum_formula(kv_heads, dtype):
+  rng = np.random.default_rng(3)
+  q = jnp.asarray(rng.normal(size=(2, 6, 4, 8)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(2, 6, kv_heads, 8)), jnp.float32)
+  v = jnp.asarray(rng.normal(size=(2, 6, kv_heads, 8)), jnp.float32)
+  segments = jnp.array([[1, 1, 1, 2, 2, 2], [1, 1, 1, 1, 1, 1]])
+  mask = layers.attention_mask(segments, segments, causal=True)
+  probe = jnp.asarray(rng.normal(size=(2, 6, 4, 8)), jnp.float32)
+
+  def loss(attention):
+    return lambda q, k, v: jnp.sum(jnp.sin(attention(q, k, v, mask, dtype)) * probe)
+
+  got_out = layers.fused_attention(q, k, v, mask, dtype)
+  want_out = layers.dot_product_attention(q, k, v, mask, dtype)
+  got = jax.grad(loss(layers.fused_attention), argnums=(0, 1, 2))(q, k, v)
+  want = jax.grad(loss(layers.dot_product_attention), argnums=(0, 1, 2))(q, k, v)
+  tol = 1e-5 if dtype == jnp.float32 else 3e-2
+  np.testing.assert_allclose(got_out, want_out, rtol=tol, atol=tol)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=tol, atol=tol * float(jnp.abs(w).max()))
