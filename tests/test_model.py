@@ -92,3 +92,11 @@ def test_bfloat16_stays_close_to_float32():
   a = f32.apply({'params': params}, x)
   b = bf16.apply({'params': params}, x)
   assert float(jnp.max(jnp.abs(a - b))) < 0.05 * float(jnp.max(jnp.abs(a)))
+
+
+def test_importing_the_model_pulls_in_no_data_libraries():
+  import subprocess
+  import sys
+  code = ('import sys, lm.model; bad = [m for m in ("tensorflow_datasets", "grain", "tensorflow") '
+          'if m in sys.modules]; assert not bad, bad')
+  subprocess.run([sys.executable, '-c', code], check=True, timeout=120)
