@@ -57,8 +57,12 @@ case "$cmd" in
     args=("$@")
     has_flag config "$@" || args=(--config="$ROOT/experiments/shakespeare.py" "${args[@]}")
     if ! has_flag workdir "$@"; then
-      config_arg=$(printf '%s\n' "${args[@]}" | grep -m1 '^--config=' | cut -d= -f2-)
-      args+=(--workdir="$ROOT/runs/$(basename "${config_arg%.py}")")
+      config_file=""
+      for ((i = 0; i < ${#args[@]}; i++)); do  # --config=FILE or --config FILE.
+        [[ "${args[i]}" == --config=* ]] && config_file="${args[i]#--config=}"
+        [[ "${args[i]}" == --config && $((i + 1)) -lt ${#args[@]} ]] && config_file="${args[i + 1]}"
+      done
+      args+=(--workdir="$ROOT/runs/$(basename "${config_file%.py}")")
     fi
     exec "$PY" -m lm.main train "${args[@]}" ;;
   sample) setup; exec "$PY" -m lm.main sample "$@" ;;

@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   m.tie_embeddings = True  # Output projection is the token embedding's transpose.
   m.dtype = 'float32'  # Matmul input dtype: 'float32' | 'bfloat16' (accumulates in float32; params stay float32).
   m.attention = 'einsum'  # 'einsum' (explicit softmax(QK^T/sqrt(d))V) | 'dot_product_attention' (jax.nn, cuDNN on GPU).
-  m.max_len = 0  # Longest sequence for learned positions / RoPE tables; 0: data.seq_len.
+  m.max_len = 0  # Longest sequence: learned-position table size and sampling window; 0: data.seq_len.
 
   c.data = d = ml_collections.ConfigDict()
   d.name = 'shakespeare'  # 'shakespeare' (complete works, split by work) | 'text_files' (data.path).

@@ -14,14 +14,15 @@ class Checkpointer:
   Saves are asynchronous: training continues while a step is written, and `wait()` blocks until it is on disk.
   """
 
-  def __init__(self, directory: str, *, keep: int, async_save: bool = True):
+  def __init__(self, directory: str, *, keep: int, async_save: bool = True, read_only: bool = False):
     self.directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(keep),
             enable_async_checkpointing=async_save,
-            create=True))
+            read_only=read_only,  # Readers (sampling, evaluation) can never delete or write a step.
+            create=not read_only))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()

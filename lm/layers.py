@@ -232,11 +232,11 @@ def _fused_attention_fwd(q, k, v, mask, dtype):
   scores = jnp.where(full_mask, _bmm(qg, kt, dtype), jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(scores, axis=-1)  # float32.
   out = _bmm(probs, vg, dtype)  # [B, G, RL, K]
-  return _from_groups(out, l), (qg, kg, vg, probs, out)
+  return _from_groups(out, l), (qg, kg, vg, probs, out, mask)
 
 
 def _fused_attention_bwd(dtype, residuals, grad_out):
-  qg, kg, vg, probs, out = residuals
+  qg, kg, vg, probs, out, mask = residuals
   b, l, h, d = grad_out.shape
   g = kg.shape[1]
   do = _to_groups(grad_out, g)  # [B, G, RL, K]
@@ -245,6 +245,9 @@ def _fused_attention_bwd(dtype, residuals, grad_out):
   dp = _bmm(do, vt, dtype)  # [B, G, RL, M]
   # Softmax backward: dS = P * (dP - rowsum(dO * O)); masked entries have P = 0.
   ds = probs * (dp - jnp.sum(do * out, axis=-1, keepdims=True))
+  # A fully masked (padding) query gets a uniform softmax in the forward pass; its scores are constants, so
+  # no gradient may flow through them.
+  ds = jnp.where(jnp.tile(mask, (1, 1, h // g, 1)), ds, 0.0)
   dst, = _row_major(jnp.swapaxes(ds, -1, -2))
   dq = _bmm(ds, kg, dtype) * (1.0 / math.sqrt(d))
   dk = _bmm(dst, qg, dtype)  # qg already carries the 1/sqrt(d) scale.

@@ -12,11 +12,12 @@ from ml_collections import config_flags
 config_flags.DEFINE_config_file('config', None, 'Experiment file (ml_collections get_config()).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: config, metrics, checkpoints, samples.')
-flags.DEFINE_string('prompt', 'ROMEO:', 'sample: text to continue.')
-flags.DEFINE_integer('num_tokens', 200, 'sample: tokens to generate.')
-flags.DEFINE_float('temperature', 0.8, 'sample: softmax temperature; 0 is greedy.')
-flags.DEFINE_integer('top_k', 0, 'sample: sample among the k most likely tokens; 0 disables.')
-flags.DEFINE_integer('seed', 0, 'sample: random seed.')
+# sample: each flag left unset takes the run's own config.sample value (seed: config.seed).
+flags.DEFINE_string('prompt', None, 'sample: text to continue.')
+flags.DEFINE_integer('num_tokens', None, 'sample: tokens to generate.')
+flags.DEFINE_float('temperature', None, 'sample: softmax temperature; 0 is greedy.')
+flags.DEFINE_integer('top_k', None, 'sample: sample among the k most likely tokens; 0 disables.')
+flags.DEFINE_integer('seed', None, 'sample: random seed.')
 FLAGS = flags.FLAGS
 MODES = ('train', 'sample')
 

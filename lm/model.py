@@ -59,6 +59,8 @@ class ModelConfig:
       raise ValueError(f'model.num_kv_heads={self.num_kv_heads} does not divide model.num_heads={self.num_heads}')
     if self.position == 'rope' and self.key_dim % 2:
       raise ValueError(f'RoPE needs an even head width, got {self.key_dim}')
+    if self.position == 'sinusoidal' and self.d_model % 2:
+      raise ValueError(f'sinusoidal positions need an even model.d_model, got {self.d_model}')
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f'model.dropout={self.dropout} must be in [0, 1)')
 

@@ -131,6 +131,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       (d.seq_len > 0, 'data.seq_len', d.seq_len, 'must be positive'),
       (d.num_workers >= 0, 'data.num_workers', d.num_workers, 'must be >= 0'),
   ]
+  checks += [
+      (t.schedule != 'wsd' or t.warmup_steps + round(t.decay_fraction * t.num_steps) <= t.num_steps,
+       'train.decay_fraction', t.decay_fraction,
+       f'leaves no room after {t.warmup_steps} warmup steps in {t.num_steps} steps (schedule wsd)'),
+      (config.model.max_len == 0 or config.model.max_len >= d.seq_len, 'model.max_len', config.model.max_len,
+       f'must be 0 or >= data.seq_len ({d.seq_len})'),
+      (config.sample.temperature >= 0, 'sample.temperature', config.sample.temperature, 'must be >= 0'),
+      (config.sample.top_k >= 0, 'sample.top_k', config.sample.top_k, 'must be >= 0 (0 disables)'),
+      (config.sample.num_tokens >= 0, 'sample.num_tokens', config.sample.num_tokens, 'must be >= 0'),
+  ]
   for key in ('log_every', 'eval_every', 'checkpoint_every', 'eval_batch_size'):
     checks.append((t[key] > 0, f'train.{key}', t[key], 'must be positive'))
   devices = jax.device_count()
@@ -148,12 +158,23 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 class MetricsLog:
-  """Appends one JSON object per event to metrics.jsonl and mirrors scalars to TensorBoard."""
+  """Appends one JSON object per event to metrics.jsonl and mirrors scalars to TensorBoard.
 
-  def __init__(self, workdir: str):
+  A resumed run first drops the events logged after `start_step` (steps it will redo), so curves never
+  zig-zag.
+  """
+
+  def __init__(self, workdir: str, start_step: int):
     from tensorboardX import SummaryWriter  # Only runs that log pay for the import.
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    path = os.path.join(workdir, 'metrics.jsonl')
+    if os.path.exists(path):
+      with open(path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line)['step'] <= start_step]
+      with open(path + '.tmp', 'w') as f:
+        f.writelines(kept)
+      os.replace(path + '.tmp', path)
+    self._jsonl = open(path, 'a')
+    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=start_step + 1)
 
   def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
     self._jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
@@ -223,7 +244,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, token_bytes=token_bytes),
                     donate_argnums=0)
   eval_fn = jax.jit(functools.partial(eval_step, model=model, token_bytes=token_bytes))
-  train_iter = pipeline.make_train_iterator(config.data, tokenizer, batch_size=t.batch_size, seed=config.seed)
+  train_iter = pipeline.make_train_iterator(
+      config.data, tokenizer, batch_size=t.batch_size // jax.process_count(), seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count())
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=t.keep_checkpoints)
   if (latest := checkpointer.latest_step()) is not None:
     state = checkpointer.restore(latest, state, train_iter)
@@ -234,8 +257,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   tokens_per_step = t.batch_size * seq_len
   print(f'model: {flops_lib.count_params(state.params):,} params, {flops_per_token / 1e6:.1f} MFLOPs/token; '
         f'{t.num_steps} steps of {tokens_per_step:,} tokens; workdir {workdir}', flush=True)
-  log = MetricsLog(workdir)
   step = int(state.step)
+  log = MetricsLog(workdir, start_step=step)
   window = {'nats': 0.0, 'tokens': 0.0, 'bytes': 0.0, 'steps': 0}
   window_start, run_start, start_step = time.perf_counter(), time.perf_counter(), step
   last_saved = checkpointer.latest_step()
@@ -267,11 +290,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     window.update(nats=0.0, tokens=0.0, bytes=0.0, steps=0)
     window_start = time.perf_counter()
 
-  def run_eval(s: int) -> dict[str, float]:
+  def run_eval(s: int, record: bool = True) -> dict[str, float]:
     batches = pipeline.make_eval_batches(config.data, tokenizer, 'validation', batch_size=t.eval_batch_size)
     metrics = evaluate(eval_fn, state.params, batches, place)
-    log.write(s, 'validation', {**metrics, 'tokens_seen': s * tokens_per_step,
-                                'wall_s': time.perf_counter() - run_start})
+    if record:
+      log.write(s, 'validation', {**metrics, 'tokens_seen': s * tokens_per_step,
+                                  'wall_s': time.perf_counter() - run_start})
     print(f'step {s:6d}  validation loss {metrics["loss"]:.4f}  bits/byte {metrics["bits_per_byte"]:.3f}',
           flush=True)
     return metrics
@@ -280,15 +304,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   try:
     with stop_requests() as stop:
       pending = None  # (step, metrics) dispatched but not yet read: keeps the device a step ahead of the host.
-      while step < t.num_steps and not stop:
+      while step < t.num_steps:
         state, metrics = step_fn(state, place(next(train_iter)))
         step += 1
         if pending is not None:
           _accumulate(window, check_finite(*pending))
         pending = (step, metrics)
+        # Read the stop request once: a signal landing later in this iteration is handled after the next step.
+        stopping = bool(stop)
         at_end = step == t.num_steps
         at_log = step % t.log_every == 0 or at_end
-        at_save = step % t.checkpoint_every == 0 or at_end or bool(stop)
+        at_save = step % t.checkpoint_every == 0 or at_end or stopping
         at_eval = step % t.eval_every == 0 or at_end
         if not (at_log or at_save or at_eval):
           continue
@@ -302,8 +328,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           last_saved = step
         if at_eval:
           final = run_eval(step)
-    if step >= t.num_steps and not final:  # Resumed a finished run: evaluate what is there.
-      final = run_eval(step)
+        if stopping:
+          break
+    if step >= t.num_steps and not final:  # Resumed a finished run: evaluate what is there, log nothing.
+      final = run_eval(step, record=False)
   finally:
     checkpointer.wait()
     checkpointer.close()
@@ -342,9 +370,12 @@ def generate(model: model_lib.DecoderLM, params: Any, tokenizer, prompt: str, *,
   return prompt + tokenizer.decode(new)
 
 
-def sample_from_workdir(workdir: str, prompt: str, *, num_tokens: int, temperature: float, top_k: int = 0,
-                        seed: int = 0) -> str:
-  """Samples from the latest checkpoint of a run directory, with the run's own config and tokenizer."""
+def sample_from_workdir(workdir: str, prompt: str | None = None, *, num_tokens: int | None = None,
+                        temperature: float | None = None, top_k: int | None = None, seed: int | None = None) -> str:
+  """Samples from the latest checkpoint of a run directory, with the run's own config and tokenizer.
+
+  Arguments left as None take the run's `config.sample` values (and `config.seed`).
+  """
   config_path = os.path.join(workdir, 'config.json')
   if not os.path.exists(config_path):
     raise FileNotFoundError(f'{config_path} not found: is {workdir} a run directory made by `./run.sh train`?')
@@ -355,11 +386,15 @@ def sample_from_workdir(workdir: str, prompt: str, *, num_tokens: int, temperatu
   tx = optim.make_optimizer(config.train)
   target = jax.eval_shape(functools.partial(init_state, model, tx, seq_len=config.data.seq_len),
                           jax.random.PRNGKey(0))
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=config.train.keep_checkpoints)
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                             keep=config.train.keep_checkpoints, read_only=True)
   step = checkpointer.latest_step()
   if step is None:
     raise FileNotFoundError(f'no checkpoint in {checkpointer.directory}; train first')
   state = checkpointer.restore(step, target)
   checkpointer.close()
-  return generate(model, state.params, tokenizer, prompt, num_tokens=num_tokens, temperature=temperature,
-                  top_k=top_k, seed=seed)
+  pick = lambda value, default: default if value is None else value
+  return generate(model, state.params, tokenizer, pick(prompt, config.sample.prompt),
+                  num_tokens=pick(num_tokens, config.sample.num_tokens),
+                  temperature=pick(temperature, config.sample.temperature), top_k=pick(top_k, config.sample.top_k),
+                  seed=pick(seed, config.seed))

@@ -84,7 +84,7 @@ def test_fused_attention_gradients_match_autodiff_of_the_einsum_formula(kv_heads
   q = jnp.asarray(rng.normal(size=(2, 6, 4, 8)), jnp.float32)
   k = jnp.asarray(rng.normal(size=(2, 6, kv_heads, 8)), jnp.float32)
   v = jnp.asarray(rng.normal(size=(2, 6, kv_heads, 8)), jnp.float32)
-  segments = jnp.array([[1, 1, 1, 2, 2, 2], [1, 1, 1, 1, 1, 1]])
+  segments = jnp.array([[1, 1, 1, 2, 2, 2], [1, 1, 1, 1, 0, 0]])  # The zeros are padding queries and keys.
   mask = layers.attention_mask(segments, segments, causal=True)
   probe = jnp.asarray(rng.normal(size=(2, 6, 4, 8)), jnp.float32)
 

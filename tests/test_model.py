@@ -35,6 +35,10 @@ def test_every_option_builds_and_runs(options):
   logits = model.apply({'params': params}, x, deterministic=False, rngs={'dropout': jax.random.PRNGKey(1)})
   assert logits.shape == (2, 8, TINY['vocab_size']) and logits.dtype == jnp.float32
   assert np.isfinite(np.asarray(logits)).all()
+  if options.get('dropout'):
+    again = model.apply({'params': params}, x, deterministic=False, rngs={'dropout': jax.random.PRNGKey(2)})
+    assert not np.allclose(logits, again), 'dropout had no effect'
+    np.testing.assert_allclose(model.apply({'params': params}, x), model.apply({'params': params}, x))
   if options == dict(tie_embeddings=False):
     assert 'unembed' in params
   if options.get('position', 'learned') != 'learned':

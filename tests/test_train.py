@@ -1,3 +1,4 @@
+import contextlib
 import functools
 import json
 import os
@@ -52,6 +53,9 @@ def test_loss_falls_and_run_directory_is_complete(corpus_dir, tmp_path):
     assert os.path.exists(tmp_path / name), name
   assert os.listdir(tmp_path / 'tensorboard'), 'no TensorBoard event file'
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['20', '40']
+  text = train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
+  assert text.startswith('the ') and len(text) <= 4 + 12
+  assert text == train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
   logged = read_metrics(tmp_path)[-1]
   for key in ('bits_per_byte', 'tokens_seen', 'flops_seen', 'wall_s', 'learning_rate', 'grad_norm',
               'tokens_per_s', 'mfu'):
@@ -92,11 +96,28 @@ def final_params(workdir):
   return step, restored['params']
 
 
-def test_resume_is_exact(corpus_dir, tmp_path):
+class StopAtIteration:
+  """Stands in for the signal handler's request list: reads as 'stop requested' from the k-th check on."""
+
+  def __init__(self, k):
+    self.checks, self.k = 0, k
+
+  def __bool__(self):
+    self.checks += 1
+    return self.checks >= self.k
+
+
+def test_resume_is_exact(corpus_dir, tmp_path, monkeypatch):
+  """12 steps straight == the same run stopped (as by SIGTERM) after step 7, then resumed; dropout on."""
+  config = tiny_config(corpus_dir, num_steps=12, checkpoint_every=100, eval_every=100)
+  config.model.dropout = 0.1  # Exercises the RNG restored with the state.
   straight, split = tmp_path / 'straight', tmp_path / 'split'
-  train.train_and_evaluate(tiny_config(corpus_dir, num_steps=12, checkpoint_every=5, eval_every=100), str(straight))
-  train.train_and_evaluate(tiny_config(corpus_dir, num_steps=5, checkpoint_every=5, eval_every=100), str(split))
-  train.train_and_evaluate(tiny_config(corpus_dir, num_steps=12, checkpoint_every=5, eval_every=100), str(split))
+  train.train_and_evaluate(config, str(straight))
+  with monkeypatch.context() as patch:
+    patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(7))))
+    train.train_and_evaluate(config, str(split))
+  assert os.listdir(split / 'checkpoints') == ['7']
+  train.train_and_evaluate(config, str(split))
   a, b = read_metrics(straight), read_metrics(split)
   assert [m['step'] for m in b] == list(range(1, 13))
   assert [m['loss'] for m in a] == [m['loss'] for m in b]
@@ -105,15 +126,27 @@ def test_resume_is_exact(corpus_dir, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
 
 
+def test_only_the_last_checkpoints_are_kept(corpus_dir, tmp_path):
+  train.train_and_evaluate(tiny_config(corpus_dir, num_steps=20, checkpoint_every=5, keep_checkpoints=2,
+                                       eval_every=100), str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'checkpoints'), key=int) == ['15', '20']
+
+
 def test_bad_config_values_name_the_key(corpus_dir):
   cases = {('train', 'learning_rate', -1.0): 'train.learning_rate=-1.0',
            ('train', 'batch_size', 12): 'train.batch_size=12 must be divisible by the device count (8)',
            ('model', 'num_heads', 5): 'model.num_heads=5 does not divide model.d_model=32',
            ('model', 'position', 'alibi'): "model.position='alibi'",
-           ('data', 'seq_len', 0): 'data.seq_len=0'}
+           ('data', 'seq_len', 0): 'data.seq_len=0',
+           ('train', 'schedule', 'wsd'): None,
+           ('model', 'max_len', 16): 'model.max_len=16 must be 0 or >= data.seq_len (32)',
+           ('sample', 'temperature', -0.5): 'sample.temperature=-0.5'}
   for (group, key, value), message in cases.items():
     c = tiny_config(corpus_dir)
     c[group][key] = value
+    if message is None:  # wsd: warmup 5 + decay 20% of 40 steps fits; a 90% decay does not.
+      train.validate_config(c)
+      c.train.decay_fraction, message = 0.9, 'train.decay_fraction=0.9 leaves no room'
     with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
       train.validate_config(c)
 

@@ -1,0 +1,34 @@
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lm import loss
+
+
+def test_cross_entropy_matches_numpy_and_honours_weights():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(2, 3, 5)).astype(np.float32)
+  targets = rng.integers(0, 5, (2, 3))
+  weights = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  nll = -np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
+  nats, count = loss.cross_entropy(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights))
+  assert float(count) == 3.0
+  assert float(nats) == pytest.approx(float((nll * weights).sum()), rel=1e-6)
+
+
+def test_bits_per_byte_counts_utf8_bytes_of_the_targets():
+  token_bytes = jnp.array([0, 0, 1, 2, 3])  # pad, eos, 'a', 'é', '€'
+  targets = jnp.array([[2, 3, 4, 1]])
+  weights = jnp.array([[1.0, 1.0, 1.0, 0.0]])
+  num_bytes = float(loss.target_bytes(targets, weights, token_bytes))
+  assert num_bytes == 6.0
+  assert loss.bits_per_byte(6 * math.log(2), num_bytes) == pytest.approx(1.0)
+  assert math.isnan(loss.bits_per_byte(1.0, 0.0))
+
+
+def test_token_accuracy():
+  logits = jnp.array([[[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
+  assert float(loss.token_accuracy(logits, jnp.array([[1, 1, 0]]), jnp.array([[1.0, 1.0, 0.0]]))) == 1.0
