@@ -1,24 +1,31 @@
-"""Tokenizers: one interface (`Tokenizer`) over char and byte vocabularies.
+"""Tokenizers: one interface (`Tokenizer`) over char, byte and SentencePiece.
 
 Every tokenizer reserves id 0 for padding and id 1 for end-of-sequence, so the
 data pipeline and the loss can treat special ids alike whatever the vocabulary.
 `token_bytes[i]` is how many UTF-8 bytes token i stands for; summing it over
 the targets gives the exact byte count that bits-per-byte divides by.
 
-SentencePiece joins as a third class with the same attributes, registered in
-`_BUILDERS` (train from texts) and `_LOADERS` (read from a saved directory).
+Each kind is registered in `_BUILDERS` (built from texts) and `_LOADERS` (read
+from a saved directory). Only SentencePiece has sentinel ids for T5 span
+corruption; char and byte have `num_sentinels = 0`.
 """
 
+import hashlib
+import io
 import json
 import os
 from typing import Callable, Iterable, Protocol
 
 import numpy as np
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 
 PAD_ID = 0
 EOS_ID = 1
+UNK_ID = 2  # SentencePiece only; byte fallback means encode never emits it.
 _NUM_SPECIAL = 2  # pad and eos come before the first real token.
 _FILENAME = 'tokenizer.json'
+_SPM_FILENAME = 'spm.model'
 
 
 class Tokenizer(Protocol):
@@ -26,6 +33,10 @@ class Tokenizer(Protocol):
   pad_id: int
   eos_id: int
   token_bytes: np.ndarray  # int32 [vocab_size]; 0 for pad and eos.
+  num_sentinels: int  # <extra_id_i> ids for span corruption; may be 0.
+
+  def sentinel_id(self, i: int) -> int:
+    """Returns the id of <extra_id_i>; raises ValueError if there is none."""
 
   def encode(self, text: str) -> np.ndarray:
     """Returns int32 [n] ids; no eos appended."""
@@ -40,15 +51,26 @@ class Tokenizer(Protocol):
     """Writes the tokenizer into `directory` (created if missing)."""
 
 
-def _save_json(directory: str, spec: dict) -> None:
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, _FILENAME)
+def _write_atomic(path: str, data: bytes) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
   # Write then rename: every process of a multi-host run may save the same
   # tokenizer, and no reader may see a half-written file.
   tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(spec, f, ensure_ascii=False)
+  with open(tmp, 'wb') as f:
+    f.write(data)
   os.replace(tmp, path)
+
+
+def _save_json(directory: str, spec: dict) -> None:
+  _write_atomic(os.path.join(directory, _FILENAME),
+                json.dumps(spec, ensure_ascii=False).encode('utf-8'))
+
+
+def _no_sentinels(tokenizer, i: int) -> int:
+  raise ValueError(
+      f'The {tokenizer.to_dict()["kind"]!r} tokenizer has no sentinel ids '
+      f'(asked for <extra_id_{i}>); span corruption needs '
+      "data.tokenizer = 'sentencepiece'.")
 
 
 class CharTokenizer:
@@ -61,6 +83,8 @@ class CharTokenizer:
 
   pad_id = PAD_ID
   eos_id = EOS_ID
+  num_sentinels = 0
+  sentinel_id = _no_sentinels
 
   def __init__(self, chars: str):
     chars = ''.join(sorted(set(chars)))
@@ -115,6 +139,8 @@ class ByteTokenizer:
 
   pad_id = PAD_ID
   eos_id = EOS_ID
+  num_sentinels = 0
+  sentinel_id = _no_sentinels
   vocab_size = 256 + _NUM_SPECIAL
 
   def __init__(self):
@@ -141,6 +167,171 @@ class ByteTokenizer:
     _save_json(directory, self.to_dict())
 
 
+_SPACE_SYMBOL = '\u2581'
+NUM_SENTINELS = 100  # as T5: <extra_id_0> .. <extra_id_99>.
+_SPM_MODEL_TYPES = ('unigram', 'bpe')
+# pad, eos, unk and the 256 byte pieces; the vocabulary needs more than these.
+_SPM_MIN_PIECES = 3 + 256
+# Training reads a random sample of this many lines: the whole Shakespeare
+# train split has 126k non-blank lines, and EM time grows with the sample.
+_SPM_TRAINING_LINES = 100_000
+# SentencePiece skips training sentences over 4192 bytes; 1024 characters are
+# at most 4096 bytes, so a corpus without newlines still trains.
+_SPM_MAX_LINE_CHARS = 1024
+_SPM_SEED = 0
+
+
+def normalise(text: str) -> str:
+  """What SentencePiece's `decode(encode(text))` returns for `text`.
+
+  The model applies no Unicode normalisation (rule 'identity'), keeps every
+  space (no dummy prefix, no whitespace collapsing) and spells characters it
+  lacks as UTF-8 byte pieces, so the only change is that U+2581 '▁', which
+  SentencePiece uses to spell a space, reads back as a space.
+
+  >>> normalise('a▁b  c')
+  'a b  c'
+  """
+  return text.replace(_SPACE_SYMBOL, ' ')
+
+
+class SentencePieceTokenizer:
+  """A SentencePiece model (ids as in T5) followed by 100 sentinel ids.
+
+  Ids: pad 0, eos 1, unk 2, then the model's pieces (256 byte pieces
+  <0x00>..<0xFF> among them), then <extra_id_99> .. <extra_id_0>, so that
+  `sentinel_id(0) == vocab_size - 1` as in T5. Any text encodes (byte
+  fallback) and `decode(encode(text)) == normalise(text)`.
+
+  `token_bytes`: a piece counts the UTF-8 bytes of its text with '▁' as one
+  space byte, a byte piece counts 1, and pad, eos, unk and sentinels count 0.
+  """
+
+  pad_id = PAD_ID
+  eos_id = EOS_ID
+  unk_id = UNK_ID
+  num_sentinels = NUM_SENTINELS
+
+  def __init__(self, model_proto: bytes):
+    self.model_proto = model_proto
+    self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+    specials = (self._sp.pad_id(), self._sp.eos_id(), self._sp.unk_id())
+    if specials != (PAD_ID, EOS_ID, UNK_ID):
+      raise ValueError(
+          f'SentencePiece model has (pad, eos, unk) ids {specials}; this '
+          f'codebase needs {(PAD_ID, EOS_ID, UNK_ID)} as T5.')
+    trainer_spec = sentencepiece_model_pb2.ModelProto.FromString(
+        model_proto).trainer_spec
+    self.model_type = sentencepiece_model_pb2.TrainerSpec.ModelType.Name(
+        trainer_spec.model_type).lower()
+    self.num_pieces = self._sp.get_piece_size()
+    self.vocab_size = self.num_pieces + NUM_SENTINELS
+    token_bytes = np.zeros(self.vocab_size, dtype=np.int32)  # sentinels: 0.
+    for i in range(self.num_pieces):
+      if self._sp.is_byte(i):
+        token_bytes[i] = 1
+      elif not (self._sp.is_control(i) or self._sp.is_unknown(i)):
+        piece = self._sp.id_to_piece(i).replace(_SPACE_SYMBOL, ' ')
+        token_bytes[i] = len(piece.encode('utf-8'))
+    self.token_bytes = token_bytes
+
+  def sentinel_id(self, i: int) -> int:
+    if not 0 <= i < NUM_SENTINELS:
+      raise ValueError(
+          f'Sentinel index must lie in [0, {NUM_SENTINELS}); got {i}.')
+    return self.vocab_size - 1 - i
+
+  def encode(self, text: str) -> np.ndarray:
+    return np.asarray(self._sp.encode(text), dtype=np.int32)
+
+  def decode(self, ids) -> str:
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+      raise ValueError(
+          f'Ids must lie in [0, {self.vocab_size}); got range '
+          f'[{ids.min()}, {ids.max()}].')
+    # SentencePiece drops pad and eos itself; sentinels lie beyond its model,
+    # so the runs between them are decoded apart and the sentinels spelled.
+    parts = []
+    start = 0
+    for pos in np.flatnonzero(ids >= self.num_pieces):
+      parts.append(self._sp.decode(ids[start:pos].tolist()))
+      parts.append(f'<extra_id_{self.vocab_size - 1 - ids[pos]}>')
+      start = pos + 1
+    parts.append(self._sp.decode(ids[start:].tolist()))
+    return ''.join(parts)
+
+  def to_dict(self) -> dict:
+    # The digest, not the proto, keys the content; save() writes the proto.
+    return {'kind': 'sentencepiece', 'model_type': self.model_type,
+            'vocab_size': self.vocab_size, 'num_sentinels': NUM_SENTINELS,
+            'model_sha256': hashlib.sha256(self.model_proto).hexdigest()}
+
+  def save(self, directory: str) -> None:
+    # The model first: tokenizer.json marks a complete save.
+    _write_atomic(os.path.join(directory, _SPM_FILENAME), self.model_proto)
+    _save_json(directory, self.to_dict())
+
+
+def _training_lines(texts: Iterable[str]) -> Iterable[str]:
+  """Non-blank lines of `texts`, cut to at most _SPM_MAX_LINE_CHARS.
+
+  SentencePiece learns pieces within a line, so a newline is spelled by its
+  byte piece <0x0A>: still one token, but never merged with its neighbours.
+  """
+  for text in texts:
+    for line in text.splitlines():
+      if line.strip():
+        for start in range(0, len(line), _SPM_MAX_LINE_CHARS):
+          yield line[start:start + _SPM_MAX_LINE_CHARS]
+
+
+def _train_sentencepiece(texts: Iterable[str], *, vocab_size: int | None,
+                         model_type: str | None) -> SentencePieceTokenizer:
+  model_type = model_type or 'unigram'
+  if model_type not in _SPM_MODEL_TYPES:
+    raise ValueError(f'Unknown SentencePiece model type {model_type!r}; '
+                     f'choose one of {list(_SPM_MODEL_TYPES)}.')
+  if vocab_size is None or vocab_size <= NUM_SENTINELS + _SPM_MIN_PIECES:
+    raise ValueError(
+        f'SentencePiece vocab_size must exceed {NUM_SENTINELS} sentinels + '
+        f'{_SPM_MIN_PIECES} pad/eos/unk/byte pieces = '
+        f'{NUM_SENTINELS + _SPM_MIN_PIECES}; got {vocab_size}.')
+  model = io.BytesIO()
+  spm.set_random_generator_seed(_SPM_SEED)  # the line sample and EM.
+  try:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_training_lines(texts)), model_writer=model,
+        model_type=model_type, vocab_size=vocab_size - NUM_SENTINELS,
+        pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+        byte_fallback=True,
+        # Exact round trip: see `normalise`.
+        normalization_rule_name='identity', add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
+        # Runs of spaces (verse indentation, code) become single pieces.
+        allow_whitespace_only_pieces=True,
+        input_sentence_size=_SPM_TRAINING_LINES, shuffle_input_sentence=True,
+        num_threads=min(os.cpu_count() or 1, 16), minloglevel=2)
+  except RuntimeError as e:  # e.g. a vocabulary too large for the corpus.
+    raise ValueError(
+        f'SentencePiece {model_type} training for vocab_size {vocab_size} '
+        f'({vocab_size - NUM_SENTINELS} pieces + {NUM_SENTINELS} sentinels) '
+        f'failed: {e}') from e
+  return SentencePieceTokenizer(model.getvalue())
+
+
+def _load_sentencepiece(spec: dict, directory: str) -> SentencePieceTokenizer:
+  path = os.path.join(directory, _SPM_FILENAME)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'No SentencePiece model at {path!r}.')
+  with open(path, 'rb') as f:
+    tokenizer = SentencePieceTokenizer(f.read())
+  if tokenizer.to_dict() != spec:
+    raise ValueError(f'{path!r} does not match {_FILENAME} beside it: '
+                     f'{tokenizer.to_dict()} != {spec}.')
+  return tokenizer
+
+
 def _build_char(texts: Iterable[str]) -> CharTokenizer:
   chars = set()
   for text in texts:
@@ -148,21 +339,37 @@ def _build_char(texts: Iterable[str]) -> CharTokenizer:
   return CharTokenizer(''.join(chars))
 
 
-_BUILDERS: dict[str, Callable[[Iterable[str]], Tokenizer]] = {
+_BUILDERS: dict[str, Callable[..., Tokenizer]] = {
     'char': _build_char,
     'byte': lambda texts: ByteTokenizer(),
+    'sentencepiece': _train_sentencepiece,
 }
-_LOADERS: dict[str, Callable[[dict], Tokenizer]] = {
-    'char': lambda spec: CharTokenizer(spec['chars']),
-    'byte': lambda spec: ByteTokenizer(),
+_LOADERS: dict[str, Callable[[dict, str], Tokenizer]] = {
+    'char': lambda spec, directory: CharTokenizer(spec['chars']),
+    'byte': lambda spec, directory: ByteTokenizer(),
+    'sentencepiece': _load_sentencepiece,
 }
 
 
-def make_tokenizer(kind: str, texts: Iterable[str]) -> Tokenizer:
-  """Builds a tokenizer of `kind` ('char' | 'byte') whose vocab covers `texts`."""
+def make_tokenizer(kind: str, texts: Iterable[str], *,
+                   vocab_size: int | None = None,
+                   model_type: str | None = None) -> Tokenizer:
+  """Builds a tokenizer of `kind` whose vocab covers `texts`.
+
+  kind: 'char' | 'byte' | 'sentencepiece'. SentencePiece trains on `texts`
+  and needs `vocab_size` (sentinels included); `model_type` is 'unigram'
+  (default) or 'bpe'. Char and byte take neither.
+  """
   if kind not in _BUILDERS:
     raise ValueError(
         f'Unknown tokenizer kind {kind!r}; choose one of {sorted(_BUILDERS)}.')
+  if kind == 'sentencepiece':
+    return _train_sentencepiece(texts, vocab_size=vocab_size,
+                                model_type=model_type)
+  if vocab_size is not None or model_type is not None:
+    raise ValueError(
+        f'The {kind!r} tokenizer takes no vocab_size or model_type; got '
+        f'vocab_size={vocab_size!r}, model_type={model_type!r}.')
   return _BUILDERS[kind](texts)
 
 
@@ -178,4 +385,4 @@ def load_tokenizer(directory: str) -> Tokenizer:
     raise ValueError(
         f'{path!r} holds unknown tokenizer kind {kind!r}; '
         f'known: {sorted(_LOADERS)}.')
-  return _LOADERS[kind](spec)
+  return _LOADERS[kind](spec, directory)

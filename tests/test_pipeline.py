@@ -8,6 +8,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from experiments import base
 from lm.data import pipeline
 
 SEQ_LEN = 16
@@ -15,7 +16,8 @@ BATCH = 4
 
 
 def _data_config(**overrides) -> ml_collections.ConfigDict:
-  config = dict(name='text_files', path='', data_dir='', source_dir='',
+  config = base.get_config().data.to_dict()  # every key the pipeline reads.
+  config.update(name='text_files', path='', data_dir='', source_dir='',
                 tokenizer='char', seq_len=SEQ_LEN, num_workers=0)
   config.update(overrides)
   return ml_collections.ConfigDict(config)

@@ -1,5 +1,7 @@
 """Tokenizers round-trip real and multilingual text and count bytes exactly."""
 
+import json
+import pathlib
 import time
 
 import ml_collections
@@ -8,6 +10,7 @@ import pytest
 
 from lm import tokenizers
 from lm.data import datasets
+from lm.data import pipeline
 
 MULTILINGUAL = 'Héllo, wörld! Привет мир. 你好，世界。 🙂 naïve café\n\ttab\r\n'
 
@@ -105,7 +108,8 @@ def test_unknown_character_error_names_it_and_its_position():
 
 
 def test_unknown_kind_error_names_it_and_the_choices():
-  with pytest.raises(ValueError, match=r"'bpe'.*'byte', 'char'"):
+  with pytest.raises(ValueError,
+                     match=r"'bpe'.*'byte', 'char', 'sentencepiece'"):
     tokenizers.make_tokenizer('bpe', ['abc'])
 
 
@@ -125,3 +129,214 @@ def test_save_and_load_round_trip(tmp_path, kind):
 def test_load_from_a_directory_without_a_tokenizer_fails(tmp_path):
   with pytest.raises(FileNotFoundError, match='tokenizer.json'):
     tokenizers.load_tokenizer(str(tmp_path))
+
+
+# SentencePiece: trained on a small synthetic corpus so each model takes
+# about a tenth of a second.
+
+# 100 sentinels + 3 specials + 256 bytes + 141 pieces, of which the corpus's
+# ~70 characters take about half (SentencePiece keeps a piece per character).
+SPM_VOCAB_SIZE = 500
+_WORDS = ('the quick brown fox jumps over lazy dog and then some more words '
+          'héllo wörld naïve café où être déjà vu '
+          'привет мир как дела хорошо спасибо '
+          '你好 世界 谢谢 再见 中文 '
+          'γειά σου κόσμε 🙂 🚀').split()
+# Characters the corpus lacks, whitespace runs, '▁' and specials spelled out.
+UNSEEN = ('  two  spaces, \ttab, NUL \x00, Ωmega ﬁ Ａ ✓, '
+          '<pad></s><unk><0x41> <extra_id_0> a▁b ▁ \r\n\n  trailing  ')
+
+
+def _corpus(num_lines: int = 300) -> list[str]:
+  rng = np.random.default_rng(0)
+  lines = [' '.join(rng.choice(_WORDS, rng.integers(3, 12)))
+           for _ in range(num_lines)]
+  # Documents of many lines, as the pipeline passes them.
+  return ['\n'.join(lines[i:i + 30]) + '\n' for i in range(0, num_lines, 30)]
+
+
+@pytest.fixture(scope='module', params=['unigram', 'bpe'])
+def spm_tokenizer(request):
+  return tokenizers.make_tokenizer('sentencepiece', _corpus(),
+                                   vocab_size=SPM_VOCAB_SIZE,
+                                   model_type=request.param)
+
+
+def test_spm_has_t5_special_ids_and_the_asked_vocab_size(spm_tokenizer):
+  tok = spm_tokenizer
+  assert tok.vocab_size == SPM_VOCAB_SIZE
+  assert (tok.pad_id, tok.eos_id, tok.unk_id) == (0, 1, 2)
+  assert tok.token_bytes.shape == (SPM_VOCAB_SIZE,)
+  assert tok.to_dict()['model_type'] == tok.model_type
+  # The corpus's frequent words became pieces longer than one character.
+  assert tok.token_bytes.max() > 4
+  assert len(tok.encode('the quick brown fox')) < len('the quick brown fox')
+
+
+@pytest.mark.parametrize('text', [MULTILINGUAL, UNSEEN, ''])
+def test_spm_round_trips_normalised_text(spm_tokenizer, text):
+  ids = spm_tokenizer.encode(text)
+  assert ids.dtype == np.int32
+  assert ids.size == 0 or (ids.min() > spm_tokenizer.unk_id
+                           and ids.max() < spm_tokenizer.sentinel_id(99))
+  assert spm_tokenizer.decode(ids) == tokenizers.normalise(text)
+
+
+def test_spm_trains_on_the_complete_works_fast_and_round_trips_them(
+    shakespeare_text):
+  start = time.perf_counter()
+  tokenizer = tokenizers.make_tokenizer('sentencepiece', [shakespeare_text],
+                                        vocab_size=8000)
+  assert time.perf_counter() - start < 30  # about 5 s on two shared cores.
+  ids = tokenizer.encode(shakespeare_text)
+  assert tokenizer.decode(ids) == shakespeare_text  # it holds no '▁'.
+  assert (tokenizer.token_bytes[ids].sum()
+          == len(shakespeare_text.encode('utf-8')))
+  assert len(ids) < len(shakespeare_text) / 2.5  # ~3 bytes per token.
+
+
+def test_normalise_changes_only_the_space_symbol():
+  assert tokenizers.normalise(MULTILINGUAL) == MULTILINGUAL
+  assert tokenizers.normalise('a▁b ▁') == 'a b  '
+
+
+@pytest.mark.parametrize('text', [MULTILINGUAL, UNSEEN])
+def test_spm_token_bytes_sum_to_the_normalised_utf8_length(spm_tokenizer,
+                                                          text):
+  tok = spm_tokenizer
+  ids = tok.encode(text)
+  assert (tok.token_bytes[ids].sum()
+          == len(tokenizers.normalise(text).encode('utf-8')))
+  # Byte pieces stand for one byte, '▁' for one space byte.
+  (byte_piece,) = tok.encode('\x00')
+  assert tok.token_bytes[byte_piece] == 1
+  (space,) = tok.encode(' ')
+  assert tok.token_bytes[space] == 1
+
+
+def test_spm_specials_and_sentinels_count_no_bytes(spm_tokenizer):
+  tok = spm_tokenizer
+  specials = [tok.pad_id, tok.eos_id, tok.unk_id]
+  assert tok.token_bytes[specials].tolist() == [0] * 3
+  sentinels = [tok.sentinel_id(i) for i in range(tok.num_sentinels)]
+  assert tok.token_bytes[sentinels].tolist() == [0] * 100
+
+
+def test_spm_sentinels_are_the_last_ids_and_decode_as_t5(spm_tokenizer):
+  tok = spm_tokenizer
+  assert tok.num_sentinels == 100
+  assert tok.sentinel_id(0) == SPM_VOCAB_SIZE - 1
+  assert tok.sentinel_id(99) == SPM_VOCAB_SIZE - 100
+  assert tok.decode([tok.sentinel_id(0)]) == '<extra_id_0>'
+  ids = np.concatenate([tok.encode('héllo '), [tok.sentinel_id(7)],
+                        tok.encode(' 你好'), [tok.sentinel_id(99), tok.eos_id,
+                                            tok.pad_id]])
+  assert tok.decode(ids) == 'héllo <extra_id_7> 你好<extra_id_99>'
+  with pytest.raises(ValueError, match=r'\[0, 100\); got 100'):
+    tok.sentinel_id(100)
+  with pytest.raises(ValueError, match=rf'\[0, {SPM_VOCAB_SIZE}\)'):
+    tok.decode([SPM_VOCAB_SIZE])
+
+
+def test_spm_decode_skips_pad_and_eos(spm_tokenizer):
+  tok = spm_tokenizer
+  ids = np.concatenate([[0, 1], tok.encode('héllo'), [1, 0, 0]])
+  assert tok.decode(ids) == 'héllo'
+
+
+@pytest.mark.parametrize('kind', ['char', 'byte'])
+def test_char_and_byte_have_no_sentinels(kind):
+  tokenizer = tokenizers.make_tokenizer(kind, ['abc'])
+  assert tokenizer.num_sentinels == 0
+  with pytest.raises(ValueError, match=rf"'{kind}' tokenizer has no sentinel"):
+    tokenizer.sentinel_id(0)
+
+
+def test_spm_training_is_deterministic_and_keyed_by_content(spm_tokenizer):
+  again = tokenizers.make_tokenizer(
+      'sentencepiece', _corpus(), vocab_size=SPM_VOCAB_SIZE,
+      model_type=spm_tokenizer.model_type)
+  assert again.to_dict() == spm_tokenizer.to_dict()
+  other = tokenizers.make_tokenizer(
+      'sentencepiece', _corpus(), vocab_size=SPM_VOCAB_SIZE - 10,
+      model_type=spm_tokenizer.model_type)
+  assert (other.to_dict()['model_sha256']
+          != spm_tokenizer.to_dict()['model_sha256'])
+  json.dumps(spm_tokenizer.to_dict())  # a JSON-able key.
+
+
+def test_spm_save_and_load_round_trip(spm_tokenizer, tmp_path):
+  spm_tokenizer.save(str(tmp_path / 'tok'))
+  assert sorted(p.name for p in (tmp_path / 'tok').iterdir()) == [
+      'spm.model', 'tokenizer.json']
+  loaded = tokenizers.load_tokenizer(str(tmp_path / 'tok'))
+  assert type(loaded) is tokenizers.SentencePieceTokenizer
+  assert loaded.to_dict() == spm_tokenizer.to_dict()
+  np.testing.assert_array_equal(loaded.token_bytes, spm_tokenizer.token_bytes)
+  for text in [MULTILINGUAL, UNSEEN]:
+    np.testing.assert_array_equal(loaded.encode(text),
+                                  spm_tokenizer.encode(text))
+
+
+def test_spm_load_rejects_a_model_that_does_not_match_its_json(tmp_path):
+  first, second = (
+      tokenizers.make_tokenizer('sentencepiece', _corpus(), vocab_size=size)
+      for size in (SPM_VOCAB_SIZE, SPM_VOCAB_SIZE - 10))
+  first.save(str(tmp_path))
+  (tmp_path / 'spm.model').write_bytes(second.model_proto)
+  with pytest.raises(ValueError, match='does not match tokenizer.json'):
+    tokenizers.load_tokenizer(str(tmp_path))
+
+
+def test_spm_bad_settings_are_named():
+  with pytest.raises(ValueError, match=r'exceed .* = 359; got 359'):
+    tokenizers.make_tokenizer('sentencepiece', _corpus(), vocab_size=359)
+  with pytest.raises(ValueError, match=r"'wordpiece'.*'unigram', 'bpe'"):
+    tokenizers.make_tokenizer('sentencepiece', _corpus(), vocab_size=400,
+                              model_type='wordpiece')
+  with pytest.raises(ValueError, match='vocab_size 100000 .*failed'):
+    tokenizers.make_tokenizer('sentencepiece', _corpus(), vocab_size=100_000)
+  with pytest.raises(ValueError, match="'char' tokenizer takes no vocab_size"):
+    tokenizers.make_tokenizer('char', ['abc'], vocab_size=400)
+
+
+def test_pipeline_trains_spm_on_train_only_and_caches_it_with_the_dataset(
+    tmp_path, monkeypatch):
+  corpus = tmp_path / 'corpus.txt'
+  corpus.write_text(''.join(_corpus()), encoding='utf-8')
+  config = _data_config(name='text_files', path=str(corpus),
+                        data_dir=str(tmp_path / 'tfds'),
+                        tokenizer='sentencepiece', vocab_size=SPM_VOCAB_SIZE,
+                        spm_model_type='bpe')
+  calls = []
+  make_tokenizer = tokenizers.make_tokenizer
+
+  def counting_make_tokenizer(kind, texts, **options):
+    calls.append(list(texts))
+    return make_tokenizer(kind, calls[-1], **options)
+
+  monkeypatch.setattr(tokenizers, 'make_tokenizer', counting_make_tokenizer)
+  built = pipeline.get_tokenizer(config, str(tmp_path / 'run1'))
+  assert calls == [datasets.split_texts(config, 'train')]
+  assert built.to_dict()['model_type'] == 'bpe'
+  cache = (pathlib.Path(datasets.make_builder(config).data_dir) / 'tokenizers'
+           / f'spm_bpe_{SPM_VOCAB_SIZE}')
+  assert (cache / 'spm.model').exists()
+  assert (tmp_path / 'run1' / 'tokenizer' / 'spm.model').exists()
+
+  # A new run (another workdir, or none) reuses the cached model.
+  for workdir in [str(tmp_path / 'run2'), None]:
+    reused = pipeline.get_tokenizer(config, workdir)
+    assert len(calls) == 1
+    assert reused.to_dict() == built.to_dict()
+  # The run's own copy wins, and must match the config.
+  assert pipeline.get_tokenizer(config, str(tmp_path / 'run1')).to_dict() == (
+      built.to_dict())
+  config.vocab_size = SPM_VOCAB_SIZE - 10
+  with pytest.raises(ValueError, match=r"\('bpe', 500\) but data asks for "
+                                       r"\('bpe', 490\)"):
+    pipeline.get_tokenizer(config, str(tmp_path / 'run1'))
+  # Other settings train their own model beside the first.
+  assert pipeline.get_tokenizer(config, None).vocab_size == SPM_VOCAB_SIZE - 10
+  assert len(calls) == 2
+  assert (cache.parent / f'spm_bpe_{SPM_VOCAB_SIZE - 10}').is_dir()

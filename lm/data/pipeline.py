@@ -11,12 +11,24 @@ starts each row.
     row 0   inputs [a b c]   targets [b c eos]
     row 1   inputs [eos d e] targets [d e eos]
 
-Batches are dicts of numpy [B, L] arrays with T5X names (see FEATURES). Here
-every row is one segment (segment ids 1, positions 0..L-1); packing, with
-per-document segment ids and positions restarting after eos, will replace
-`ChunkedStream` as the row source and keep the batch contract.
+Batches are dicts of numpy [B, L] arrays with T5X names (see FEATURES). In
+concat-and-chunk every row is one segment (segment ids 1, positions 0..L-1).
+
+Every other mode (data.pack=True, data.task 'seq2seq' or 'span_corruption')
+turns each example into an unpadded example dict (lm/data/tasks.py), then
+either pads it into a row of its own or first-fit packs several per row with
+grain's FirstFitPackIterDataset (segment ids 1, 2, ... per example, 0 on
+padding; positions restart at 0), whose state is part of the iterator's:
+
+    examples -> [process shard] -> shuffle -> repeat -> (task map)
+             -> pack or pad -> batch -> [worker processes]
+
+Encoder-decoder tasks add ENCODER_FEATURES of length data.max_input_len; their
+decoder rows have data.max_target_len tokens. `split_stats` counts what a pass
+keeps, truncates and drops (lm/data/inspect.py prints it).
 """
 
+import functools
 import math
 import os
 
@@ -25,9 +37,14 @@ import numpy as np
 
 from lm import tokenizers
 from lm.data import datasets
+from lm.data import tasks
 
 FEATURES = ('decoder_input_tokens', 'decoder_target_tokens',
             'decoder_loss_weights', 'decoder_segment_ids', 'decoder_positions')
+ENCODER_FEATURES = ('encoder_input_tokens', 'encoder_segment_ids',
+                    'encoder_positions')
+TASKS = ('lm', 'seq2seq', 'span_corruption')
+_EVAL_SEED = 0  # span corruption noise of eval passes and of split_stats.
 _TOKENIZER_SUBDIR = 'tokenizer'
 
 # (prepared dataset dir, split, tokenizer description) -> int32 [n] stream.
@@ -39,20 +56,47 @@ def get_tokenizer(data_config, workdir: str | None = None):
   """The run's tokenizer: workdir/tokenizer if saved, else built from the data.
 
   A char vocabulary is built over all splits (as nanoGPT does), so held-out
-  text never meets an unknown character.
+  text never meets an unknown character. SentencePiece trains on the train
+  split only (byte fallback covers the rest) and is cached with the prepared
+  dataset, in <dataset dir>/tokenizers/spm_<model_type>_<vocab_size>/, so
+  every run on that dataset reuses one model instead of training again.
   """
+  kind = data_config.tokenizer
   directory = workdir and os.path.join(workdir, _TOKENIZER_SUBDIR)
   if directory and os.path.isdir(directory):
     tokenizer = tokenizers.load_tokenizer(directory)
     saved_kind = tokenizer.to_dict()['kind']
-    if saved_kind != data_config.tokenizer:
+    if saved_kind != kind:
       raise ValueError(
           f'{directory!r} holds a {saved_kind!r} tokenizer but '
-          f'data.tokenizer is {data_config.tokenizer!r}; use a new workdir.')
+          f'data.tokenizer is {kind!r}; use a new workdir.')
+    if kind == 'sentencepiece':
+      saved = (tokenizer.model_type, tokenizer.vocab_size)
+      wanted = (data_config.spm_model_type, data_config.vocab_size)
+      if saved != wanted:
+        raise ValueError(
+            f'{directory!r} holds a SentencePiece (model_type, vocab_size) '
+            f'{saved} but data asks for {wanted}; use a new workdir.')
     return tokenizer
-  texts = [text for split in datasets.SPLITS
-           for text in datasets.split_texts(data_config, split)]
-  tokenizer = tokenizers.make_tokenizer(data_config.tokenizer, texts)
+  if kind == 'sentencepiece':
+    model_type = data_config.spm_model_type
+    vocab_size = data_config.vocab_size
+    # Prepare first: preparing renames a finished folder onto data_dir, which
+    # must not exist before.
+    datasets.load_split(data_config, 'train')
+    cache = os.path.join(datasets.make_builder(data_config).data_dir,
+                         'tokenizers', f'spm_{model_type}_{vocab_size}')
+    if os.path.exists(os.path.join(cache, 'tokenizer.json')):
+      tokenizer = tokenizers.load_tokenizer(cache)
+    else:
+      tokenizer = tokenizers.make_tokenizer(
+          kind, datasets.split_texts(data_config, 'train'),
+          vocab_size=vocab_size, model_type=model_type)
+      tokenizer.save(cache)
+  else:
+    texts = [text for split in datasets.SPLITS
+             for text in datasets.split_texts(data_config, split)]
+    tokenizer = tokenizers.make_tokenizer(kind, texts)
   if directory:
     tokenizer.save(directory)
   return tokenizer
@@ -114,19 +158,33 @@ def padding_row(seq_len: int) -> dict[str, np.ndarray]:
 
 
 def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
-                        process_index: int = 0, process_count: int = 1):
-  """Endless shuffled batches of this process's rows; a grain DatasetIterator.
+                        process_index: int = 0, process_count: int = 1,
+                        num_epochs: int | None = None):
+  """Shuffled batches of this process's rows; a grain DatasetIterator.
 
-  Process p owns rows p, p + P, p + 2P, ... of the split (P processes), and
-  shuffles them afresh each epoch from `seed`. The iterator's
-  `get_state()` / `set_state()` (or grain.checkpoint.CheckpointSave/Restore in
-  orbax) resume at exactly the next batch.
+  Process p owns rows (concat-and-chunk) or examples (every other mode)
+  p, p + P, p + 2P, ... of the split (P processes), and shuffles them afresh
+  each epoch from `seed`. The iterator's `get_state()` / `set_state()` (or
+  grain.checkpoint.CheckpointSave/Restore in orbax) resume at exactly the next
+  batch, packing state included. Endless unless `num_epochs` is given (tests,
+  benchmarks); then the last batch is padded with zero-weight rows.
   """
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index {process_index} outside '
                      f'[0, process_count={process_count}).')
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive; got {batch_size}.')
+  _check_task(data_config)
+  if data_config.task != 'lm' or data_config.pack:
+    ds = _example_dataset(data_config, tokenizer, 'train', seed=seed,
+                          shuffle=True, num_epochs=num_epochs,
+                          shard=(process_index, process_count))
+    it = _batched_rows(ds, data_config, batch_size=batch_size, seed=seed,
+                       finite=num_epochs is not None)
+    if data_config.num_workers > 0:
+      it = it.mp_prefetch(
+          grain.MultiprocessingOptions(num_workers=data_config.num_workers))
+    return iter(it)
   tokens = token_stream(data_config, tokenizer, 'train')
   rows = ChunkedStream(tokens, data_config.seq_len, keep_partial=False)
   if len(rows) < process_count:
@@ -136,7 +194,10 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
         f'process_count = {process_count}. Use more text or a smaller seq_len.')
   ds = grain.MapDataset.source(rows)[process_index::process_count]
   # shuffle then repeat: grain reseeds the shuffle each epoch (seed + epoch).
-  ds = ds.shuffle(seed=seed).repeat().batch(batch_size, drop_remainder=True)
+  ds = ds.shuffle(seed=seed).repeat(num_epochs).batch(
+      batch_size, drop_remainder=num_epochs is None)
+  if num_epochs is not None:
+    ds = ds.map(functools.partial(_pad_batch, batch_size=batch_size))
   # A small read-ahead in threads overlaps batch assembly with the step.
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
                                             prefetch_buffer_size=8))
@@ -150,9 +211,17 @@ def make_eval_batches(data_config, tokenizer, split: str, *, batch_size: int):
   """One ordered pass over `split`; every target token weighs 1 exactly once.
 
   The last batch is filled up with padding rows (weight 0) rather than dropped.
+  Rows are built as in training (data.task, data.pack), unshuffled; span
+  corruption noise is seeded by a fixed _EVAL_SEED.
   """
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive; got {batch_size}.')
+  _check_task(data_config)
+  if data_config.task != 'lm' or data_config.pack:
+    ds = _example_dataset(data_config, tokenizer, split, seed=_EVAL_SEED,
+                          shuffle=False, num_epochs=1)
+    return iter(_batched_rows(ds, data_config, batch_size=batch_size,
+                              seed=_EVAL_SEED, finite=True))
   rows = ChunkedStream(token_stream(data_config, tokenizer, split),
                        data_config.seq_len, keep_partial=True)
   return _batches(rows, batch_size, data_config.seq_len)
@@ -163,3 +232,225 @@ def _batches(rows: ChunkedStream, batch_size: int, seq_len: int):
     batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
     batch += [padding_row(seq_len)] * (batch_size - len(batch))
     yield {name: np.stack([row[name] for row in batch]) for name in FEATURES}
+
+
+def _check_task(data_config) -> None:
+  if data_config.task not in TASKS:
+    raise ValueError(f'Unknown data.task {data_config.task!r}; choose one of '
+                     f'{list(TASKS)}.')
+
+
+def features(data_config) -> tuple[str, ...]:
+  """The batch's feature names for data.task."""
+  _check_task(data_config)
+  return FEATURES + (ENCODER_FEATURES if data_config.task != 'lm' else ())
+
+
+def row_lengths(data_config) -> dict[str, int]:
+  """Length of each example feature in a row, for data.task."""
+  if data_config.task == 'lm':
+    return {name: data_config.seq_len for name in FEATURES[:3]}
+  return {'encoder_input_tokens': data_config.max_input_len,
+          **{name: data_config.max_target_len for name in FEATURES[:3]}}
+
+
+# (prepared dataset dir, split, tokenizer description) -> per-document ids.
+_DOCUMENTS: dict[tuple[str, str, str], list[np.ndarray]] = {}
+
+
+def document_tokens(data_config, tokenizer, split: str) -> list[np.ndarray]:
+  """int32 ids of each document of `split` (no eos), cached per process."""
+  key = (str(datasets.make_builder(data_config).data_path), split,
+         repr(tokenizer.to_dict()))
+  if key not in _DOCUMENTS:
+    _DOCUMENTS[key] = [np.asarray(tokenizer.encode(text), np.int32)
+                       for text in datasets.split_texts(data_config, split)]
+  return _DOCUMENTS[key]
+
+
+def _lm_pieces(data_config, tokenizer, split: str) -> list[np.ndarray]:
+  eos = np.array([tokenizer.eos_id], np.int32)
+  return [piece for doc in document_tokens(data_config, tokenizer, split)
+          for piece in tasks.lm_pieces(np.concatenate([doc, eos]),
+                                       data_config.seq_len)]
+
+
+def _span_chunk_len(data_config) -> int:
+  return tasks.span_corruption_lengths(
+      data_config.max_input_len, data_config.max_target_len,
+      data_config.noise_density, data_config.mean_noise_span_length)
+
+
+def _span_chunks(data_config, tokenizer, split: str) -> list[np.ndarray]:
+  """Each document cut into chunks whose corruption fits the row lengths."""
+  n = _span_chunk_len(data_config)
+  return [doc[start:start + n]
+          for doc in document_tokens(data_config, tokenizer, split)
+          for start in range(0, len(doc), n)]
+
+
+def _sentinel_id(tokenizer):
+  if not hasattr(tokenizer, 'sentinel_id'):
+    raise ValueError(
+        f'data.task=span_corruption needs a tokenizer with sentinel ids '
+        f'(sentinel_id(i)); {type(tokenizer).__name__} has none. Use '
+        "data.tokenizer='sentencepiece'.")
+  return tokenizer.sentinel_id
+
+
+def _seq2seq_example(record, *, data_config, tokenizer):
+  inputs, targets = tasks.seq2seq_pair(record, data_config.input_key,
+                                       data_config.target_key)
+  return tasks.encoder_decoder_example(
+      tokenizer.encode(data_config.prefix + inputs), tokenizer.encode(targets),
+      eos_id=tokenizer.eos_id, max_input_len=data_config.max_input_len,
+      max_target_len=data_config.max_target_len)
+
+
+def _span_example(chunk, rng, *, data_config, tokenizer):
+  inputs, targets = tasks.span_corruption(
+      chunk, noise_density=data_config.noise_density,
+      mean_noise_span_length=data_config.mean_noise_span_length, rng=rng,
+      sentinel_id=_sentinel_id(tokenizer))
+  return tasks.encoder_decoder_example(
+      inputs, targets, eos_id=tokenizer.eos_id,
+      max_input_len=data_config.max_input_len,
+      max_target_len=data_config.max_target_len)
+
+
+def _drop_count(example_and_count):
+  return example_and_count[0]
+
+
+def _source(data_config, tokenizer, split: str) -> grain.MapDataset:
+  """The split's units before the task map: LM pieces, seq2seq records or
+  span-corruption chunks (empty documents and pieces without a target are
+  left out here and counted by split_stats)."""
+  if data_config.task == 'lm':
+    return grain.MapDataset.source(_lm_pieces(data_config, tokenizer, split))
+  if data_config.task == 'seq2seq':
+    return grain.MapDataset.source(datasets.load_split(data_config, split))
+  return grain.MapDataset.source(_span_chunks(data_config, tokenizer, split))
+
+
+def _example_dataset(data_config, tokenizer, split: str, *, seed: int,
+                     shuffle: bool, num_epochs: int | None,
+                     shard: tuple[int, int] = (0, 1),
+                     with_counts: bool = False) -> grain.MapDataset:
+  """Unpadded examples of `split` (tasks.py), this process's shard; with
+  `with_counts`, encoder-decoder elements are (example, truncated tokens)."""
+  ds = _source(data_config, tokenizer, split)
+  index, count = shard
+  if len(ds) < count:
+    raise ValueError(f'The {split} split has {len(ds)} examples, fewer than '
+                     f'process_count = {count}.')
+  ds = ds[index::count]
+  if shuffle:
+    ds = ds.shuffle(seed=seed)  # reseeded each epoch by repeat.
+  ds = ds.repeat(num_epochs)
+  bound = dict(data_config=data_config, tokenizer=tokenizer)
+  if data_config.task == 'span_corruption':
+    # Fail here, not in a worker: the longest chunk's spans need sentinels.
+    n = _span_chunk_len(data_config)
+    max_spans = max(round(round(n * data_config.noise_density)
+                          / data_config.mean_noise_span_length), 1)
+    _sentinel_id(tokenizer)(max_spans - 1)
+  if data_config.task == 'lm':
+    return ds.map(tasks.lm_example)
+  if data_config.task == 'seq2seq':
+    ds = ds.map(functools.partial(_seq2seq_example, **bound))
+  else:
+    # After repeat: the noise of an example differs from epoch to epoch.
+    ds = ds.random_map(functools.partial(_span_example, **bound), seed=seed)
+  return ds if with_counts else ds.map(_drop_count)
+
+
+def _batched_rows(ds: grain.MapDataset, data_config, *, batch_size: int,
+                  seed: int, finite: bool) -> grain.IterDataset:
+  lengths = row_lengths(data_config)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
+                                            prefetch_buffer_size=8))
+  if data_config.pack:
+    # One bin per row of a batch: when an example fits no open bin, grain
+    # emits the bins; more bins pack tighter but delay and reorder more.
+    it = grain.experimental.FirstFitPackIterDataset(
+        it, length_struct=lengths, num_packing_bins=batch_size, seed=seed,
+        shuffle_bins=not finite).map(tasks.from_packed)
+  else:
+    it = it.map(functools.partial(tasks.pad_example, lengths=lengths))
+  it = it.batch(batch_size, drop_remainder=not finite)
+  if finite:
+    it = it.map(functools.partial(_pad_batch, batch_size=batch_size))
+  return it
+
+
+def _pad_batch(batch: dict[str, np.ndarray], *, batch_size: int):
+  """Fills a short last batch up with zeros: segment id 0, weight 0."""
+  missing = batch_size - len(next(iter(batch.values())))
+  return {name: np.concatenate([value, np.zeros((missing, *value.shape[1:]),
+                                                value.dtype)])
+          for name, value in batch.items()}
+
+
+def split_stats(data_config, tokenizer, split: str, *,
+                train: bool | None = None) -> tasks.Stats:
+  """What one pass over `split` keeps, truncates and drops (see tasks.Stats).
+
+  `train` (default: split == 'train') selects the train rows, which for
+  concat-and-chunk drop the partial last row; eval passes keep it. Counts
+  every example in the main process: cheap for our datasets, slow for large
+  catalogue ones. For span corruption they are those of the eval noise.
+  Holds: input_tokens + target_tokens + truncated_tokens == source_tokens.
+  """
+  _check_task(data_config)
+  train = split == 'train' if train is None else train
+  if data_config.task == 'seq2seq':
+    return _seq2seq_stats(data_config, tokenizer, split)
+  docs = document_tokens(data_config, tokenizer, split)
+  texts_bytes = sum(len(t.encode('utf-8'))
+                    for t in datasets.split_texts(data_config, split))
+  stats = tasks.Stats(examples=len(docs), bytes=texts_bytes)
+  if data_config.task == 'span_corruption':
+    stats.dropped_examples = sum(len(doc) == 0 for doc in docs)
+    for example, truncated in _example_dataset(
+        data_config, tokenizer, split, seed=_EVAL_SEED, shuffle=False,
+        num_epochs=1, with_counts=True):
+      stats = stats + _example_stats(example, truncated)
+    return stats
+  lengths = [len(doc) + 1 for doc in docs]  # eos appended.
+  stats.source_tokens = sum(lengths)
+  if not data_config.pack:  # one stream: its first token is only read.
+    targets = max(stats.source_tokens - 1, 0)
+    if train:
+      targets = targets // data_config.seq_len * data_config.seq_len
+    stats.input_tokens = min(stats.source_tokens, 1)
+    stats.target_tokens = targets
+  else:  # per document: its first token is only read.
+    kept = [n for n in lengths if n >= 2]
+    stats.input_tokens = len(kept)
+    stats.target_tokens = sum(kept) - len(kept)
+    stats.dropped_examples = len(lengths) - len(kept)
+  stats.truncated_tokens = (stats.source_tokens - stats.input_tokens
+                            - stats.target_tokens)
+  return stats
+
+
+def _example_stats(example, truncated: int) -> tasks.Stats:
+  inputs = len(example['encoder_input_tokens'])
+  targets = len(example['decoder_target_tokens'])
+  return tasks.Stats(examples=0, source_tokens=inputs + targets + truncated,
+                     input_tokens=inputs, target_tokens=targets,
+                     truncated_tokens=truncated)
+
+
+def _seq2seq_stats(data_config, tokenizer, split: str) -> tasks.Stats:
+  records = datasets.load_split(data_config, split)
+  stats = tasks.Stats(examples=len(records))
+  for i in range(len(records)):
+    inputs, targets = tasks.seq2seq_pair(records[i], data_config.input_key,
+                                         data_config.target_key)
+    stats.bytes += len((data_config.prefix + inputs + targets).encode('utf-8'))
+    stats = stats + _example_stats(*_seq2seq_example(
+        records[i], data_config=data_config, tokenizer=tokenizer))
+  return stats
+

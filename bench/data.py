@@ -1,0 +1,76 @@
+"""Input-pipeline speed: tokens/s of tokenize + pack + batch, next to the train step's consumption.
+
+Run: .venv/bin/python bench/data.py [--num_workers=2] [--batches=300] [--modes=concat,pack]
+
+For each mode (concat-and-chunk, first-fit packing) and train shape (experiments/shakespeare.py's default
+shape and bench/train.py's medium shape), on the shakespeare dataset with the char tokenizer:
+- startup: seconds from an empty cache to the first batch (tokenizing the split, starting workers);
+- pipeline tok/s: rows x seq_len per second over --batches batches after the first, read as train.py reads
+  them (all positions of a row count, as the train step's rate does);
+- train tok/s: the train step's rate at that shape, measured on this 2-core CPU (--train_rates to change);
+- ratio = pipeline / train; the pipeline must keep it >= 10.
+CPU figures: a busy core skews them; run alone when you can.
+"""
+import os
+import sys
+import time
+
+from absl import app
+from absl import logging
+from absl import flags
+
+# `.venv/bin/python bench/data.py` works as `./run.sh bench data` does: the repository root on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments import shakespeare  # noqa: E402
+from lm.data import pipeline  # noqa: E402
+
+SHAPES = {  # name: (seq_len, batch_size); the train rates are the step's tokens/s on the dev CPU.
+    'default': (128, 32),
+    'medium': (256, 16),
+}
+_NUM_WORKERS = flags.DEFINE_integer('num_workers', 2, 'grain worker processes (data.num_workers).')
+_BATCHES = flags.DEFINE_integer('batches', 300, 'Timed batches per configuration (after the first).')
+_MODES = flags.DEFINE_list('modes', ['concat', 'pack'], 'concat (data.pack=False) and/or pack (True).')
+_TRAIN_RATES = flags.DEFINE_list('train_rates', ['17500', '5300'],
+                                 'Train-step tokens/s at the default and medium shapes.')
+
+
+def time_pipeline(data_config, tokenizer, batch_size: int, num_batches: int) -> tuple[float, float]:
+  """(seconds to the first batch from an empty token cache, tokens/s over the next num_batches)."""
+  pipeline._STREAMS.clear()  # time tokenization too.
+  pipeline._DOCUMENTS.clear()
+  start = time.perf_counter()
+  iterator = pipeline.make_train_iterator(data_config, tokenizer, batch_size=batch_size, seed=0)
+  next(iterator)
+  startup = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    batch = next(iterator)
+  elapsed = time.perf_counter() - start
+  if hasattr(iterator, 'close'):
+    iterator.close()
+  return startup, num_batches * batch['decoder_input_tokens'].size / elapsed
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # tfds logs every split it opens.
+  config = shakespeare.get_config().data
+  config.num_workers = _NUM_WORKERS.value
+  tokenizer = pipeline.get_tokenizer(config, None)
+  train_rates = dict(zip(SHAPES, map(float, _TRAIN_RATES.value)))
+  print(f'shakespeare, char tokenizer, {config.num_workers} workers, {_BATCHES.value} batches')
+  print(f'{"mode":<8}{"shape":<9}{"L x B":>9}{"startup s":>11}{"pipeline tok/s":>16}{"train tok/s":>13}'
+        f'{"ratio":>8}')
+  for mode in _MODES.value:
+    config.pack = {'concat': False, 'pack': True}[mode]
+    for shape, (seq_len, batch_size) in SHAPES.items():
+      config.seq_len = seq_len
+      startup, rate = time_pipeline(config, tokenizer, batch_size, _BATCHES.value)
+      ratio = rate / train_rates[shape]
+      print(f'{mode:<8}{shape:<9}{f"{seq_len}x{batch_size}":>9}{startup:>11.2f}{rate:>16,.0f}'
+            f'{train_rates[shape]:>13,.0f}{ratio:>7.0f}x{"" if ratio >= 10 else "  < 10x!"}', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

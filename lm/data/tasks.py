@@ -1,0 +1,241 @@
+"""Tasks: pure numpy functions turning token ids into unpadded batch examples.
+
+An *example* is a dict of 1-D arrays with the batch contract's names
+(pipeline.FEATURES / ENCODER_FEATURES) but no segment ids or positions; the
+pipeline either pads it into a row of its own (segment id 1, positions 0..n-1)
+or first-fit packs several into a row, which then adds per-segment ids
+(1, 2, ... ; 0 for padding) and positions restarting at 0.
+
+Language modelling (packed). A document of n tokens (eos included) is cut
+into pieces of at most L + 1 tokens with stride L (neighbours share one
+token), and each piece gives inputs `p[:-1]`, targets `p[1:]`:
+
+    doc = [a b c d e eos]           L = 3
+    piece 0 [a b c d]   inputs [a b c]   targets [b c d]
+    piece 1 [d e eos]   inputs [d e]     targets [e eos]
+
+So every token of a document except its first is a target exactly once
+(n - 1 targets), no target crosses a document, and nothing is truncated. A
+document of one token (an empty text plus eos) has no target and is dropped
+(and counted).
+
+seq2seq / span corruption. `encoder_input_tokens` = inputs + eos and
+`decoder_target_tokens` = targets + eos, each truncated to its length
+(truncated tokens are counted); `decoder_input_tokens` is the targets shifted
+right with 0 as the start token (T5), so packing restarts it per segment.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Stats:
+  """Token and example counts of one pass over a split, as the rows see it.
+
+  source_tokens: tokens the task makes before truncation: documents + eos
+    (lm); inputs + eos and targets + eos, prefix and sentinels included
+    (seq2seq, span corruption). bytes: UTF-8 bytes of the texts.
+  input_tokens: tokens the rows hold only as inputs: encoder inputs, or the
+    first token of each LM sequence (no token before it to predict it from).
+  target_tokens: tokens the rows hold as targets with loss weight 1.
+  truncated_tokens: source tokens in no row (cut by max lengths, the partial
+    last row of concat-and-chunk training, or of a dropped example).
+  dropped_examples: examples that give no row (e.g. empty texts).
+  So input_tokens + target_tokens + truncated_tokens == source_tokens.
+  """
+  examples: int = 0
+  bytes: int = 0
+  source_tokens: int = 0
+  input_tokens: int = 0
+  target_tokens: int = 0
+  truncated_tokens: int = 0
+  dropped_examples: int = 0
+
+  def __add__(self, other: 'Stats') -> 'Stats':
+    return Stats(*(a + b for a, b in zip(dataclasses.astuple(self),
+                                         dataclasses.astuple(other))))
+
+
+def lm_pieces(tokens: np.ndarray, seq_len: int) -> list[np.ndarray]:
+  """Pieces of at most seq_len + 1 tokens, stride seq_len; [] below 2 tokens."""
+  if seq_len < 1:
+    raise ValueError(f'seq_len must be positive; got {seq_len}.')
+  return [tokens[start:start + seq_len + 1]
+          for start in range(0, len(tokens) - 1, seq_len)]
+
+
+def lm_example(piece: np.ndarray) -> dict[str, np.ndarray]:
+  """One piece -> decoder inputs piece[:-1], targets piece[1:], weights 1."""
+  piece = np.asarray(piece, np.int32)
+  return {'decoder_input_tokens': piece[:-1],
+          'decoder_target_tokens': piece[1:],
+          'decoder_loss_weights': np.ones(len(piece) - 1, np.float32)}
+
+
+def seq2seq_pair(record: dict, input_key: str, target_key: str
+                 ) -> tuple[str, str]:
+  """(input text, target text) of a dataset record, read by feature key.
+
+  Catalogue datasets name their features (data.input_key / data.target_key,
+  e.g. 'article' / 'highlights'); ours use 'inputs' / 'targets', which are
+  the keys' defaults.
+  """
+  missing = [k for k in (input_key, target_key) if k not in record]
+  if missing:
+    raise KeyError(f'Record has no feature {missing}; it has {sorted(record)}.'
+                   ' Set data.input_key / data.target_key.')
+  return _as_str(record[input_key]), _as_str(record[target_key])
+
+
+def _as_str(value) -> str:
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+
+
+def encoder_decoder_example(inputs: np.ndarray, targets: np.ndarray, *,
+                            eos_id: int, max_input_len: int,
+                            max_target_len: int
+                            ) -> tuple[dict[str, np.ndarray], int]:
+  """(example, truncated token count) for ids of one input and target.
+
+  inputs + eos is cut to max_input_len and targets + eos to max_target_len;
+  decoder inputs are the kept targets shifted right behind start token 0.
+  """
+  eos = np.array([eos_id], np.int32)
+  full_inputs = np.concatenate([np.asarray(inputs, np.int32), eos])
+  full_targets = np.concatenate([np.asarray(targets, np.int32), eos])
+  enc, dec = full_inputs[:max_input_len], full_targets[:max_target_len]
+  truncated = len(full_inputs) - len(enc) + len(full_targets) - len(dec)
+  return {'encoder_input_tokens': enc,
+          'decoder_input_tokens': np.concatenate([[0], dec[:-1]]).astype(
+              np.int32),
+          'decoder_target_tokens': dec,
+          'decoder_loss_weights': np.ones(len(dec), np.float32)}, truncated
+
+
+def random_spans_noise_mask(length: int, noise_density: float,
+                            mean_noise_span_length: float,
+                            rng: np.random.Generator) -> np.ndarray:
+  """bool [length]: T5's noise mask; spans alternate, starting with non-noise.
+
+  round(length * noise_density) tokens (at least 1, at most length - 1) are
+  noise, in round(noise / mean_noise_span_length) spans (at least 1) whose
+  lengths, like the non-noise gaps between them, are a uniformly random
+  composition. Deterministic given `rng`'s state.
+  """
+  original_length = length
+  length = max(length, 2)
+  num_noise = int(round(length * noise_density))
+  num_noise = min(max(num_noise, 1), length - 1)
+  num_spans = max(int(round(num_noise / mean_noise_span_length)), 1)
+  num_nonnoise = length - num_noise
+  # Unlike T5, never ask for more spans than either part has tokens.
+  num_spans = min(num_spans, num_noise, num_nonnoise)
+
+  def segmentation(num_items: int) -> np.ndarray:
+    """Random lengths >= 1 of num_spans segments summing to num_items."""
+    first_in_segment = np.zeros(num_items, bool)
+    cuts = rng.permutation(num_items - 1)[:num_spans - 1] + 1
+    first_in_segment[cuts] = True
+    first_in_segment[0] = True
+    return np.diff(np.append(np.flatnonzero(first_in_segment), num_items))
+
+  interleaved = np.stack([segmentation(num_nonnoise), segmentation(num_noise)],
+                         axis=1).reshape(-1)
+  span_index = np.repeat(np.arange(2 * num_spans), interleaved)
+  return (span_index % 2 == 1)[:original_length]
+
+
+def _spans_to_sentinels(tokens: np.ndarray, mask: np.ndarray,
+                        sentinels: np.ndarray) -> np.ndarray:
+  """tokens with the i-th run of masked tokens replaced by sentinels[i]."""
+  starts = mask & ~np.concatenate([[False], mask[:-1]])
+  span = np.cumsum(starts) - 1
+  out = np.where(starts, sentinels[np.maximum(span, 0)], tokens)
+  return out[~mask | starts].astype(np.int32)
+
+
+def span_corruption(tokens: np.ndarray, *, noise_density: float,
+                    mean_noise_span_length: float, rng: np.random.Generator,
+                    sentinel_id) -> tuple[np.ndarray, np.ndarray]:
+  """T5 span corruption of `tokens` (no eos) -> (inputs, targets), no eos.
+
+  Noise span i becomes sentinel_id(i) in the inputs; the targets are, for
+  each span, sentinel_id(i) then the span's tokens:
+
+      tokens  [a b c d e f]   noise [c d] and [f]
+      inputs  [a b S0 e S1]   targets [S0 c d S1 f]
+  """
+  tokens = np.asarray(tokens, np.int32)
+  if not len(tokens):
+    return tokens, tokens
+  mask = random_spans_noise_mask(len(tokens), noise_density,
+                                 mean_noise_span_length, rng)
+  num_spans = int((mask & ~np.concatenate([[False], mask[:-1]])).sum())
+  sentinels = np.array([sentinel_id(i) for i in range(max(num_spans, 1))],
+                       np.int32)
+  inputs = _spans_to_sentinels(tokens, mask, sentinels)
+  # Non-noise run i precedes noise run i (the mask starts with non-noise), so
+  # replacing it by sentinel i puts that sentinel right before span i.
+  targets = _spans_to_sentinels(tokens, ~mask, sentinels)
+  if len(targets) and not mask[-1]:
+    targets = targets[:-1]  # a trailing non-noise run has no span after it.
+  return inputs, targets
+
+
+def span_corruption_lengths(max_input_len: int, max_target_len: int,
+                            noise_density: float,
+                            mean_noise_span_length: float) -> int:
+  """Longest token chunk whose corrupted inputs and targets (with eos) fit.
+
+  T5's `random_spans_helper`, bounded by both lengths so that nothing is
+  truncated by design.
+  """
+  def lengths(n):
+    noise = int(round(n * noise_density))
+    spans = int(round(noise / mean_noise_span_length))
+    return n - noise + spans + 1, noise + spans + 1
+
+  n = 1
+  while all(a <= b for a, b in zip(lengths(n + 1),
+                                   (max_input_len, max_target_len))):
+    n += 1
+  return n
+
+
+def pad_example(example: dict[str, np.ndarray], lengths: dict[str, int]
+                ) -> dict[str, np.ndarray]:
+  """An unpacked row: one segment (id 1, positions 0..n-1) padded with 0."""
+  row = {}
+  for name, length in lengths.items():
+    value = example[name]
+    if len(value) > length:
+      raise ValueError(f'{name} has {len(value)} tokens > row length {length}.')
+    row[name] = np.zeros(length, value.dtype)
+    row[name][:len(value)] = value
+  for prefix, name in (('encoder', 'encoder_input_tokens'),
+                       ('decoder', 'decoder_target_tokens')):
+    if name in lengths:
+      n = len(example[name])
+      row[f'{prefix}_segment_ids'] = np.zeros(lengths[name], np.int32)
+      row[f'{prefix}_segment_ids'][:n] = 1
+      row[f'{prefix}_positions'] = np.zeros(lengths[name], np.int32)
+      row[f'{prefix}_positions'][:n] = np.arange(n)
+  return row
+
+
+def from_packed(row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """grain first-fit output (`<f>_segment_ids`, `<f>_positions` per feature f)
+  -> the batch contract: segment ids and positions once per side."""
+  out = {}
+  for name, value in row.items():
+    if not name.endswith(('_segment_ids', '_positions')):
+      out[name] = value
+  for prefix, name in (('encoder', 'encoder_input_tokens'),
+                       ('decoder', 'decoder_target_tokens')):
+    if name in row:
+      out[f'{prefix}_segment_ids'] = row[f'{name}_segment_ids'].astype(
+          np.int32)
+      out[f'{prefix}_positions'] = row[f'{name}_positions'].astype(np.int32)
+  return out
