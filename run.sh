@@ -13,12 +13,15 @@ usage: ./run.sh COMMAND [flags]
   train  [flags]            train the default experiment (experiments/shakespeare.py) or --config=...;
                             resumes from --workdir (default runs/<experiment>) if it holds a checkpoint
   sample --workdir=DIR      print a continuation of --prompt from DIR's latest checkpoint
+  data   [--config=...]     print dataset sizes, token counts, truncation and decoded rows
   test   [pytest args]      run the test suite (notebooks included)
   bench  train [flags]      print tokens/s and MFU of the train step (bench/train.py)
+  bench  data [flags]       print the input pipeline's tokens/s against the train step's (bench/data.py)
 
 examples:
   ./run.sh train --config=experiments/shakespeare.py --config.model.num_layers=2 --workdir=runs/x
   ./run.sh sample --workdir=runs/x --prompt="ROMEO:" --num_tokens=200 --temperature=0.8
+  ./run.sh data --config.data.pack=True --config.data.tokenizer=sentencepiece --config.data.vocab_size=2000
   ./run.sh test -k attention
 USAGE
 }
@@ -66,6 +69,10 @@ case "$cmd" in
     fi
     exec "$PY" -m lm.main train "${args[@]}" ;;
   sample) setup; exec "$PY" -m lm.main sample "$@" ;;
+  data)
+    setup
+    if has_flag config "$@"; then exec "$PY" -m lm.main data "$@"; fi
+    exec "$PY" -m lm.main data --config="$ROOT/experiments/shakespeare.py" "$@" ;;
   test) setup; cd "$ROOT"; exec "$PY" -m pytest "$@" ;;
   bench)
     setup

@@ -7,7 +7,8 @@ shape and bench/train.py's medium shape), on the shakespeare dataset with the ch
 - startup: seconds from an empty cache to the first batch (tokenizing the split, starting workers);
 - pipeline tok/s: rows x seq_len per second over --batches batches after the first, read as train.py reads
   them (all positions of a row count, as the train step's rate does);
-- train tok/s: the train step's rate at that shape, measured on this 2-core CPU (--train_rates to change);
+- train tok/s: the real train step's rate at that shape (bf16, the model of that experiment), timed in this
+  same process by bench/train.py's `time_train_step`, so both figures see the same machine load;
 - ratio = pipeline / train; the pipeline must keep it >= 10.
 CPU figures: a busy core skews them; run alone when you can.
 """
@@ -21,18 +22,18 @@ from absl import flags
 
 # `.venv/bin/python bench/data.py` works as `./run.sh bench data` does: the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import train as train_bench  # noqa: E402
 from experiments import shakespeare  # noqa: E402
 from lm.data import pipeline  # noqa: E402
 
-SHAPES = {  # name: (seq_len, batch_size); the train rates are the step's tokens/s on the dev CPU.
-    'default': (128, 32),
-    'medium': (256, 16),
+SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size) of the train step it must feed.
+    'default': (4, 4, 256, 128, 32),  # experiments/shakespeare.py
+    'medium': (6, 6, 384, 256, 16),  # bench/train.py's medium shape
 }
 _NUM_WORKERS = flags.DEFINE_integer('num_workers', 2, 'grain worker processes (data.num_workers).')
 _BATCHES = flags.DEFINE_integer('batches', 300, 'Timed batches per configuration (after the first).')
 _MODES = flags.DEFINE_list('modes', ['concat', 'pack'], 'concat (data.pack=False) and/or pack (True).')
-_TRAIN_RATES = flags.DEFINE_list('train_rates', ['17500', '5300'],
-                                 'Train-step tokens/s at the default and medium shapes.')
+_TRAIN_STEPS = flags.DEFINE_integer('train_steps', 10, 'Timed train steps per shape (bfloat16).')
 
 
 def time_pipeline(data_config, tokenizer, batch_size: int, num_batches: int) -> tuple[float, float]:
@@ -58,13 +59,17 @@ def main(argv):
   config = shakespeare.get_config().data
   config.num_workers = _NUM_WORKERS.value
   tokenizer = pipeline.get_tokenizer(config, None)
-  train_rates = dict(zip(SHAPES, map(float, _TRAIN_RATES.value)))
+  train_rates = {}
+  for shape, (layers, heads, width, seq_len, batch_size) in SHAPES.items():
+    seconds, _ = train_bench.time_train_step(layers, heads, width, seq_len, batch_size, 'bfloat16',
+                                             _TRAIN_STEPS.value)
+    train_rates[shape] = seq_len * batch_size / seconds
   print(f'shakespeare, char tokenizer, {config.num_workers} workers, {_BATCHES.value} batches')
   print(f'{"mode":<8}{"shape":<9}{"L x B":>9}{"startup s":>11}{"pipeline tok/s":>16}{"train tok/s":>13}'
         f'{"ratio":>8}')
   for mode in _MODES.value:
     config.pack = {'concat': False, 'pack': True}[mode]
-    for shape, (seq_len, batch_size) in SHAPES.items():
+    for shape, (_, _, _, seq_len, batch_size) in SHAPES.items():
       config.seq_len = seq_len
       startup, rate = time_pipeline(config, tokenizer, batch_size, _BATCHES.value)
       ratio = rate / train_rates[shape]

@@ -3,6 +3,7 @@
 Modes:
   train   train (or resume) the experiment in --workdir, then print a sample.
   sample  print a continuation of --prompt from the latest checkpoint in --workdir.
+  data    print what the input pipeline makes of --config's data: counts per split and decoded rows.
 """
 from absl import app
 from absl import flags
@@ -19,7 +20,7 @@ flags.DEFINE_float('temperature', None, 'sample: softmax temperature; 0 is greed
 flags.DEFINE_integer('top_k', None, 'sample: sample among the k most likely tokens; 0 disables.')
 flags.DEFINE_integer('seed', None, 'sample: random seed.')
 FLAGS = flags.FLAGS
-MODES = ('train', 'sample')
+MODES = ('train', 'sample', 'data')
 
 
 def main(argv):
@@ -27,12 +28,17 @@ def main(argv):
     raise app.UsageError(f'expected one mode out of {MODES}, got {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; --verbosity=0 shows it all.
-  if not FLAGS.workdir:
+  mode = argv[1]
+  if mode in ('train', 'data') and FLAGS.config is None:
+    raise app.UsageError('--config=experiments/<name>.py is required')
+  if mode in ('train', 'sample') and not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
-  from lm import train  # Imported after flag parsing so `--help` stays fast.
-  if argv[1] == 'train':
-    if FLAGS.config is None:
-      raise app.UsageError('--config=experiments/<name>.py is required')
+  if mode == 'data':
+    from lm.data import inspect, pipeline  # Imported after flag parsing so `--help` stays fast.
+    print(inspect.describe(FLAGS.config.data, pipeline.get_tokenizer(FLAGS.config.data, None)))
+    return
+  from lm import train
+  if mode == 'train':
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   else:
     print(train.sample_from_workdir(FLAGS.workdir, FLAGS.prompt, num_tokens=FLAGS.num_tokens,

@@ -24,6 +24,7 @@ from lm import flops as flops_lib
 from lm import loss as loss_lib
 from lm import model as model_lib
 from lm import optim
+from lm.data import datasets
 from lm.data import pipeline
 
 Array = jax.Array
@@ -252,6 +253,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = checkpointer.restore(latest, state, train_iter)
     print(f'resumed from {checkpointer.directory} at step {latest}', flush=True)
 
+  if config.data.name in datasets.OUR_NAMES:  # A catalogue split can be too large to count up front.
+    stats = pipeline.split_stats(config.data, tokenizer, 'train')
+    print(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
+          f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
   flops_per_token = flops_lib.flops_per_token(model.config, seq_len)
   peak = flops_lib.peak_flops(model.config.dtype) * jax.device_count()
   tokens_per_step = t.batch_size * seq_len

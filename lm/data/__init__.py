@@ -1,1 +1,1 @@
-"""Data: TFDS builders (datasets.py) and the grain input pipeline (pipeline.py)."""
+"""Data: data sets by name (datasets.py; our builders in corpora.py, docstrings.py, synthetic.py) and the grain input pipeline (pipeline.py)."""

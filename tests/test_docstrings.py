@@ -1,0 +1,179 @@
+"""python_docstrings splits by module and pairs summaries with their source."""
+
+import ast
+import os
+import sys
+
+import ml_collections
+import pytest
+
+from experiments import base
+from lm.data import datasets
+from lm.data import docstrings as docstrings_lib
+
+
+def _full_data_config(data_dir, **overrides) -> ml_collections.ConfigDict:
+  """base.py's data config: the new builders read only declared keys."""
+  config = base.get_config().data
+  config.data_dir = str(data_dir)
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture(scope='module')
+def docstrings(tmp_path_factory):
+  """The real stdlib corpus, prepared once: (config, {split: records})."""
+  config = _full_data_config(tmp_path_factory.mktemp('tfds'),
+                             name='python_docstrings')
+  records = {}
+  for split in datasets.SPLITS:
+    source = datasets.load_split(config, split)
+    records[split] = [{k: v.decode() for k, v in source[i].items()}
+                      for i in range(len(source))]
+  return config, records
+
+
+def test_docstring_splits_share_no_module(docstrings):
+  _, records = docstrings
+  sizes = {split: len(records[split]) for split in datasets.SPLITS}
+  # Python 3.11: 1953 / 84 / 223. Other versions differ a little.
+  assert sizes['train'] > 1000, sizes
+  assert sizes['validation'] >= 20 and sizes['test'] >= 20, sizes
+  assert sizes['train'] > sizes['validation'] + sizes['test'], sizes
+  tops = {split: {r['module'].split('.')[0] for r in records[split]}
+          for split in datasets.SPLITS}
+  assert not tops['train'] & tops['validation']
+  assert not tops['train'] & tops['test']
+  assert not tops['validation'] & tops['test']
+  # Modules of one package stay together, and tests stay out.
+  every = [r for split in datasets.SPLITS for r in records[split]]
+  assert {'email', 'asyncio', 'json'} <= {m for t in tops.values() for m in t}
+  assert not any(r['module'].split('.')[0] in ('test', 'idlelib', 'lib2to3')
+                 or '.test' in r['module'] for r in every)
+  pairs = [(r['inputs'], r['targets']) for r in every]
+  assert len(pairs) == len(set(pairs))
+
+
+def test_docstring_records_are_summaries_of_their_source(docstrings):
+  config, records = docstrings
+  every = {(r['module'], r['name']): r
+           for split in datasets.SPLITS for r in records[split]}
+  dedent = every['textwrap', 'dedent']
+  assert dedent['targets'] == (
+      'Remove any common leading whitespace from every line in `text`.')
+  assert dedent['inputs'].startswith('def dedent(text)\nThis can be used to')
+  # Against the source, for records of every split.
+  stdlib = docstrings_lib.docstrings_config().stdlib
+  for split in datasets.SPLITS:
+    for record in records[split][::max(1, len(records[split]) // 15)]:
+      node = _find(stdlib, record['module'], record['name'])
+      lines = ast.get_docstring(node).split('\n')
+      assert record['targets'] == lines[0].strip()
+      assert lines[1].strip() == ''
+      assert record['inputs'].split('\n')[0] == docstrings_lib.signature(node)
+      assert record['inputs'].startswith(('def ', 'async def ', 'class '))
+      assert record['targets'] not in record['inputs']
+      assert len(record['targets'].split()) >= 3
+  assert datasets.split_pairs(config, 'test') == [
+      (r['inputs'], r['targets']) for r in records['test']]
+
+
+def _find(stdlib, module, name):
+  """The def or class `name` ('Class.method') in `module`'s source."""
+  path = os.path.join(stdlib, *module.split('.'))
+  path = path + '.py' if os.path.isfile(path + '.py') else os.path.join(
+      path, '__init__.py')
+  with open(path, 'rb') as f:
+    node = ast.parse(f.read())
+  defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+  for part in name.split('.'):
+    # Breadth-first through plain statements: defs may sit in if blocks.
+    queue, found = [node], None
+    while queue and found is None:
+      for child in ast.iter_child_nodes(queue.pop(0)):
+        if isinstance(child, defs) and child.name == part:
+          found = child
+          break
+        if isinstance(child, ast.stmt) and not isinstance(child, defs):
+          queue.append(child)
+    assert found is not None, (module, name)
+    node = found
+  return node
+
+
+def test_docstring_pairs_keep_only_summarised_bodies():
+  source = """
+class Shape(Base, metaclass=Meta):
+    '''Describe a shape on the plane.
+
+    Holds its corners and knows how to draw itself.
+    '''
+    def area(self, *, unit: str = 'm') -> float:
+        '''Compute the enclosed area.
+
+        Sums the signed areas of the triangles of a fan.
+        '''
+    def short(self):
+        '''Return the short name.
+
+        Brief.
+        '''
+    def few(self):
+        '''Return it.
+
+        A body long enough to keep, were the summary longer.
+        '''
+    def two_line_summary(self):
+        '''Return the first half
+        of a summary that runs on.
+
+        A body long enough to keep, were the summary one line.
+        '''
+    def echo(self):
+        '''Draw the shape now.
+
+        The summary repeats here: Draw the shape now.
+        '''
+    def sig(self):
+        '''sig(self, width=1) -> None
+
+        A C-style signature line instead of a summary.
+        '''
+if True:
+    async def fetch(url):
+        '''Fetch the url from afar.
+
+        Waits for the whole body before it returns.
+        '''
+"""
+  records = docstrings_lib.docstring_pairs(ast.parse(source), 'pkg.shapes')
+  assert records == [
+      {'inputs': 'class Shape(Base, metaclass=Meta)\n'
+                 'Holds its corners and knows how to draw itself.',
+       'targets': 'Describe a shape on the plane.', 'module': 'pkg.shapes',
+       'name': 'Shape'},
+      {'inputs': "def area(self, *, unit: str='m') -> float\n"
+                 'Sums the signed areas of the triangles of a fan.',
+       'targets': 'Compute the enclosed area.', 'module': 'pkg.shapes',
+       'name': 'Shape.area'},
+      {'inputs': 'async def fetch(url)\n'
+                 'Waits for the whole body before it returns.',
+       'targets': 'Fetch the url from afar.', 'module': 'pkg.shapes',
+       'name': 'fetch'},
+  ]
+
+
+def test_docstring_split_is_by_top_level_module():
+  assert docstrings_lib.docstring_split('email.mime.text') == (
+      docstrings_lib.docstring_split('email'))
+  splits = [docstrings_lib.docstring_split(f'module{i}') for i in range(2000)]
+  shares = [splits.count(s) / len(splits) for s in datasets.SPLITS]
+  assert shares == pytest.approx([0.8, 0.1, 0.1], abs=0.03)
+
+
+def test_docstring_builder_is_keyed_by_python_version(tmp_path):
+  builder = datasets.make_builder(
+      _full_data_config(tmp_path, name='python_docstrings'))
+  major, minor = sys.version_info[:2]
+  assert builder.builder_config.name == f'py{major}_{minor}'
+  assert f'py{major}_{minor}' in str(builder.data_path)
