@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   m.tie_embeddings = True  # Output projection is the token embedding's transpose.
   m.dtype = 'float32'  # Matmul input dtype: 'float32' | 'bfloat16' (accumulates in float32; params stay float32).
   m.attention = 'einsum'  # 'einsum' (explicit softmax(QK^T/sqrt(d))V) | 'dot_product_attention' (jax.nn, cuDNN on GPU).
+  m.remat = 'none'  # Activation rematerialisation per block: 'none' | 'full' | 'save_matmuls'.
   m.max_len = 0  # Longest sequence: learned-position table size and sampling window; 0: data.seq_len.
 
   c.data = d = ml_collections.ConfigDict()
@@ -56,7 +57,8 @@ def get_config() -> ml_collections.ConfigDict:
   d.num_workers = 0  # grain worker processes feeding the train iterator (0: in process).
 
   c.train = t = ml_collections.ConfigDict()
-  t.batch_size = 32  # Global batch in rows; must divide by the device count.
+  t.batch_size = 32  # Global batch in rows (all processes); must divide by the data-parallel device count.
+  t.grad_accum_steps = 1  # Microbatches per step (lax.scan); the update equals the full batch's.
   t.num_steps = 2000  # Optimizer steps.
   t.learning_rate = 1e-3  # Peak learning rate.
   t.schedule = 'cosine'  # 'cosine' (warmup then cosine) | 'constant' (warmup then flat) | 'wsd' (warmup-stable-decay).
@@ -73,6 +75,13 @@ def get_config() -> ml_collections.ConfigDict:
   t.eval_batch_size = 64  # Rows per eval batch.
   t.checkpoint_every = 500  # Steps between checkpoints (and at the end).
   t.keep_checkpoints = 3  # Most recent checkpoints kept.
+
+  c.parallel = p = ml_collections.ConfigDict()
+  p.strategy = 'mesh'  # 'single' (one device) | 'pmap' (data parallel) | 'mesh' (jit over a device mesh).
+  p.mesh_shape = (-1, 1, 1)  # mesh: (data, fsdp, tensor) sizes; one -1 takes the remaining devices.
+  p.coordinator_address = ''  # Multi-host: 'host:port' of process 0; '': single process, or from SLURM/TPU env.
+  p.num_processes = 1  # Multi-host: process count (with coordinator_address).
+  p.process_id = 0  # Multi-host: this process's index (with coordinator_address).
 
   c.sample = s = ml_collections.ConfigDict()
   s.prompt = 'ROMEO:'  # Printed sample at the end of training starts from this text.

@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 
 Array = jax.Array
 default_kernel_init = nn.initializers.normal(stddev=0.02)
@@ -58,18 +59,25 @@ matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 class Dense(nn.Module):
-  """A dense layer over the last axis: `[..., D] -> [..., features]`."""
+  """A dense layer over the last axis: `[..., D] -> [..., features]`.
+
+  `kernel_axes` names the kernel's logical axes ('embed', 'heads', 'mlp', 'vocab'); lm/parallel.py maps
+  them to mesh axes. The output is tagged 'matmul' for the save-matmul-outputs remat policy.
+  """
   features: int
+  kernel_axes: tuple[str | None, str | None] = (None, None)
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
   kernel_init: Callable = default_kernel_init
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    kernel = self.param('kernel', self.kernel_init, (x.shape[-1], self.features), jnp.float32)
-    y = matmul(x, kernel, self.dtype)
+    kernel = self.param('kernel', nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
+                        (x.shape[-1], self.features), jnp.float32)
+    y = checkpoint_name(matmul(x, kernel, self.dtype), 'matmul')
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+      bias_init = nn.with_logical_partitioning(nn.initializers.zeros, self.kernel_axes[1:])
+      y = y + self.param('bias', bias_init, (self.features,), jnp.float32)
     return y
 
 
@@ -156,7 +164,7 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x: Array, segment_ids: Array, positions: Array) -> Array:
     b, l, d = x.shape
-    dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype)
+    dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype, kernel_axes=('embed', 'heads'))
     q = dense(self.num_heads * self.head_dim, name='query')(x).reshape(b, l, self.num_heads, self.head_dim)
     k = dense(self.num_kv_heads * self.head_dim, name='key')(x).reshape(b, l, self.num_kv_heads, self.head_dim)
     v = dense(self.num_kv_heads * self.head_dim, name='value')(x).reshape(b, l, self.num_kv_heads, self.head_dim)
@@ -164,7 +172,8 @@ class Attention(nn.Module):
       q, k = apply_rope(q, positions, self.rope_base), apply_rope(k, positions, self.rope_base)
     mask = attention_mask(segment_ids, segment_ids, self.causal)
     out = ATTENTION_IMPLEMENTATIONS[self.implementation](q, k, v, mask, self.dtype)
-    return dense(d, name='out')(out.reshape(b, l, self.num_heads * self.head_dim))
+    out = out.reshape(b, l, self.num_heads * self.head_dim)
+    return dense(d, kernel_axes=('heads', 'embed'), name='out')(out)
 
 
 class Mlp(nn.Module):
@@ -176,14 +185,14 @@ class Mlp(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype)
+    dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype, kernel_axes=('embed', 'mlp'))
     if self.activation == 'gelu':
       h = jax.nn.gelu(dense(self.hidden, name='wi')(x), approximate=True)
     elif self.activation == 'swiglu':
       h = jax.nn.silu(dense(self.hidden, name='wi_gate')(x)) * dense(self.hidden, name='wi')(x)
     else:
       raise ValueError(f'model.mlp={self.activation!r}: expected "gelu" or "swiglu"')
-    return dense(x.shape[-1], name='wo')(h)
+    return dense(x.shape[-1], kernel_axes=('mlp', 'embed'), name='wo')(h)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -18,6 +18,12 @@ _CHOICES = {
     'mlp': ('gelu', 'swiglu'),
     'dtype': tuple(DTYPES),
     'attention': tuple(layers.ATTENTION_IMPLEMENTATIONS),
+    'remat': ('none', 'full', 'save_matmuls'),
+}
+# Activation rematerialisation: what a block keeps for the backward pass.
+REMAT_POLICIES = {
+    'full': None,  # Nothing: recompute the whole block.
+    'save_matmuls': jax.checkpoint_policies.save_only_these_names('matmul'),  # Keep dense outputs.
 }
 
 
@@ -42,6 +48,7 @@ class ModelConfig:
   tie_embeddings: bool = True
   dtype: str = 'float32'
   attention: str = 'einsum'
+  remat: str = 'none'
 
   def __post_init__(self):
     for key, choices in _CHOICES.items():
@@ -135,18 +142,22 @@ class DecoderLM(nn.Module):
       segment_ids = jnp.ones_like(tokens)
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-    embedding = self.param('embedding', layers.default_kernel_init, (c.vocab_size, c.d_model), jnp.float32)
+    embedding = self.param('embedding', nn.with_logical_partitioning(layers.default_kernel_init, ('vocab', 'embed')),
+                           (c.vocab_size, c.d_model), jnp.float32)
     x = jnp.take(embedding, tokens, axis=0)
     if c.position == 'learned':
-      table = self.param('position_embedding', layers.default_kernel_init, (c.max_len, c.d_model), jnp.float32)
+      table = self.param('position_embedding', nn.with_logical_partitioning(layers.default_kernel_init, (None, 'embed')),
+                         (c.max_len, c.d_model), jnp.float32)
       x = x + jnp.take(table, positions, axis=0)
     elif c.position == 'sinusoidal':
       x = x + layers.sinusoidal_positions(positions, c.d_model)
     x = self.perturb('embedded', x)  # A zero hook: gradients w.r.t. it test causality per position.
     x = nn.Dropout(c.dropout)(x, deterministic=deterministic)
+    block = Block if c.remat == 'none' else nn.remat(Block, policy=REMAT_POLICIES[c.remat], static_argnums=(4,))
     for i in range(c.num_layers):
-      x = Block(c, name=f'block_{i}')(x, segment_ids, positions, deterministic)
+      x = block(c, name=f'block_{i}')(x, segment_ids, positions, deterministic)
     x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     if c.tie_embeddings:
       return layers.matmul(x, embedding.T, c.compute_dtype)
-    return layers.Dense(c.vocab_size, use_bias=False, dtype=c.compute_dtype, name='unembed')(x)
+    return layers.Dense(c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
+                        name='unembed')(x)

@@ -11,12 +11,12 @@ import time
 from typing import Any, Iterable
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lm import checkpoint as checkpoint_lib
 from lm import decode
@@ -24,6 +24,7 @@ from lm import flops as flops_lib
 from lm import loss as loss_lib
 from lm import model as model_lib
 from lm import optim
+from lm import parallel
 from lm.data import datasets
 from lm.data import pipeline
 
@@ -47,9 +48,13 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def init_state(model: model_lib.DecoderLM, tx: optax.GradientTransformation, rng: Array,
-               seq_len: int) -> TrainState:
+               seq_len: int, *, boxed: bool = False) -> TrainState:
+  """A fresh state. `boxed=True` keeps flax's logical-axis metadata on params and optimizer state, which
+  `parallel.shardings_from_logical` reads; training uses plain arrays."""
   params_rng, state_rng = jax.random.split(rng)
   params = model.init(params_rng, jnp.zeros((1, seq_len), jnp.int32))['params']
+  if not boxed:
+    params = nn.meta.unbox(params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=state_rng)
 
 
@@ -61,32 +66,60 @@ def _forward(model, params, batch, rng=None):
 
 
 def train_step(state: TrainState, batch: dict[str, Array], *, model: model_lib.DecoderLM,
-               tx: optax.GradientTransformation, token_bytes: Array) -> tuple[TrainState, dict[str, Array]]:
-  """One optimizer step on the mean token loss. Metrics are per-batch sums plus norms, all float32."""
+               tx: optax.GradientTransformation, token_bytes: Array, grad_accum_steps: int = 1,
+               axis_name: str | None = None) -> tuple[TrainState, dict[str, Array]]:
+  """One optimizer step on the mean token loss of `batch`. Metrics are sums plus norms, all float32.
+
+  Gradients are of the *summed* token loss, divided once by the target count of the whole batch, so
+  `grad_accum_steps` microbatches (a `lax.scan`) and devices (`lax.psum` over `axis_name`, under pmap) give
+  exactly the large batch's mean-loss gradient even when their target counts differ.
+  """
   rng = jax.random.fold_in(state.rng, state.step) if model.config.dropout else None
-  targets, weights = batch['decoder_target_tokens'], batch['decoder_loss_weights']
+  if rng is not None and axis_name:
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))  # Each device its own dropout mask.
 
-  def loss_fn(params):
-    logits = _forward(model, params, batch, rng)
-    nats, count = loss_lib.cross_entropy(logits, targets, weights)
-    return nats / jnp.maximum(count, 1.0), (nats, count)
+  def grads_and_sums(micro, micro_rng):
+    targets, weights = micro['decoder_target_tokens'], micro['decoder_loss_weights']
 
-  (loss, (nats, count)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    def summed_nats(params):
+      logits = _forward(model, params, micro, micro_rng)
+      return loss_lib.cross_entropy(logits, targets, weights)
+
+    (nats, count), grads = jax.value_and_grad(summed_nats, has_aux=True)(state.params)
+    return grads, {'nats': nats, 'tokens': count, 'bytes': loss_lib.target_bytes(targets, weights, token_bytes)}
+
+  if grad_accum_steps == 1:
+    grads, sums = grads_and_sums(batch, rng)
+  else:
+    micro = jax.tree.map(lambda x: x.reshape(grad_accum_steps, -1, *x.shape[1:]), batch)
+
+    def accumulate(total, indexed_micro):
+      i, mb = indexed_micro
+      step = grads_and_sums(mb, None if rng is None else jax.random.fold_in(rng, i))
+      return jax.tree.map(jnp.add, total, step), None
+
+    zero = jax.eval_shape(grads_and_sums, jax.tree.map(lambda x: x[0], micro), rng)
+    zero = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), zero)
+    (grads, sums), _ = jax.lax.scan(accumulate, zero, (jnp.arange(grad_accum_steps), micro))
+  if axis_name:
+    grads, sums = jax.lax.psum((grads, sums), axis_name)
+  count = jnp.maximum(sums['tokens'], 1.0)
+  grads = jax.tree.map(lambda g: g / count, grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {'loss': loss, 'nats': nats, 'tokens': count, 'grad_norm': optax.global_norm(grads),
-             'bytes': loss_lib.target_bytes(targets, weights, token_bytes)}
+  metrics = {'loss': sums['nats'] / count, **sums, 'grad_norm': optax.global_norm(grads)}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
 def eval_step(params: Any, batch: dict[str, Array], *, model: model_lib.DecoderLM,
-              token_bytes: Array) -> dict[str, Array]:
+              token_bytes: Array, axis_name: str | None = None) -> dict[str, Array]:
   """Summed nats, target tokens, bytes and correct predictions of one batch (padding has weight 0)."""
   logits = _forward(model, params, batch)
   targets, weights = batch['decoder_target_tokens'], batch['decoder_loss_weights']
   nats, count = loss_lib.cross_entropy(logits, targets, weights)
-  return {'nats': nats, 'tokens': count, 'bytes': loss_lib.target_bytes(targets, weights, token_bytes),
+  sums = {'nats': nats, 'tokens': count, 'bytes': loss_lib.target_bytes(targets, weights, token_bytes),
           'correct': loss_lib.token_accuracy(logits, targets, weights)}
+  return jax.lax.psum(sums, axis_name) if axis_name else sums
 
 
 def summarize(sums: dict[str, float]) -> dict[str, float]:
@@ -98,10 +131,11 @@ def summarize(sums: dict[str, float]) -> dict[str, float]:
   return out
 
 
-def evaluate(eval_fn, params, batches: Iterable[dict[str, np.ndarray]], place) -> dict[str, float]:
+def evaluate(launcher: parallel.Launcher, state: TrainState, batches: Iterable[dict[str, np.ndarray]]
+             ) -> dict[str, float]:
   totals: dict[str, float] = {}
   for batch in batches:
-    for key, value in jax.device_get(eval_fn(params, place(batch))).items():
+    for key, value in jax.device_get(launcher.evaluate(state, batch)).items():
       totals[key] = totals.get(key, 0.0) + float(value)
   if not totals:
     raise ValueError('the evaluation split produced no batches')
@@ -144,10 +178,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   ]
   for key in ('log_every', 'eval_every', 'checkpoint_every', 'eval_batch_size'):
     checks.append((t[key] > 0, f'train.{key}', t[key], 'must be positive'))
-  devices = jax.device_count()
-  for key in ('batch_size', 'eval_batch_size'):
-    checks.append((t[key] % devices == 0, f'train.{key}', t[key],
-                   f'must be divisible by the device count ({devices})'))
+  p = config.parallel
+  checks.append((p.strategy in parallel.STRATEGIES, 'parallel.strategy', p.strategy,
+                 f'must be one of {parallel.STRATEGIES}'))
+  checks.append((t.grad_accum_steps > 0, 'train.grad_accum_steps', t.grad_accum_steps, 'must be positive'))
+  if p.strategy == 'mesh':
+    mesh = parallel.make_mesh(p.mesh_shape)  # Raises on a shape that does not fit the devices.
+    shards, what = mesh.shape['data'] * mesh.shape['fsdp'], 'data x fsdp mesh axes'
+  else:
+    shards, what = (jax.device_count(), 'device count') if p.strategy == 'pmap' else (1, 'device count')
+  checks.append((t.batch_size % (shards * t.grad_accum_steps) == 0, 'train.batch_size', t.batch_size,
+                 f'must be divisible by the {what} ({shards}) times train.grad_accum_steps '
+                 f'({t.grad_accum_steps})'))
+  checks.append((t.eval_batch_size % shards == 0, 'train.eval_batch_size', t.eval_batch_size,
+                 f'must be divisible by the {what} ({shards})'))
   for ok, key, value, why in checks:
     if not ok:
       raise ValueError(f'{key}={value!r} {why}')
@@ -224,6 +268,8 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> model_lib
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final validation metrics."""
+  p = config.parallel
+  parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
   validate_config(config)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)
@@ -236,21 +282,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   schedule = optim.make_schedule(config.train)
   t, seq_len = config.train, config.data.seq_len
 
-  mesh = Mesh(np.array(jax.devices()), ('data',))
-  replicated, data_sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  place = functools.partial(jax.device_put, device=data_sharded)
   token_bytes = jnp.asarray(tokenizer.token_bytes, jnp.float32)
-  state = jax.jit(functools.partial(init_state, model, tx, seq_len=seq_len), out_shardings=replicated)(
-      jax.random.PRNGKey(config.seed))
-  step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, token_bytes=token_bytes),
-                    donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, model=model, token_bytes=token_bytes))
+  launcher = parallel.Launcher(
+      config.parallel.strategy, config.parallel.mesh_shape,
+      init_fn=functools.partial(init_state, model, tx, seq_len=seq_len),
+      boxed_init_fn=functools.partial(init_state, model, tx, seq_len=seq_len, boxed=True),
+      step_fn=functools.partial(train_step, model=model, tx=tx, token_bytes=token_bytes,
+                                grad_accum_steps=t.grad_accum_steps),
+      eval_fn=functools.partial(eval_step, model=model, token_bytes=token_bytes))
+  state = launcher.init(jax.random.PRNGKey(config.seed))
   train_iter = pipeline.make_train_iterator(
       config.data, tokenizer, batch_size=t.batch_size // jax.process_count(), seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count())
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=t.keep_checkpoints)
   if (latest := checkpointer.latest_step()) is not None:
-    state = checkpointer.restore(latest, state, train_iter)
+    state = launcher.from_checkpoint(checkpointer.restore(latest, launcher.to_checkpoint(state), train_iter))
     print(f'resumed from {checkpointer.directory} at step {latest}', flush=True)
 
   if config.data.name in datasets.OUR_NAMES:  # A catalogue split can be too large to count up front.
@@ -260,9 +306,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   flops_per_token = flops_lib.flops_per_token(model.config, seq_len)
   peak = flops_lib.peak_flops(model.config.dtype) * jax.device_count()
   tokens_per_step = t.batch_size * seq_len
-  print(f'model: {flops_lib.count_params(state.params):,} params, {flops_per_token / 1e6:.1f} MFLOPs/token; '
+  print(f'model: {flops_lib.count_params(launcher.to_checkpoint(state).params):,} params, {flops_per_token / 1e6:.1f} MFLOPs/token; '
         f'{t.num_steps} steps of {tokens_per_step:,} tokens; workdir {workdir}', flush=True)
-  step = int(state.step)
+  step = int(launcher.to_checkpoint(state).step)
   log = MetricsLog(workdir, start_step=step)
   window = {'nats': 0.0, 'tokens': 0.0, 'bytes': 0.0, 'steps': 0}
   window_start, run_start, start_step = time.perf_counter(), time.perf_counter(), step
@@ -297,7 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   def run_eval(s: int, record: bool = True) -> dict[str, float]:
     batches = pipeline.make_eval_batches(config.data, tokenizer, 'validation', batch_size=t.eval_batch_size)
-    metrics = evaluate(eval_fn, state.params, batches, place)
+    metrics = evaluate(launcher, state, batches)
     if record:
       log.write(s, 'validation', {**metrics, 'tokens_seen': s * tokens_per_step,
                                   'wall_s': time.perf_counter() - run_start})
@@ -310,7 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     with stop_requests() as stop:
       pending = None  # (step, metrics) dispatched but not yet read: keeps the device a step ahead of the host.
       while step < t.num_steps:
-        state, metrics = step_fn(state, place(next(train_iter)))
+        state, metrics = launcher.step(state, next(train_iter))
         step += 1
         if pending is not None:
           _accumulate(window, check_finite(*pending))
@@ -329,7 +375,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if at_log:
           log_train(step, host['grad_norm'])
         if at_save:
-          checkpointer.save(step, state, train_iter)
+          checkpointer.save(step, launcher.to_checkpoint(state), train_iter)
           last_saved = step
         if at_eval:
           final = run_eval(step)
@@ -351,7 +397,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   except ValueError as e:  # E.g. the default 'ROMEO:' on a user corpus without capitals.
     print(f'sample.prompt={prompt!r} cannot be encoded ({e}); sampling from an empty prompt instead')
     prompt = ''
-  text = generate(model, state.params, tokenizer, prompt, num_tokens=config.sample.num_tokens,
+  text = generate(model, launcher.to_checkpoint(state).params, tokenizer, prompt, num_tokens=config.sample.num_tokens,
                   temperature=config.sample.temperature, top_k=config.sample.top_k, seed=config.seed)
   with open(os.path.join(workdir, 'samples.txt'), 'a') as f:
     f.write(f'--- step {step}, prompt {prompt!r}\n{text}\n')

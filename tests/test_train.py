@@ -134,7 +134,7 @@ def test_only_the_last_checkpoints_are_kept(corpus_dir, tmp_path):
 
 def test_bad_config_values_name_the_key(corpus_dir):
   cases = {('train', 'learning_rate', -1.0): 'train.learning_rate=-1.0',
-           ('train', 'batch_size', 12): 'train.batch_size=12 must be divisible by the device count (8)',
+           ('train', 'batch_size', 12): 'train.batch_size=12 must be divisible by the data x fsdp mesh axes (8)',
            ('model', 'num_heads', 5): 'model.num_heads=5 does not divide model.d_model=32',
            ('model', 'position', 'alibi'): "model.position='alibi'",
            ('data', 'seq_len', 0): 'data.seq_len=0',

@@ -1,0 +1,163 @@
+"""Device layouts: the mesh, logical-axis rules, pmap helpers and multi-host start-up.
+
+Three launchers run the same `train_step`:
+  single  one device, plain `jax.jit`;
+  pmap    `jax.pmap` data parallel: replicated state, the batch split over local devices, gradient sums
+          combined with `lax.psum` inside the step (as the classic flax examples do);
+  mesh    `jax.jit` over a `Mesh` with axes (data, fsdp, tensor): params and optimizer state sharded by
+          logical-axis rules (FSDP shards the model width, tensor parallelism shards heads and MLP width),
+          the batch split over data x fsdp, collectives inserted by XLA (GSPMD).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Sequence
+
+import flax.jax_utils
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES = ('data', 'fsdp', 'tensor')
+BATCH_AXES = ('data', 'fsdp')  # The batch dimension is split over both: FSDP is data parallel too.
+PMAP_AXIS = 'batch'
+
+# Logical parameter axes (named in lm/layers.py and lm/model.py) -> mesh axes. The vocabulary stays whole:
+# small vocabularies rarely divide the tensor axis.
+LOGICAL_RULES = (
+    ('embed', 'fsdp'),
+    ('heads', 'tensor'),
+    ('mlp', 'tensor'),
+    ('vocab', None),
+)
+STRATEGIES = ('single', 'pmap', 'mesh')
+
+
+def make_mesh(mesh_shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mesh:
+  """A (data, fsdp, tensor) mesh; one entry may be -1 to take the devices left over."""
+  devices = list(jax.devices() if devices is None else devices)
+  shape = list(mesh_shape)
+  if len(shape) != len(MESH_AXES):
+    raise ValueError(f'parallel.mesh_shape={tuple(mesh_shape)} needs {len(MESH_AXES)} entries {MESH_AXES}')
+  if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+    raise ValueError(f'parallel.mesh_shape={tuple(mesh_shape)}: entries must be positive, at most one -1')
+  known = int(np.prod([s for s in shape if s != -1]))
+  if -1 in shape:
+    if len(devices) % known:
+      raise ValueError(f'parallel.mesh_shape={tuple(mesh_shape)} does not divide {len(devices)} devices')
+    shape[shape.index(-1)] = len(devices) // known
+  if int(np.prod(shape)) != len(devices):
+    raise ValueError(f'parallel.mesh_shape={tuple(mesh_shape)} needs {int(np.prod(shape))} devices, '
+                     f'have {len(devices)}')
+  return jax.make_mesh(tuple(shape), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
+                       devices=devices)
+
+
+def shardings_from_logical(boxed_tree: Any, mesh: Mesh) -> Any:
+  """NamedShardings for a tree whose leaves carry flax logical-axis metadata (others are replicated)."""
+  specs = nn.get_partition_spec(boxed_tree)
+  return nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_RULES)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def unreplicate(tree: Any) -> Any:
+  return jax.tree.map(lambda x: x[0], tree)
+
+
+def split_for_pmap(batch: dict[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
+  """[B, ...] -> [devices, B / devices, ...]."""
+  return {k: v.reshape(num_devices, v.shape[0] // num_devices, *v.shape[1:]) for k, v in batch.items()}
+
+
+def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int,
+                           timeout_s: int = 300) -> None:
+  """Starts multi-host JAX when asked, by flags or by the environment SLURM and TPU VMs set.
+
+  With an explicit coordinator, all three values come from the config; otherwise `jax.distributed` reads
+  SLURM / TPU / Open MPI variables itself. A single process with none of these does nothing.
+  """
+  if coordinator_address:
+    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                               process_id=process_id, initialization_timeout=timeout_s)
+  elif any(k in os.environ for k in ('SLURM_JOB_ID', 'TPU_WORKER_HOSTNAMES', 'OMPI_COMM_WORLD_SIZE')):
+    jax.distributed.initialize(initialization_timeout=timeout_s)
+
+
+class Launcher:
+  """Runs one pure step function on the devices under a strategy ('single', 'pmap' or 'mesh').
+
+  `step_fn(state, batch, axis_name=None) -> (state, metrics)` and `eval_fn(params, batch, axis_name=None)
+  -> sums` are written once; under pmap they get `axis_name` and combine across devices with `lax.psum`.
+  Checkpoints always hold one unreplicated copy, so any strategy restores what any other saved.
+  """
+
+  def __init__(self, strategy: str, mesh_shape: Sequence[int], *, init_fn, boxed_init_fn, step_fn, eval_fn):
+    if strategy not in STRATEGIES:
+      raise ValueError(f'parallel.strategy={strategy!r}: expected one of {STRATEGIES}')
+    self.strategy = strategy
+    self.step_traces = 0  # How often the step was traced: 1 after any number of steps, or it recompiles.
+
+    pure_step = step_fn
+
+    def step_fn(*args, **kwargs):  # Runs only when jax traces the step.
+      self.step_traces += 1
+      return pure_step(*args, **kwargs)
+
+    if strategy == 'pmap':  # Over mesh_shape[0] local devices (-1: all of them).
+      self.devices = jax.local_devices()[:mesh_shape[0]] if mesh_shape[0] > 0 else jax.local_devices()
+      self.num_shards = len(self.devices)
+      self._step = jax.pmap(functools.partial(step_fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
+                            donate_argnums=0, devices=self.devices)
+      self._eval = jax.pmap(functools.partial(eval_fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
+                            devices=self.devices)
+      self._init = jax.jit(init_fn)
+      return
+    devices = jax.devices()[:1] if strategy == 'single' else None
+    self.mesh = make_mesh((1, 1, 1) if strategy == 'single' else mesh_shape, devices)
+    self.num_shards = self.mesh.shape['data'] * self.mesh.shape['fsdp']
+    self.state_shardings = shardings_from_logical(jax.eval_shape(boxed_init_fn, jax.random.PRNGKey(0)),
+                                                  self.mesh)
+    self._batch_sharding = batch_sharding(self.mesh)
+    self._init = jax.jit(init_fn, out_shardings=self.state_shardings)
+    self._step = jax.jit(step_fn, in_shardings=(self.state_shardings, self._batch_sharding),
+                         out_shardings=(self.state_shardings, None), donate_argnums=0)
+    self._eval = jax.jit(eval_fn, in_shardings=(self.state_shardings.params, self._batch_sharding))
+
+  def init(self, rng) -> Any:
+    return self.from_checkpoint(self._init(rng))
+
+  def place_batch(self, batch: dict[str, np.ndarray]) -> Any:
+    """This process's rows -> the step's input layout (a global array under 'mesh')."""
+    if self.strategy == 'pmap':
+      return split_for_pmap(batch, self.num_shards)
+    return {k: jax.make_array_from_process_local_data(self._batch_sharding, v) for k, v in batch.items()}
+
+  def step(self, state, batch):
+    state, metrics = self._step(state, self.place_batch(batch))
+    return state, self._local(metrics)
+
+  def evaluate(self, state, batch):
+    return self._local(self._eval(state.params, self.place_batch(batch)))
+
+  def _local(self, replicated_scalars):
+    """Metrics (identical on every device) as arrays this process can read."""
+    if self.strategy == 'pmap':
+      return unreplicate(replicated_scalars)
+    return jax.tree.map(lambda x: x.addressable_data(0), replicated_scalars)
+
+  def to_checkpoint(self, state):
+    """The state as saved: one copy (pmap keeps one per device)."""
+    return unreplicate(state) if self.strategy == 'pmap' else state
+
+  def from_checkpoint(self, restored):
+    if self.strategy != 'pmap':
+      return restored
+    # Through a pmapped identity, so the state carries the same sharding as the step's outputs; with the
+    # sharding `replicate` gives, the second step would compile again.
+    identity = jax.pmap(lambda x: x, axis_name=PMAP_AXIS, devices=self.devices)
+    return identity(flax.jax_utils.replicate(restored, self.devices))

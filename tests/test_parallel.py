@@ -1,0 +1,165 @@
+"""One train step, three launchers: the losses must not depend on the device layout (8 fake CPU devices)."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from experiments import base
+from lm import checkpoint as checkpoint_lib
+from lm import parallel
+from lm import train
+
+VOCAB, SEQ_LEN, BATCH = 29, 16, 16
+
+
+def make_launcher(strategy, mesh_shape=(-1, 1, 1), grad_accum_steps=1, **model_overrides):
+  c = base.get_config()
+  c.model.update(num_layers=2, d_model=32, num_heads=4, d_ff=64, **model_overrides)
+  c.data.seq_len = SEQ_LEN
+  c.train.update(warmup_steps=0, learning_rate=3e-3)
+  model = train.build_model(c, vocab_size=VOCAB)
+  tx = train.optim.make_optimizer(c.train)
+  token_bytes = jnp.ones(VOCAB)
+  return parallel.Launcher(
+      strategy, mesh_shape,
+      init_fn=functools.partial(train.init_state, model, tx, seq_len=SEQ_LEN),
+      boxed_init_fn=functools.partial(train.init_state, model, tx, seq_len=SEQ_LEN, boxed=True),
+      step_fn=functools.partial(train.train_step, model=model, tx=tx, token_bytes=token_bytes,
+                                grad_accum_steps=grad_accum_steps),
+      eval_fn=functools.partial(train.eval_step, model=model, token_bytes=token_bytes))
+
+
+def batches(n, seed=0):
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(n):
+    tokens = rng.integers(0, VOCAB, (BATCH, SEQ_LEN + 1)).astype(np.int32)
+    weights = (rng.random((BATCH, SEQ_LEN)) < 0.9).astype(np.float32)  # Uneven target counts per shard.
+    out.append({'decoder_input_tokens': tokens[:, :-1], 'decoder_target_tokens': tokens[:, 1:],
+                'decoder_loss_weights': weights, 'decoder_segment_ids': np.ones((BATCH, SEQ_LEN), np.int32),
+                'decoder_positions': np.tile(np.arange(SEQ_LEN, dtype=np.int32), (BATCH, 1))})
+  return out
+
+
+def run(launcher, steps=5, state=None):
+  state = launcher.init(jax.random.PRNGKey(0)) if state is None else state
+  losses = []
+  for batch in batches(steps):
+    state, metrics = launcher.step(state, batch)
+    losses.append(float(metrics['loss']))
+  return state, np.array(losses)
+
+
+@pytest.fixture(scope='module')
+def single_losses():
+  return run(make_launcher('single'))[1]
+
+
+@pytest.mark.parametrize('strategy, mesh_shape, accum', [
+    ('pmap', (-1, 1, 1), 1),
+    ('mesh', (8, 1, 1), 1),
+    ('mesh', (1, 8, 1), 1),
+    ('mesh', (2, 2, 2), 1),
+    ('single', (1, 1, 1), 4),
+    ('mesh', (2, 2, 2), 2),
+], ids=['pmap8', 'data8', 'fsdp8', 'data2-fsdp2-tensor2', 'accum4', 'mesh222-accum2'])
+def test_losses_do_not_depend_on_the_layout(single_losses, strategy, mesh_shape, accum):
+  _, losses = run(make_launcher(strategy, mesh_shape, grad_accum_steps=accum))
+  assert losses[-1] < losses[0]
+  np.testing.assert_allclose(losses, single_losses, rtol=2e-5)
+
+
+def test_params_are_sharded_as_the_rules_say():
+  launcher = make_launcher('mesh', (2, 2, 2))
+  state = launcher.init(jax.random.PRNGKey(0))
+  attention = state.params['block_0']['attention']
+  assert attention['query']['kernel'].sharding.spec == P('fsdp', 'tensor')
+  assert attention['out']['kernel'].sharding.spec == P('tensor', 'fsdp')
+  assert state.params['block_0']['mlp']['wi']['kernel'].sharding.spec == P('fsdp', 'tensor')
+  assert state.params['embedding'].sharding.spec == P(None, 'fsdp')
+  # Adam's moments shard like the params they follow (FSDP shards optimizer state too).
+  mu = state.opt_state[1][0].mu['block_0']['attention']['query']['kernel']
+  assert mu.sharding.spec == P('fsdp', 'tensor')
+  shard = attention['query']['kernel'].addressable_shards[0].data
+  assert shard.shape == (32 // 2, 32 // 2)
+
+
+def test_checkpoint_saved_under_fsdp_restores_under_single_and_pmap(tmp_path):
+  fsdp = make_launcher('mesh', (1, 8, 1))
+  state, _ = run(fsdp, steps=2)
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep=1)
+  ckpt.save(2, fsdp.to_checkpoint(state), _dummy_iterator())
+  ckpt.wait()
+  next_batch = batches(3)[2]
+  _, want = fsdp.step(state, next_batch)
+  for strategy, mesh_shape in [('single', (1, 1, 1)), ('pmap', (4, 1, 1))]:
+    launcher = make_launcher(strategy, mesh_shape)
+    target = launcher.to_checkpoint(launcher.init(jax.random.PRNGKey(1)))
+    restored = launcher.from_checkpoint(ckpt.restore(2, target))
+    assert int(launcher.to_checkpoint(restored).step) == 2
+    _, got = launcher.step(restored, next_batch)
+    assert float(got['loss']) == pytest.approx(float(want['loss']), rel=2e-5), strategy
+  ckpt.close()
+
+
+def _dummy_iterator():
+  import grain
+  return iter(grain.MapDataset.range(4).to_iter_dataset())
+
+
+def test_no_recompilation_after_the_first_step():
+  for strategy, shape in [('mesh', (2, 2, 2)), ('pmap', (-1, 1, 1))]:
+    launcher = make_launcher(strategy, shape)
+    run(launcher, steps=4)
+    assert launcher.step_traces == 1, strategy
+
+
+def test_bfloat16_stays_close_to_float32_over_20_steps(single_losses):
+  _, f32 = run(make_launcher('single'), steps=20)
+  _, bf16 = run(make_launcher('single', dtype='bfloat16'), steps=20)
+  # bf16 matmul inputs (float32 accumulation) track float32 to within 2% of the loss.
+  np.testing.assert_allclose(bf16, f32, rtol=0.02)
+  assert bf16[-1] < bf16[0]
+
+
+@pytest.mark.parametrize('remat', ['full', 'save_matmuls'])
+def test_remat_gives_the_same_losses(single_losses, remat):
+  _, losses = run(make_launcher('single', remat=remat))
+  np.testing.assert_allclose(losses, single_losses, rtol=1e-5)
+
+
+def test_bad_mesh_shapes_name_the_value():
+  with pytest.raises(ValueError, match=r'mesh_shape=\(3, 1, 1\) needs 3 devices, have 8'):
+    parallel.make_mesh((3, 1, 1))
+  with pytest.raises(ValueError, match='at most one -1'):
+    parallel.make_mesh((-1, -1, 1))
+  with pytest.raises(ValueError, match="parallel.strategy='ddp'"):
+    make_launcher('ddp')
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+  root = tmp_path_factory.mktemp('corpus')
+  (root / 'corpus.txt').write_text(''.join(f'line {i % 13} of a small corpus.\n' for i in range(300)))
+  return root
+
+
+def test_the_training_loop_runs_and_resumes_across_strategies(corpus, tmp_path, monkeypatch):
+  """A run stopped after step 3 under pmap resumes under a (2, 2, 2) mesh and ends as a single-device run."""
+  import contextlib
+  from test_train import StopAtIteration, tiny_config  # The train tests' stop stand-in and tiny config.
+
+  def config(strategy, mesh_shape):
+    c = tiny_config(corpus, num_steps=6, checkpoint_every=100, eval_every=100, log_every=1)
+    c.parallel.update(strategy=strategy, mesh_shape=mesh_shape)
+    return c
+
+  single = train.train_and_evaluate(config('single', (1, 1, 1)), str(tmp_path / 'single'))
+  with monkeypatch.context() as patch:
+    patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(3))))
+    train.train_and_evaluate(config('pmap', (-1, 1, 1)), str(tmp_path / 'mixed'))
+  mixed = train.train_and_evaluate(config('mesh', (2, 2, 2)), str(tmp_path / 'mixed'))
+  assert mixed['loss'] == pytest.approx(single['loss'], rel=1e-4)
