@@ -34,8 +34,8 @@ def main(argv):
   if mode in ('train', 'sample') and not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
   if mode == 'data':
-    from lm.data import inspect, pipeline  # Imported after flag parsing so `--help` stays fast.
-    print(inspect.describe(FLAGS.config.data, pipeline.get_tokenizer(FLAGS.config.data, None)))
+    from lm.data import pipeline, report  # Imported after flag parsing so `--help` stays fast.
+    print(report.describe(FLAGS.config.data, pipeline.get_tokenizer(FLAGS.config.data, None)))
     return
   from lm import train
   if mode == 'train':

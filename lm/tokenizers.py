@@ -325,7 +325,19 @@ def _load_sentencepiece(spec: dict, directory: str) -> SentencePieceTokenizer:
   if not os.path.exists(path):
     raise FileNotFoundError(f'No SentencePiece model at {path!r}.')
   with open(path, 'rb') as f:
-    tokenizer = SentencePieceTokenizer(f.read())
+    proto = f.read()
+  # The digest first: a damaged file fails here, named, not deep in protobuf.
+  digest = hashlib.sha256(proto).hexdigest()
+  if digest != spec.get('model_sha256'):
+    raise ValueError(
+        f'{path!r} does not match {_FILENAME} beside it: its sha256 is '
+        f"{digest}, not the recorded {spec.get('model_sha256')!r}; the model "
+        'is corrupt or was replaced.')
+  try:
+    tokenizer = SentencePieceTokenizer(proto)
+  except Exception as e:  # protobuf and SentencePiece raise their own types.
+    raise ValueError(f'{path!r} is not a readable SentencePiece model: '
+                     f'{e}') from e
   if tokenizer.to_dict() != spec:
     raise ValueError(f'{path!r} does not match {_FILENAME} beside it: '
                      f'{tokenizer.to_dict()} != {spec}.')
@@ -378,8 +390,14 @@ def load_tokenizer(directory: str) -> Tokenizer:
   path = os.path.join(directory, _FILENAME)
   if not os.path.exists(path):
     raise FileNotFoundError(f'No tokenizer at {path!r}.')
-  with open(path, encoding='utf-8') as f:
-    spec = json.load(f)
+  try:
+    with open(path, encoding='utf-8') as f:
+      spec = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f'{path!r} is corrupt (not UTF-8 JSON): {e}') from e
+  if not isinstance(spec, dict):
+    raise ValueError(f'{path!r} is corrupt: it holds a '
+                     f'{type(spec).__name__}, not a tokenizer description.')
   kind = spec.get('kind')
   if kind not in _LOADERS:
     raise ValueError(

@@ -233,6 +233,16 @@ class MetricsLog:
     self._tensorboard.close()
 
 
+class NullLog:
+  """What processes other than 0 log: nothing."""
+
+  def write(self, *args, **kwargs) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
 @contextlib.contextmanager
 def stop_requests():
   """Turns the first Ctrl-C or SIGTERM into a request to stop after saving; a second Ctrl-C interrupts."""
@@ -271,10 +281,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   p = config.parallel
   parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
   validate_config(config)
+  is_main = jax.process_index() == 0  # Only process 0 writes logs, config and samples; all save checkpoints.
+  say = print if is_main else (lambda *args, **kwargs: None)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+  if is_main:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
 
   tokenizer = pipeline.get_tokenizer(config.data, workdir)
   model = build_model(config, tokenizer.vocab_size)
@@ -297,19 +310,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=t.keep_checkpoints)
   if (latest := checkpointer.latest_step()) is not None:
     state = launcher.from_checkpoint(checkpointer.restore(latest, launcher.to_checkpoint(state), train_iter))
-    print(f'resumed from {checkpointer.directory} at step {latest}', flush=True)
+    say(f'resumed from {checkpointer.directory} at step {latest}', flush=True)
 
   if config.data.name in datasets.OUR_NAMES:  # A catalogue split can be too large to count up front.
     stats = pipeline.split_stats(config.data, tokenizer, 'train')
-    print(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
+    say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
           f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
   flops_per_token = flops_lib.flops_per_token(model.config, seq_len)
   peak = flops_lib.peak_flops(model.config.dtype) * jax.device_count()
   tokens_per_step = t.batch_size * seq_len
-  print(f'model: {flops_lib.count_params(launcher.to_checkpoint(state).params):,} params, {flops_per_token / 1e6:.1f} MFLOPs/token; '
+  num_params = flops_lib.count_params(launcher.to_checkpoint(state).params)
+  say(f'model: {num_params:,} params, {flops_per_token / 1e6:.1f} MFLOPs/token; '
         f'{t.num_steps} steps of {tokens_per_step:,} tokens; workdir {workdir}', flush=True)
   step = int(launcher.to_checkpoint(state).step)
-  log = MetricsLog(workdir, start_step=step)
+  log = MetricsLog(workdir, start_step=step) if is_main else NullLog()
   window = {'nats': 0.0, 'tokens': 0.0, 'bytes': 0.0, 'steps': 0}
   window_start, run_start, start_step = time.perf_counter(), time.perf_counter(), step
   last_saved = checkpointer.latest_step()
@@ -335,7 +349,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                'mfu': tokens_per_s * flops_per_token / peak}
     log.write(s, 'train', metrics)
     eta = (t.num_steps - s) * elapsed / window['steps']
-    print(f'step {s:6d}/{t.num_steps}  loss {metrics["loss"]:.4f}  bpb {metrics["bits_per_byte"]:.3f}  '
+    say(f'step {s:6d}/{t.num_steps}  loss {metrics["loss"]:.4f}  bpb {metrics["bits_per_byte"]:.3f}  '
           f'lr {metrics["learning_rate"]:.2e}  {tokens_per_s:,.0f} tok/s  mfu {metrics["mfu"]:.1%}  '
           f'eta {eta:.0f}s', flush=True)
     window.update(nats=0.0, tokens=0.0, bytes=0.0, steps=0)
@@ -347,7 +361,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if record:
       log.write(s, 'validation', {**metrics, 'tokens_seen': s * tokens_per_step,
                                   'wall_s': time.perf_counter() - run_start})
-    print(f'step {s:6d}  validation loss {metrics["loss"]:.4f}  bits/byte {metrics["bits_per_byte"]:.3f}',
+    say(f'step {s:6d}  validation loss {metrics["loss"]:.4f}  bits/byte {metrics["bits_per_byte"]:.3f}',
           flush=True)
     return metrics
 
@@ -388,20 +402,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer.close()
     log.close()
   if step < t.num_steps:
-    print(f'stopped at step {step}; checkpoint saved at step {last_saved}. Rerun the same command to resume.')
+    say(f'stopped at step {step}; checkpoint saved at step {last_saved}. Rerun the same command to resume.')
     return final
-  print(f'done: {step - start_step} steps in {time.perf_counter() - run_start:.0f}s', flush=True)
+  say(f'done: {step - start_step} steps in {time.perf_counter() - run_start:.0f}s', flush=True)
+  if jax.process_count() > 1:
+    say('multi-host run: sample with `./run.sh sample --workdir=...` from one process')
+    return final
   prompt = config.sample.prompt
   try:
     tokenizer.encode(prompt)
   except ValueError as e:  # E.g. the default 'ROMEO:' on a user corpus without capitals.
-    print(f'sample.prompt={prompt!r} cannot be encoded ({e}); sampling from an empty prompt instead')
+    say(f'sample.prompt={prompt!r} cannot be encoded ({e}); sampling from an empty prompt instead')
     prompt = ''
   text = generate(model, launcher.to_checkpoint(state).params, tokenizer, prompt, num_tokens=config.sample.num_tokens,
                   temperature=config.sample.temperature, top_k=config.sample.top_k, seed=config.seed)
-  with open(os.path.join(workdir, 'samples.txt'), 'a') as f:
+  with open(os.path.join(workdir, 'samples.txt'), 'a') as f:  # Single process here.
     f.write(f'--- step {step}, prompt {prompt!r}\n{text}\n')
-  print(f'--- sample (step {step}) ---\n{text}', flush=True)
+  say(f'--- sample (step {step}) ---\n{text}', flush=True)
   return final
 
 

@@ -1,3 +1,4 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +13,7 @@ def test_matmul_params_are_the_model_kernels(options):
   config = model_lib.ModelConfig(vocab_size=37, max_len=16, num_layers=2, d_model=32, num_heads=4,
                                  tie_embeddings=False, **options)
   params = jax.eval_shape(model_lib.DecoderLM(config).init, jax.random.PRNGKey(0), jnp.zeros((1, 16), jnp.int32))
-  kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params['params'])
+  kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(nn.meta.unbox(params['params']))
              if path[-1].key == 'kernel']
   assert flops.matmul_params(config) == sum(int(np.prod(k.shape)) for k in kernels)
 

@@ -163,3 +163,40 @@ def test_the_training_loop_runs_and_resumes_across_strategies(corpus, tmp_path, 
     train.train_and_evaluate(config('pmap', (-1, 1, 1)), str(tmp_path / 'mixed'))
   mixed = train.train_and_evaluate(config('mesh', (2, 2, 2)), str(tmp_path / 'mixed'))
   assert mixed['loss'] == pytest.approx(single['loss'], rel=1e-4)
+
+
+def test_two_processes_train_like_one_and_their_checkpoint_restores_in_one(tmp_path):
+  import json
+  import os
+  import socket
+  import subprocess
+  import sys
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  worker = os.path.join(os.path.dirname(__file__), 'multihost_worker.py')
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  procs = [subprocess.Popen([sys.executable, worker, str(port), str(i), str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outputs = []
+  try:
+    for p in procs:
+      outputs.append(p.communicate(timeout=240)[0])
+  finally:
+    for p in procs:  # A dead peer makes the other abort only after a timeout: never leave one behind.
+      p.kill()
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+  losses = [json.loads(next(l for l in out.splitlines() if l.startswith('LOSSES '))[7:]) for out in outputs]
+  assert losses[0] == losses[1]
+  state, single = run(make_launcher('mesh', (8, 1, 1)))
+  np.testing.assert_allclose(losses[0], single, rtol=1e-5)  # Same to rounding (gloo vs in-process sums).
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep=1, read_only=True)
+  single_device = make_launcher('single')
+  restored = ckpt.restore(5, single_device.init(jax.random.PRNGKey(1)))  # Onto one device of one process.
+  ckpt.close()
+  assert int(restored.step) == 5
+  # Adam turns rounding-level gradient differences of near-zero params into ~lr/1000 steps: compare
+  # params to an absolute tolerance well below one update (lr 3e-3).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5),
+               jax.device_get(restored.params), jax.device_get(state.params))

@@ -160,6 +160,31 @@ def test_worker_processes_give_the_same_batches_and_resume(config, tokenizer):
     resumed.close()
 
 
+@pytest.mark.parametrize('pack', [False, True])
+def test_resume_with_other_num_workers_names_both_values(config, tokenizer,
+                                                         tmp_path, pack):
+  in_process = _data_config(**{**config.to_dict(), 'pack': pack})
+  with_workers = _data_config(**{**in_process.to_dict(), 'num_workers': 2})
+  iterator = _train(in_process, tokenizer)
+  _take(iterator, 2)
+  resumed = _train(with_workers, tokenizer)
+  try:
+    with pytest.raises(ValueError, match=r'num_workers=0.*num_workers=2'):
+      resumed.set_state(iterator.get_state())
+    # Through orbax, as train.py restores it, the error is the same.
+    with ocp.CheckpointManager(tmp_path / 'ckpt') as manager:
+      manager.save(2, args=ocp.args.Composite(
+          data=grain.checkpoint.CheckpointSave(iterator)))
+      manager.wait_until_finished()
+      with pytest.raises(ValueError, match=r'num_workers=0.*num_workers=2'):
+        manager.restore(2, args=ocp.args.Composite(
+            data=grain.checkpoint.CheckpointRestore(resumed)))
+    with pytest.raises(ValueError, match=r'num_workers=2.*num_workers=0'):
+      _train(in_process, tokenizer).set_state(resumed.get_state())
+  finally:
+    resumed.close()
+
+
 def test_process_shards_are_disjoint_and_cover_the_rows(config, tokenizer):
   stream = pipeline.token_stream(config, tokenizer, 'train')
   num_rows = (len(stream) - 1) // SEQ_LEN

@@ -10,8 +10,8 @@ import pytest
 from experiments import base
 from lm import tokenizers
 from lm.data import datasets
-from lm.data import inspect
 from lm.data import pipeline
+from lm.data import report
 from lm.data import tasks
 
 SEQ_LEN = 16
@@ -340,6 +340,61 @@ def test_packed_seq2seq_resumes_exactly(s2s, skip):
   _assert_same_batches(uninterrupted[skip:], _take(resumed, 4))
 
 
+def test_seq2seq_reads_catalogue_feature_keys(monkeypatch):
+  """squad's keys join two features and read a list inside a dict."""
+  records = [{'question': f'q{i}'.encode(), 'context': b'ctx',
+              'answers': {'text': [f'a{i}'.encode(), b'other'],
+                          'answer_start': [0, 0]}} for i in range(5)]
+  monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
+  config = _data_config(name='squad', task='seq2seq', max_input_len=16,
+                        max_target_len=4, pack=False,
+                        **datasets.catalogue_features('squad'))
+  tokenizer = pipeline.get_tokenizer(config, None)
+  (batch,) = pipeline.make_eval_batches(config, tokenizer, 'validation',
+                                        batch_size=len(records))
+  for row in range(len(records)):
+    enc = batch['encoder_input_tokens'][row]
+    dec = batch['decoder_target_tokens'][row]
+    assert tokenizer.decode(enc) == f'q{row}\nctx'
+    assert tokenizer.decode(dec) == f'a{row}'
+  stats = pipeline.split_stats(config, tokenizer, 'validation')
+  assert stats.target_tokens == batch['decoder_loss_weights'].sum()
+
+
+def test_catalogue_seq2seq_tokenizer_reads_the_input_and_target_keys(
+    monkeypatch):
+  records = [{'article': 'Long article.', 'highlights': 'Short!'}]
+  monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
+  config = _data_config(name='cnn_dailymail', task='seq2seq',
+                        **datasets.catalogue_features('cnn_dailymail'))
+  tokenizer = pipeline.get_tokenizer(config, None)
+  assert tokenizer.chars == ''.join(sorted(set('Long article.Short!')))
+
+
+def test_prefix_is_in_the_vocabulary_and_the_tokenizer_texts(tmp_path,
+                                                             monkeypatch):
+  config = _data_config(name='copy', task='seq2seq', prefix='copy: ',
+                        data_dir=str(tmp_path / 'tfds'), synthetic_length=5,
+                        synthetic_examples=100, max_input_len=16,
+                        max_target_len=8)
+  tokenizer = pipeline.get_tokenizer(config, None)
+  batch = next(pipeline.make_train_iterator(config, tokenizer, batch_size=2,
+                                            seed=0))
+  assert tokenizer.decode(batch['encoder_input_tokens'][0]).startswith('copy: ')
+  # SentencePiece trains on what the pipeline encodes: prefixed inputs.
+  texts = []
+
+  def recording_make_tokenizer(kind, train_texts, **options):
+    texts.extend(train_texts)
+    return tokenizers.ByteTokenizer()
+
+  monkeypatch.setattr(tokenizers, 'make_tokenizer', recording_make_tokenizer)
+  spm_config = _data_config(**{**config.to_dict(), 'tokenizer': 'sentencepiece'})
+  pipeline.get_tokenizer(spm_config, None)
+  pairs = datasets.split_pairs(config, 'train')
+  assert texts == [t for i, o in pairs for t in ('copy: ' + i, o)]
+
+
 # ---------------------------------------------------------------- span corruption
 
 
@@ -396,6 +451,45 @@ def test_span_corruption_lengths_fit_both_rows():
   assert tasks.span_corruption_lengths(512, 64, 0.15, 3.0) < n
 
 
+@pytest.mark.parametrize('max_input_len, max_target_len',
+                         [(3, 2), (4, 3), (5, 3), (6, 4), (8, 3), (12, 5),
+                          (20, 10), (30, 6)])
+def test_span_corruption_lengths_never_truncate_small_rows(max_input_len,
+                                                           max_target_len):
+  n = tasks.span_corruption_lengths(max_input_len, max_target_len, 0.15, 3.0)
+  for length in range(1, n + 1):  # a document's last chunk may be shorter.
+    for seed in range(5):
+      inputs, targets = tasks.span_corruption(
+          np.arange(2, length + 2), noise_density=0.15,
+          mean_noise_span_length=3.0, rng=np.random.default_rng(seed),
+          sentinel_id=lambda i: 1000 - i)
+      assert len(inputs) + 1 <= max_input_len, (n, length)
+      assert len(targets) + 1 <= max_target_len, (n, length)
+  # And n is the longest such chunk: one more token would not fit.
+  inputs, targets = tasks.span_corruption(
+      np.arange(2, n + 3), noise_density=0.15, mean_noise_span_length=3.0,
+      rng=np.random.default_rng(0), sentinel_id=lambda i: 1000 - i)
+  assert (len(inputs) + 1 > max_input_len
+          or len(targets) + 1 > max_target_len)
+
+
+def test_span_noise_differs_between_processes(tmp_path):
+  """Identical documents: only the noise can tell the two shards apart."""
+  for i in range(8):
+    (tmp_path / f'doc{i}.txt').write_text('abcdefgh' * 4)
+  config = _data_config(name='text_files', path=str(tmp_path),
+                        data_dir=str(tmp_path / 'tfds'),
+                        task='span_corruption', max_input_len=40,
+                        max_target_len=20, pack=False)
+  tokenizer = _SentinelTokenizer('abcdefgh')
+  batches = [_take(pipeline.make_train_iterator(
+      config, tokenizer, batch_size=BATCH, seed=0, process_index=p,
+      process_count=2), 2) for p in (0, 1)]
+  for name in ('encoder_input_tokens', 'decoder_target_tokens'):
+    assert not np.array_equal(np.stack([b[name] for b in batches[0]]),
+                              np.stack([b[name] for b in batches[1]])), name
+
+
 def test_span_corruption_pipeline(corpus):
   config = _data_config(name='text_files', path=str(corpus),
                         data_dir=str(corpus / 'tfds'), task='span_corruption',
@@ -436,7 +530,7 @@ def test_span_corruption_needs_sentinels(lm_config, tokenizer):
 
 
 def test_describe_names_counts_and_decodes_rows(lm_config, tokenizer):
-  text = inspect.describe(lm_config, tokenizer)
+  text = report.describe(lm_config, tokenizer)
   for word in ('train', 'validation', 'bytes/token', 'truncated', 'dropped',
                'inputs', 'targets'):
     assert word in text, word

@@ -1,5 +1,6 @@
 """Tokenizers round-trip real and multilingual text and count bytes exactly."""
 
+import hashlib
 import json
 import pathlib
 import time
@@ -17,7 +18,8 @@ MULTILINGUAL = 'Héllo, wörld! Привет мир. 你好，世界。 🙂 na�
 
 def _data_config(**overrides) -> ml_collections.ConfigDict:
   config = dict(name='shakespeare', path='', data_dir='', source_dir='',
-                tokenizer='char', seq_len=16, num_workers=0)
+                tokenizer='char', seq_len=16, num_workers=0, task='lm',
+                prefix='')
   config.update(overrides)
   return ml_collections.ConfigDict(config)
 
@@ -128,6 +130,15 @@ def test_save_and_load_round_trip(tmp_path, kind):
 
 def test_load_from_a_directory_without_a_tokenizer_fails(tmp_path):
   with pytest.raises(FileNotFoundError, match='tokenizer.json'):
+    tokenizers.load_tokenizer(str(tmp_path))
+
+
+@pytest.mark.parametrize('content', [b'{"kind": "char", "chars"', b'\xff\xfe',
+                                     b'["char"]'])
+def test_load_of_a_corrupt_json_names_the_file(tmp_path, content):
+  tokenizers.make_tokenizer('char', ['abc']).save(str(tmp_path))
+  (tmp_path / 'tokenizer.json').write_bytes(content)
+  with pytest.raises(ValueError, match=r'tokenizer\.json.* corrupt'):
     tokenizers.load_tokenizer(str(tmp_path))
 
 
@@ -285,6 +296,24 @@ def test_spm_load_rejects_a_model_that_does_not_match_its_json(tmp_path):
   first.save(str(tmp_path))
   (tmp_path / 'spm.model').write_bytes(second.model_proto)
   with pytest.raises(ValueError, match='does not match tokenizer.json'):
+    tokenizers.load_tokenizer(str(tmp_path))
+
+
+def test_spm_load_of_a_corrupt_model_names_the_file(tmp_path):
+  tokenizers.make_tokenizer('sentencepiece', _corpus(),
+                            vocab_size=SPM_VOCAB_SIZE).save(str(tmp_path))
+  model = tmp_path / 'spm.model'
+  model.write_bytes(model.read_bytes()[:1000])  # cut short.
+  with pytest.raises(ValueError, match=r"spm\.model' does not match .*corrupt"):
+    tokenizers.load_tokenizer(str(tmp_path))
+  # Unparsable bytes whose digest tokenizer.json does record.
+  garbage = b'\x0a\xff\xff not a model'
+  model.write_bytes(garbage)
+  spec = json.loads((tmp_path / 'tokenizer.json').read_text())
+  spec['model_sha256'] = hashlib.sha256(garbage).hexdigest()
+  (tmp_path / 'tokenizer.json').write_text(json.dumps(spec))
+  with pytest.raises(ValueError,
+                     match=r"spm\.model' is not a readable SentencePiece"):
     tokenizers.load_tokenizer(str(tmp_path))
 
 

@@ -167,7 +167,7 @@ def load_split(data_config, split: str):
 
 
 def _as_str(value) -> str:
-  return value.decode('utf-8') if isinstance(value, bytes) else value
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
 def _feature(record: dict, key: str, data_config, config_key: str) -> str:
@@ -221,9 +221,13 @@ def split_pairs(data_config, split: str) -> list[tuple[str, str]]:
   if data_config.name in _DOCUMENT_NAMES:
     raise ValueError(f'{data_config.name!r} holds documents, not pairs; read '
                      'it with split_texts.')
-  records = _records(load_split(data_config, split))
+  return [pair(r, data_config)
+          for r in _records(load_split(data_config, split))]
+
+
+def pair(record: dict, data_config) -> tuple[str, str]:
+  """(input, target) of one seq2seq record, as `split_pairs` reads them."""
   if data_config.name in SEQ2SEQ_NAMES:
-    return [(_as_str(r['inputs']), _as_str(r['targets'])) for r in records]
-  return [(_feature(r, data_config.input_key, data_config, 'input_key'),
-           _feature(r, data_config.target_key, data_config, 'target_key'))
-          for r in records]
+    return _as_str(record['inputs']), _as_str(record['targets'])
+  return (_feature(record, data_config.input_key, data_config, 'input_key'),
+          _feature(record, data_config.target_key, data_config, 'target_key'))

@@ -25,10 +25,11 @@ padding; positions restart at 0), whose state is part of the iterator's:
 
 Encoder-decoder tasks add ENCODER_FEATURES of length data.max_input_len; their
 decoder rows have data.max_target_len tokens. `split_stats` counts what a pass
-keeps, truncates and drops (lm/data/inspect.py prints it).
+keeps, truncates and drops (lm/data/report.py prints it).
 """
 
 import functools
+import hashlib
 import math
 import os
 
@@ -84,22 +85,40 @@ def get_tokenizer(data_config, workdir: str | None = None):
     # Prepare first: preparing renames a finished folder onto data_dir, which
     # must not exist before.
     datasets.load_split(data_config, 'train')
+    name = f'spm_{model_type}_{vocab_size}'
+    if data_config.prefix:  # it is part of the training text.
+      name += '_prefix' + hashlib.sha256(
+          data_config.prefix.encode('utf-8')).hexdigest()[:8]
     cache = os.path.join(datasets.make_builder(data_config).data_dir,
-                         'tokenizers', f'spm_{model_type}_{vocab_size}')
+                         'tokenizers', name)
     if os.path.exists(os.path.join(cache, 'tokenizer.json')):
       tokenizer = tokenizers.load_tokenizer(cache)
     else:
       tokenizer = tokenizers.make_tokenizer(
-          kind, datasets.split_texts(data_config, 'train'),
+          kind, tokenizer_texts(data_config, 'train'),
           vocab_size=vocab_size, model_type=model_type)
       tokenizer.save(cache)
   else:
     texts = [text for split in datasets.SPLITS
-             for text in datasets.split_texts(data_config, split)]
+             for text in tokenizer_texts(data_config, split)]
     tokenizer = tokenizers.make_tokenizer(kind, texts)
   if directory:
     tokenizer.save(directory)
   return tokenizer
+
+
+def tokenizer_texts(data_config, split: str) -> list[str]:
+  """The texts of `split` a tokenizer is built from: what the pipeline encodes.
+
+  seq2seq reads each record's data.prefix + input, then its target, through
+  data.input_key / data.target_key; the other tasks read the documents
+  (split_texts) and, if set, the prefix as one more text.
+  """
+  prefix = data_config.prefix
+  if data_config.task == 'seq2seq':
+    return [text for inputs, targets in datasets.split_pairs(data_config, split)
+            for text in (prefix + inputs, targets)]
+  return datasets.split_texts(data_config, split) + ([prefix] if prefix else [])
 
 
 def token_stream(data_config, tokenizer, split: str) -> np.ndarray:
@@ -166,8 +185,11 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
   p, p + P, p + 2P, ... of the split (P processes), and shuffles them afresh
   each epoch from `seed`. The iterator's `get_state()` / `set_state()` (or
   grain.checkpoint.CheckpointSave/Restore in orbax) resume at exactly the next
-  batch, packing state included. Endless unless `num_epochs` is given (tests,
-  benchmarks); then the last batch is padded with zero-weight rows.
+  batch, packing state included, given the same data.num_workers (else
+  set_state raises). Endless unless `num_epochs` is given (tests, benchmarks);
+  then a short last batch is padded with zero-weight rows. In the example
+  modes each of data.num_workers > 0 workers batches its own share, so each
+  worker's last batch may be padded, not only the last one.
   """
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index {process_index} outside '
@@ -181,10 +203,7 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
                           shard=(process_index, process_count))
     it = _batched_rows(ds, data_config, batch_size=batch_size, seed=seed,
                        finite=num_epochs is not None)
-    if data_config.num_workers > 0:
-      it = it.mp_prefetch(
-          grain.MultiprocessingOptions(num_workers=data_config.num_workers))
-    return iter(it)
+    return _train_iterator(it, data_config.num_workers)
   tokens = token_stream(data_config, tokenizer, 'train')
   rows = ChunkedStream(tokens, data_config.seq_len, keep_partial=False)
   if len(rows) < process_count:
@@ -201,10 +220,47 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
   # A small read-ahead in threads overlaps batch assembly with the step.
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
                                             prefetch_buffer_size=8))
-  if data_config.num_workers > 0:
-    it = it.mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=data_config.num_workers))
-  return iter(it)
+  return _train_iterator(it, data_config.num_workers)
+
+
+def _train_iterator(it: grain.IterDataset, num_workers: int):
+  if num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return TrainIterator(iter(it), num_workers)
+
+
+class TrainIterator(grain.DatasetIterator):
+  """grain's train iterator, whose state also records data.num_workers.
+
+  grain's state layout depends on the number of worker processes, so a state
+  saved with another num_workers cannot resume; set_state says so, naming
+  both values. A grain DatasetIterator, so grain.checkpoint.CheckpointSave /
+  CheckpointRestore handle it as any other.
+  """
+
+  def __init__(self, parent: grain.DatasetIterator, num_workers: int):
+    super().__init__(parent)
+    self._num_workers = num_workers
+
+  def __next__(self):
+    return next(self._parent)
+
+  def get_state(self) -> dict:
+    return {'num_workers': self._num_workers,
+            'iterator': self._parent.get_state()}
+
+  def set_state(self, state: dict) -> None:
+    if 'num_workers' not in state:  # saved before the count was recorded.
+      self._parent.set_state(state)
+      return
+    saved = state['num_workers']
+    if saved != self._num_workers:
+      raise ValueError(
+          f'The data iterator state was saved with data.num_workers={saved} '
+          f'but this run has data.num_workers={self._num_workers}; grain '
+          'cannot resume across worker counts: resume with '
+          f'data.num_workers={saved}.')
+    self._parent.set_state(state['iterator'])
 
 
 def make_eval_batches(data_config, tokenizer, split: str, *, batch_size: int):
@@ -299,8 +355,7 @@ def _sentinel_id(tokenizer):
 
 
 def _seq2seq_example(record, *, data_config, tokenizer):
-  inputs, targets = tasks.seq2seq_pair(record, data_config.input_key,
-                                       data_config.target_key)
+  inputs, targets = datasets.pair(record, data_config)
   return tasks.encoder_decoder_example(
       tokenizer.encode(data_config.prefix + inputs), tokenizer.encode(targets),
       eos_id=tokenizer.eos_id, max_input_len=data_config.max_input_len,
@@ -351,9 +406,9 @@ def _example_dataset(data_config, tokenizer, split: str, *, seed: int,
   bound = dict(data_config=data_config, tokenizer=tokenizer)
   if data_config.task == 'span_corruption':
     # Fail here, not in a worker: the longest chunk's spans need sentinels.
-    n = _span_chunk_len(data_config)
-    max_spans = max(round(round(n * data_config.noise_density)
-                          / data_config.mean_noise_span_length), 1)
+    _, max_spans = tasks.noise_counts(
+        max(_span_chunk_len(data_config), 2), data_config.noise_density,
+        data_config.mean_noise_span_length)
     _sentinel_id(tokenizer)(max_spans - 1)
   if data_config.task == 'lm':
     return ds.map(tasks.lm_example)
@@ -361,8 +416,16 @@ def _example_dataset(data_config, tokenizer, split: str, *, seed: int,
     ds = ds.map(functools.partial(_seq2seq_example, **bound))
   else:
     # After repeat: the noise of an example differs from epoch to epoch.
-    ds = ds.random_map(functools.partial(_span_example, **bound), seed=seed)
+    # random_map keys its rng by the index in this process's shard, so the
+    # process index is folded into the seed: processes get different noise.
+    ds = ds.random_map(functools.partial(_span_example, **bound),
+                       seed=_fold_in(seed, index))
   return ds if with_counts else ds.map(_drop_count)
+
+
+def _fold_in(seed: int, index: int) -> int:
+  """A seed for shard `index` of `seed`; independent of the other shards'."""
+  return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 def _batched_rows(ds: grain.MapDataset, data_config, *, batch_size: int,
@@ -447,8 +510,7 @@ def _seq2seq_stats(data_config, tokenizer, split: str) -> tasks.Stats:
   records = datasets.load_split(data_config, split)
   stats = tasks.Stats(examples=len(records))
   for i in range(len(records)):
-    inputs, targets = tasks.seq2seq_pair(records[i], data_config.input_key,
-                                         data_config.target_key)
+    inputs, targets = datasets.pair(records[i], data_config)
     stats.bytes += len((data_config.prefix + inputs + targets).encode('utf-8'))
     stats = stats + _example_stats(*_seq2seq_example(
         records[i], data_config=data_config, tokenizer=tokenizer))

@@ -74,25 +74,6 @@ def lm_example(piece: np.ndarray) -> dict[str, np.ndarray]:
           'decoder_loss_weights': np.ones(len(piece) - 1, np.float32)}
 
 
-def seq2seq_pair(record: dict, input_key: str, target_key: str
-                 ) -> tuple[str, str]:
-  """(input text, target text) of a dataset record, read by feature key.
-
-  Catalogue datasets name their features (data.input_key / data.target_key,
-  e.g. 'article' / 'highlights'); ours use 'inputs' / 'targets', which are
-  the keys' defaults.
-  """
-  missing = [k for k in (input_key, target_key) if k not in record]
-  if missing:
-    raise KeyError(f'Record has no feature {missing}; it has {sorted(record)}.'
-                   ' Set data.input_key / data.target_key.')
-  return _as_str(record[input_key]), _as_str(record[target_key])
-
-
-def _as_str(value) -> str:
-  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
-
-
 def encoder_decoder_example(inputs: np.ndarray, targets: np.ndarray, *,
                             eos_id: int, max_input_len: int,
                             max_target_len: int
@@ -114,24 +95,34 @@ def encoder_decoder_example(inputs: np.ndarray, targets: np.ndarray, *,
           'decoder_loss_weights': np.ones(len(dec), np.float32)}, truncated
 
 
+def noise_counts(length: int, noise_density: float,
+                 mean_noise_span_length: float) -> tuple[int, int]:
+  """(noise tokens, noise spans) of a mask over length >= 2 tokens.
+
+  round(length * noise_density) noise tokens, at least 1 and at most
+  length - 1, in round(noise / mean_noise_span_length) spans, at least 1;
+  unlike T5, never more spans than either part has tokens.
+  """
+  num_noise = int(round(length * noise_density))
+  num_noise = min(max(num_noise, 1), length - 1)
+  num_spans = max(int(round(num_noise / mean_noise_span_length)), 1)
+  return num_noise, min(num_spans, num_noise, length - num_noise)
+
+
 def random_spans_noise_mask(length: int, noise_density: float,
                             mean_noise_span_length: float,
                             rng: np.random.Generator) -> np.ndarray:
   """bool [length]: T5's noise mask; spans alternate, starting with non-noise.
 
-  round(length * noise_density) tokens (at least 1, at most length - 1) are
-  noise, in round(noise / mean_noise_span_length) spans (at least 1) whose
-  lengths, like the non-noise gaps between them, are a uniformly random
-  composition. Deterministic given `rng`'s state.
+  noise_counts(max(length, 2), ...) gives the number of noise tokens and of
+  spans, whose lengths, like the non-noise gaps between them, are a uniformly
+  random composition. Deterministic given `rng`'s state.
   """
   original_length = length
   length = max(length, 2)
-  num_noise = int(round(length * noise_density))
-  num_noise = min(max(num_noise, 1), length - 1)
-  num_spans = max(int(round(num_noise / mean_noise_span_length)), 1)
+  num_noise, num_spans = noise_counts(length, noise_density,
+                                      mean_noise_span_length)
   num_nonnoise = length - num_noise
-  # Unlike T5, never ask for more spans than either part has tokens.
-  num_spans = min(num_spans, num_noise, num_nonnoise)
 
   def segmentation(num_items: int) -> np.ndarray:
     """Random lengths >= 1 of num_spans segments summing to num_items."""
@@ -190,11 +181,11 @@ def span_corruption_lengths(max_input_len: int, max_target_len: int,
   """Longest token chunk whose corrupted inputs and targets (with eos) fit.
 
   T5's `random_spans_helper`, bounded by both lengths so that nothing is
-  truncated by design.
+  truncated by design: the counts are those of `noise_counts`, which the
+  mask uses, so a chunk of this length always fits (1 if none longer does).
   """
-  def lengths(n):
-    noise = int(round(n * noise_density))
-    spans = int(round(noise / mean_noise_span_length))
+  def lengths(n):  # n >= 2: inputs + eos, targets + eos.
+    noise, spans = noise_counts(n, noise_density, mean_noise_span_length)
     return n - noise + spans + 1, noise + spans + 1
 
   n = 1
