@@ -3,7 +3,8 @@
 Run: ./run.sh bench train [--steps=20] [--shapes=nano,medium] [--dtypes=float32,bfloat16]
 
 MFU = model FLOPs/s (PaLM accounting, lm/flops.py) / the FLOP/s of a 4096^3 matmul of the matching kind timed
-in this process: float32, or bf16 inputs accumulating in float32. Run alone: a busy core skews every figure.
+in this process, in turns with the step: float32, or bf16 inputs accumulating in float32. "MFU vs f32 peak"
+divides by the float32 matmul's rate whatever the dtype. Run alone: a busy core skews every figure.
 """
 import functools
 import time
@@ -23,13 +24,15 @@ SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size); vocab
     'nano': (4, 4, 128, 64, 12),
     'medium': (6, 6, 384, 256, 16),
 }
-_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps per configuration (after 3 warmup steps).')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Steps per timed window.')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed windows per configuration; the best counts.')
 _SHAPES = flags.DEFINE_list('shapes', list(SHAPES), 'Shapes to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Compute dtypes to time.')
 
 
-def time_train_step(num_layers, num_heads, d_model, seq_len, batch_size, dtype, steps):
-  """Best-of-3 seconds per step of the real train_step (AdamW, clipping, donated state) on random tokens."""
+def make_step_window(num_layers, num_heads, d_model, seq_len, batch_size, dtype, steps):
+  """(window, model config): `window()` runs `steps` real train steps (AdamW, clipping, donated state) on
+  random tokens and returns seconds per step."""
   config = base.get_config()
   config.model.update(num_layers=num_layers, num_heads=num_heads, d_model=d_model, dtype=dtype, dropout=0.0)
   config.data.seq_len = seq_len
@@ -46,35 +49,67 @@ def time_train_step(num_layers, num_heads, d_model, seq_len, batch_size, dtype, 
       'decoder_loss_weights': np.ones((batch_size, seq_len), np.float32),
       'decoder_segment_ids': np.ones((batch_size, seq_len), np.int32),
       'decoder_positions': np.broadcast_to(np.arange(seq_len, dtype=np.int32), (batch_size, seq_len)).copy()})
-  for _ in range(3):
-    state, metrics = step(state, batch)
-  jax.block_until_ready(state)
-  best = float('inf')
-  for _ in range(3):
+  holder = {'state': state}
+
+  def window():
     start = time.perf_counter()
     for _ in range(steps):
-      state, metrics = step(state, batch)
-    jax.block_until_ready((state, metrics))
-    best = min(best, (time.perf_counter() - start) / steps)
-  return best, model.config
+      holder['state'], metrics = step(holder['state'], batch)
+    jax.block_until_ready((holder['state'], metrics))
+    return (time.perf_counter() - start) / steps
+
+  for _ in range(3):  # Compile and warm up.
+    holder["state"], _ = step(holder["state"], batch)
+  return window, model.config
+
+
+def make_matmul_window(dtype, n=4096):
+  """`window()` times one n^3 matmul of the kind `dtype` names (bf16: bf16 inputs, float32 accumulation)."""
+  a = jnp.ones((n, n), {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[dtype])
+  f = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
+  f(a, a).block_until_ready()
+
+  def window():
+    start = time.perf_counter()
+    f(a, a).block_until_ready()
+    return time.perf_counter() - start
+  return window, 2 * n**3
+
+
+def best_interleaved(windows, rounds):
+  """Best time of each window over `rounds`, taking turns, so a noisy spell hits all of them alike."""
+  best = [float('inf')] * len(windows)
+  for _ in range(rounds):
+    for i, window in enumerate(windows):
+      best[i] = min(best[i], window())
+  return best
+
+
+def time_train_step(num_layers, num_heads, d_model, seq_len, batch_size, dtype, steps, rounds=3):
+  """Best seconds per step over `rounds` windows of `steps` steps."""
+  window, config = make_step_window(num_layers, num_heads, d_model, seq_len, batch_size, dtype, steps)
+  return best_interleaved([window], rounds)[0], config
 
 
 def main(argv):
   del argv
   print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}')
-  peaks = {dtype: flops_lib.measured_matmul_flops(dtype) for dtype in _DTYPES.value}
-  for dtype, peak in peaks.items():
-    kind = 'float32' if dtype == 'float32' else 'bf16 inputs, float32 accumulation'
-    print(f'peak ({kind}, 4096^3 matmul): {peak / 1e9:.0f} GFLOP/s')
-  print(f'{"shape":8} {"dtype":9} {"ms/step":>9} {"tokens/s":>10} {"GFLOP/s":>8} {"MFU":>6}')
+  print('each figure is the best of --rounds windows, taken in turns with a 4096^3 matmul of the same kind, '
+        'whose best time is the peak the MFU divides by')
+  print(f'{"shape":8} {"dtype":9} {"ms/step":>9} {"tokens/s":>10} {"GFLOP/s":>8} {"peak":>6} {"MFU":>6} '
+        f'{"MFU vs f32 peak":>16}')
   for name in _SHAPES.value:
     layers, heads, width, seq_len, batch_size = SHAPES[name]
     for dtype in _DTYPES.value:
-      seconds, config = time_train_step(layers, heads, width, seq_len, batch_size, dtype, _STEPS.value)
+      step_window, config = make_step_window(layers, heads, width, seq_len, batch_size, dtype, _STEPS.value)
+      f32_window, flops = make_matmul_window('float32')
+      own_window, _ = make_matmul_window(dtype)
+      seconds, f32_s, own_s = best_interleaved([step_window, f32_window, own_window], _ROUNDS.value)
       tokens_per_s = batch_size * seq_len / seconds
       model_flops = tokens_per_s * flops_lib.flops_per_token(config, seq_len)
       print(f'{name:8} {dtype:9} {seconds * 1e3:9.1f} {tokens_per_s:10,.0f} {model_flops / 1e9:8.1f} '
-            f'{model_flops / peaks[dtype]:6.1%}', flush=True)
+            f'{flops / own_s / 1e9:6.0f} {model_flops * own_s / flops:6.1%} {model_flops * f32_s / flops:16.1%}',
+            flush=True)
 
 
 if __name__ == '__main__':

@@ -70,22 +70,27 @@ def train_step(state: TrainState, batch: dict[str, Array], *, model: model_lib.D
                axis_name: str | None = None) -> tuple[TrainState, dict[str, Array]]:
   """One optimizer step on the mean token loss of `batch`. Metrics are sums plus norms, all float32.
 
-  Gradients are of the *summed* token loss, divided once by the target count of the whole batch, so
-  `grad_accum_steps` microbatches (a `lax.scan`) and devices (`lax.psum` over `axis_name`, under pmap) give
-  exactly the large batch's mean-loss gradient even when their target counts differ.
+  Each microbatch's summed token loss is divided by the target count of the whole batch, so
+  `grad_accum_steps` microbatches (a `lax.scan`) and devices (`lax.psum` over `axis_name`, under pmap) add up
+  to exactly the large batch's mean-loss gradient even when their target counts differ.
   """
   rng = jax.random.fold_in(state.rng, state.step) if model.config.dropout else None
   if rng is not None and axis_name:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))  # Each device its own dropout mask.
+  # The whole batch's target count is known before any gradient: dividing each microbatch's summed loss by it
+  # makes the gradients sum to the mean-loss gradient with no extra pass over them.
+  total = jnp.sum(batch['decoder_loss_weights'])
+  total = jnp.maximum(jax.lax.psum(total, axis_name) if axis_name else total, 1.0)
 
   def grads_and_sums(micro, micro_rng):
     targets, weights = micro['decoder_target_tokens'], micro['decoder_loss_weights']
 
-    def summed_nats(params):
+    def scaled_loss(params):
       logits = _forward(model, params, micro, micro_rng)
-      return loss_lib.cross_entropy(logits, targets, weights)
+      nats, count = loss_lib.cross_entropy(logits, targets, weights)
+      return nats / total, (nats, count)
 
-    (nats, count), grads = jax.value_and_grad(summed_nats, has_aux=True)(state.params)
+    (_, (nats, count)), grads = jax.value_and_grad(scaled_loss, has_aux=True)(state.params)
     return grads, {'nats': nats, 'tokens': count, 'bytes': loss_lib.target_bytes(targets, weights, token_bytes)}
 
   if grad_accum_steps == 1:
@@ -103,11 +108,9 @@ def train_step(state: TrainState, batch: dict[str, Array], *, model: model_lib.D
     (grads, sums), _ = jax.lax.scan(accumulate, zero, (jnp.arange(grad_accum_steps), micro))
   if axis_name:
     grads, sums = jax.lax.psum((grads, sums), axis_name)
-  count = jnp.maximum(sums['tokens'], 1.0)
-  grads = jax.tree.map(lambda g: g / count, grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {'loss': sums['nats'] / count, **sums, 'grad_norm': optax.global_norm(grads)}
+  metrics = {'loss': sums['nats'] / total, **sums, 'grad_norm': optax.global_norm(grads)}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
