@@ -17,6 +17,8 @@ usage: ./run.sh COMMAND [flags]
   test   [pytest args]      run the test suite (notebooks included)
   bench  train [flags]      print tokens/s and MFU of the train step (bench/train.py)
   bench  data [flags]       print the input pipeline's tokens/s against the train step's (bench/data.py)
+  bench  memory [flags]     print bytes per device by model size and strategy (bench/memory.py)
+  bench  accelerator        GPU: tokens/s and MFU of ~350M and ~1B models (bench/accelerator.sh wraps it)
 
 examples:
   ./run.sh train --config=experiments/shakespeare.py --config.model.num_layers=2 --workdir=runs/x
