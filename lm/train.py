@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -25,7 +26,6 @@ from lm import loss as loss_lib
 from lm import model as model_lib
 from lm import optim
 from lm import parallel
-from lm.data import datasets
 from lm.data import pipeline
 
 Array = jax.Array
@@ -315,10 +315,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = launcher.from_checkpoint(checkpointer.restore(latest, launcher.to_checkpoint(state), train_iter))
     say(f'resumed from {checkpointer.directory} at step {latest}', flush=True)
 
-  if config.data.name in datasets.OUR_NAMES:  # A catalogue split can be too large to count up front.
-    stats = pipeline.split_stats(config.data, tokenizer, 'train')
-    say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
-          f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
+  # Nothing is dropped silently. (The pipeline tokenizes the split up front, so counting costs little more.)
+  stats = pipeline.split_stats(config.data, tokenizer, 'train')
+  say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
+      f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
   flops_per_token = flops_lib.flops_per_token(model.config, seq_len)
   peak = flops_lib.peak_flops(model.config.dtype) * jax.device_count()
   tokens_per_step = t.batch_size * seq_len
@@ -327,6 +327,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         f'{t.num_steps} steps of {tokens_per_step:,} tokens; workdir {workdir}', flush=True)
   step = int(launcher.to_checkpoint(state).step)
   log = MetricsLog(workdir, start_step=step) if is_main else NullLog()
+  log.write(step, 'data', dataclasses.asdict(stats))  # Train-split token accounting, once per run.
   window = {'nats': 0.0, 'tokens': 0.0, 'bytes': 0.0, 'steps': 0}
   window_start, run_start, start_step = time.perf_counter(), time.perf_counter(), step
   last_saved = checkpointer.latest_step()

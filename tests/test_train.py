@@ -56,6 +56,10 @@ def test_loss_falls_and_run_directory_is_complete(corpus_dir, tmp_path):
   text = train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
   assert text.startswith('the ') and len(text) <= 4 + 12
   assert text == train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
+  accounting, = read_metrics(tmp_path, split='data')  # Train-split token accounting, logged once.
+  assert accounting['target_tokens'] > 0
+  assert (accounting['input_tokens'] + accounting['target_tokens'] + accounting['truncated_tokens']
+          == accounting['source_tokens'])
   logged = read_metrics(tmp_path)[-1]
   for key in ('bits_per_byte', 'tokens_seen', 'flops_seen', 'wall_s', 'learning_rate', 'grad_norm',
               'tokens_per_s', 'mfu'):
