@@ -73,6 +73,15 @@ def _no_sentinels(tokenizer, i: int) -> int:
       "data.tokenizer = 'sentencepiece'.")
 
 
+def _checked_ids(ids, vocab_size: int) -> np.ndarray:
+  """`ids` as a flat int64 array, or a ValueError if any lies outside the vocabulary."""
+  ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+  if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+    raise ValueError(
+        f'Ids must lie in [0, {vocab_size}); got range [{ids.min()}, {ids.max()}].')
+  return ids
+
+
 class CharTokenizer:
   """One id per Unicode character seen when the vocabulary was built.
 
@@ -120,11 +129,7 @@ class CharTokenizer:
     return ids.astype(np.int32)
 
   def decode(self, ids) -> str:
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-      raise ValueError(
-          f'Ids must lie in [0, {self.vocab_size}); got range '
-          f'[{ids.min()}, {ids.max()}].')
+    ids = _checked_ids(ids, self.vocab_size)
     return ''.join(self._chars[ids])  # pad and eos map to ''.
 
   def to_dict(self) -> dict:
@@ -151,11 +156,7 @@ class ByteTokenizer:
     return data.astype(np.int32) + _NUM_SPECIAL
 
   def decode(self, ids) -> str:
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-      raise ValueError(
-          f'Ids must lie in [0, {self.vocab_size}); got range '
-          f'[{ids.min()}, {ids.max()}].')
+    ids = _checked_ids(ids, self.vocab_size)
     data = (ids[ids >= _NUM_SPECIAL] - _NUM_SPECIAL).astype(np.uint8)
     # A sampled sequence may cut a multi-byte character; show it, don't fail.
     return data.tobytes().decode('utf-8', errors='replace')
@@ -245,11 +246,7 @@ class SentencePieceTokenizer:
     return np.asarray(self._sp.encode(text), dtype=np.int32)
 
   def decode(self, ids) -> str:
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-      raise ValueError(
-          f'Ids must lie in [0, {self.vocab_size}); got range '
-          f'[{ids.min()}, {ids.max()}].')
+    ids = _checked_ids(ids, self.vocab_size)
     # SentencePiece drops pad and eos itself; sentinels lie beyond its model,
     # so the runs between them are decoded apart and the sentinels spelled.
     parts = []
