@@ -1,6 +1,7 @@
 """Train-step speed: tokens/s and MFU for nanoGPT's CPU shape and a medium shape, in float32 and bfloat16.
 
-Run: ./run.sh bench train [--steps=20] [--shapes=nano,medium] [--dtypes=float32,bfloat16]
+Run: ./run.sh bench train [--steps=20] [--rounds=5] [--shapes=nano,medium] [--dtypes=float32,bfloat16]
+     ./run.sh bench train --strategies     (single vs pmap vs mesh launcher overhead on one device)
 
 MFU = model FLOPs/s (PaLM accounting, lm/flops.py) / the FLOP/s of a 4096^3 matmul of the matching kind timed
 in this process, in turns with the step: float32, or bf16 inputs accumulating in float32. "MFU vs f32 peak"
@@ -18,6 +19,7 @@ import numpy as np
 from experiments import base
 from lm import flops as flops_lib
 from lm import optim
+from lm import parallel
 from lm import train
 
 SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size); vocab 65, dropout 0.
@@ -26,6 +28,7 @@ SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size); vocab
 }
 _STEPS = flags.DEFINE_integer('steps', 20, 'Steps per timed window.')
 _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed windows per configuration; the best counts.')
+_STRATEGIES = flags.DEFINE_bool('strategies', False, 'Instead: time single, pmap and mesh launchers on 1 device.')
 _SHAPES = flags.DEFINE_list('shapes', list(SHAPES), 'Shapes to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Compute dtypes to time.')
 
@@ -63,6 +66,49 @@ def make_step_window(num_layers, num_heads, d_model, seq_len, batch_size, dtype,
   return window, model.config
 
 
+def make_launcher_window(strategy, num_layers, num_heads, d_model, seq_len, batch_size, dtype, steps):
+  """`window()` runs `steps` steps through `parallel.Launcher` under `strategy` on one device."""
+  config = base.get_config()
+  config.model.update(num_layers=num_layers, num_heads=num_heads, d_model=d_model, dtype=dtype, dropout=0.0)
+  config.data.seq_len = seq_len
+  model = train.build_model(config, vocab_size=65)
+  tx = optim.make_optimizer(config.train)
+  token_bytes = jnp.ones((65,), jnp.float32)
+  launcher = parallel.Launcher(
+      strategy, (1, 1, 1), init_fn=functools.partial(train.init_state, model, tx, seq_len=seq_len),
+      boxed_init_fn=functools.partial(train.init_state, model, tx, seq_len=seq_len, boxed=True),
+      step_fn=functools.partial(train.train_step, model=model, tx=tx, token_bytes=token_bytes),
+      eval_fn=functools.partial(train.eval_step, model=model, token_bytes=token_bytes))
+  tokens = np.random.default_rng(0).integers(0, 65, (batch_size, seq_len + 1)).astype(np.int32)
+  batch = launcher.place_batch({
+      'decoder_input_tokens': tokens[:, :-1], 'decoder_target_tokens': tokens[:, 1:],
+      'decoder_loss_weights': np.ones((batch_size, seq_len), np.float32),
+      'decoder_segment_ids': np.ones((batch_size, seq_len), np.int32),
+      'decoder_positions': np.broadcast_to(np.arange(seq_len, dtype=np.int32), (batch_size, seq_len)).copy()})
+  holder = {'state': launcher.init(jax.random.PRNGKey(0))}
+
+  def window():
+    start = time.perf_counter()
+    for _ in range(steps):
+      holder['state'], metrics = launcher._step(holder['state'], batch)  # Batch placed once, outside.
+    jax.block_until_ready((holder['state'], metrics))
+    return (time.perf_counter() - start) / steps
+
+  for _ in range(3):
+    holder['state'], _ = launcher._step(holder['state'], batch)
+  return window
+
+
+def compare_strategies():
+  """Per-step time of each launcher on one device, relative to 'single' (taken in turns, best of rounds)."""
+  print(f'launcher overhead on 1 device (nano shape, bfloat16; best of {_ROUNDS.value} windows of '
+        f'{_STEPS.value} steps, in turns)')
+  windows = [make_launcher_window(s, *SHAPES['nano'], 'bfloat16', _STEPS.value) for s in parallel.STRATEGIES]
+  best = best_interleaved(windows, _ROUNDS.value)
+  for strategy, seconds in zip(parallel.STRATEGIES, best):
+    print(f'{strategy:8} {seconds * 1e3:7.2f} ms/step  {seconds / best[0] - 1:+6.1%} vs single', flush=True)
+
+
 def make_matmul_window(dtype, n=4096):
   """`window()` times one n^3 matmul of the kind `dtype` names (bf16: bf16 inputs, float32 accumulation)."""
   a = jnp.ones((n, n), {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[dtype])
@@ -94,6 +140,8 @@ def time_train_step(num_layers, num_heads, d_model, seq_len, batch_size, dtype, 
 def main(argv):
   del argv
   print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}')
+  if _STRATEGIES.value:
+    return compare_strategies()
   print('each figure is the best of --rounds windows, taken in turns with a 4096^3 matmul of the same kind, '
         'whose best time is the peak the MFU divides by')
   print(f'{"shape":8} {"dtype":9} {"ms/step":>9} {"tokens/s":>10} {"GFLOP/s":>8} {"peak":>6} {"MFU":>6} '
