@@ -203,8 +203,10 @@ def measure(config, strategy) -> tuple[dict[str, int], float]:
   step = functools.partial(train.train_step, model=model, tx=tx,
                            token_bytes=jnp.ones((model.config.vocab_size,), jnp.float32))
   start = time.perf_counter()
-  compiled = jax.jit(step, in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
-                     donate_argnums=0).lower(state, batch).compile()
+  with parallel.activation_sharding(mesh):  # As the Launcher traces the step.
+    lowered = jax.jit(step, in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
+                      donate_argnums=0).lower(state, batch)
+  compiled = lowered.compile()
   seconds = time.perf_counter() - start
   m = compiled.memory_analysis()
   out = {k: int(getattr(m, f'{k}_size_in_bytes', 0) or 0) for k in ('argument', 'output', 'alias', 'temp')}

@@ -20,6 +20,7 @@ _CHOICES = {
     'attention': tuple(layers.ATTENTION_IMPLEMENTATIONS),
     'remat': ('none', 'full', 'save_matmuls'),
 }
+ACTIVATION_AXES = ('batch', 'length', 'act_embed')  # Logical axes of the residual stream [B, L, D].
 # Activation rematerialisation: what a block keeps for the backward pass.
 REMAT_POLICIES = {
     'full': None,  # Nothing: recompute the whole block.
@@ -151,13 +152,18 @@ class DecoderLM(nn.Module):
       x = x + jnp.take(table, positions, axis=0)
     elif c.position == 'sinusoidal':
       x = x + layers.sinusoidal_positions(positions, c.d_model)
+    x = nn.with_logical_constraint(x, ACTIVATION_AXES)
     x = self.perturb('embedded', x)  # A zero hook: gradients w.r.t. it test causality per position.
     x = nn.Dropout(c.dropout)(x, deterministic=deterministic)
     block = Block if c.remat == 'none' else nn.remat(Block, policy=REMAT_POLICIES[c.remat], static_argnums=(4,))
     for i in range(c.num_layers):
-      x = block(c, name=f'block_{i}')(x, segment_ids, positions, deterministic)
+      x = nn.with_logical_constraint(block(c, name=f'block_{i}')(x, segment_ids, positions, deterministic),
+                                     ACTIVATION_AXES)
     x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     if c.tie_embeddings:
-      return layers.matmul(x, embedding.T, c.compute_dtype)
-    return layers.Dense(c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
-                        name='unembed')(x)
+      logits = layers.matmul(x, embedding.T, c.compute_dtype)
+    else:
+      logits = layers.Dense(c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
+                            name='unembed')(x)
+    # Split by batch like the inputs: [B, L, V] is the largest activation, never to be gathered whole.
+    return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))

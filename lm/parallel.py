@@ -10,6 +10,7 @@ Three launchers run the same `train_step`:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from typing import Any, Sequence
@@ -31,6 +32,11 @@ LOGICAL_RULES = (
     ('heads', 'tensor'),
     ('mlp', 'tensor'),
     ('vocab', None),
+    # Activations: split by batch, whole in width. Without these, GSPMD may follow the params' 'embed'
+    # sharding and gather whole activations onto every FSDP device instead of gathering the weights.
+    ('batch', BATCH_AXES),
+    ('length', None),
+    ('act_embed', None),
 )
 STRATEGIES = ('single', 'pmap', 'mesh')
 
@@ -59,6 +65,14 @@ def shardings_from_logical(boxed_tree: Any, mesh: Mesh) -> Any:
   """NamedShardings for a tree whose leaves carry flax logical-axis metadata (others are replicated)."""
   specs = nn.get_partition_spec(boxed_tree)
   return nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_RULES)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh):
+  """Trace inside this so the model's activation constraints (`nn.with_logical_constraint`) apply on `mesh`;
+  outside it they are no-ops."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(LOGICAL_RULES):
+    yield
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -138,11 +152,21 @@ class Launcher:
     return {k: jax.make_array_from_process_local_data(self._batch_sharding, v) for k, v in batch.items()}
 
   def step(self, state, batch):
-    state, metrics = self._step(state, self.place_batch(batch))
+    state, metrics = self.step_placed(state, self.place_batch(batch))
     return state, self._local(metrics)
 
+  def step_placed(self, state, placed_batch):
+    """The step on a batch already in the step's layout (`place_batch`); metrics stay on the devices."""
+    with self._context():
+      return self._step(state, placed_batch)
+
   def evaluate(self, state, batch):
-    return self._local(self._eval(state.params, self.place_batch(batch)))
+    with self._context():
+      return self._local(self._eval(state.params, self.place_batch(batch)))
+
+  def _context(self):
+    """Where the step is traced: with the mesh's activation constraints, or none under pmap."""
+    return contextlib.nullcontext() if self.strategy == 'pmap' else activation_sharding(self.mesh)
 
   def _local(self, replicated_scalars):
     """Metrics (identical on every device) as arrays this process can read."""
