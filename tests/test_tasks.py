@@ -168,17 +168,22 @@ def test_packing_is_deterministic_per_seed(lm_config, tokenizer):
                  for a, b in zip(first, batches(4)))
 
 
-@pytest.mark.parametrize('skip', [1, 5, 13])  # 13 crosses an epoch.
-def test_packed_lm_resumes_exactly(lm_config, tokenizer, skip):
+def _assert_resumes_exactly(config, tokenizer, skip, *, seed):
+  """After `skip` batches, a fresh iterator set to the saved state yields the next 4 batches exactly."""
   def make():
-    return pipeline.make_train_iterator(lm_config, tokenizer,
-                                        batch_size=BATCH, seed=0)
+    return pipeline.make_train_iterator(config, tokenizer, batch_size=BATCH,
+                                        seed=seed)
   uninterrupted = _take(make(), skip + 4)
   interrupted = make()
   _take(interrupted, skip)
   resumed = make()
   resumed.set_state(interrupted.get_state())
   _assert_same_batches(uninterrupted[skip:], _take(resumed, 4))
+
+
+@pytest.mark.parametrize('skip', [1, 5, 13])  # 13 crosses an epoch.
+def test_packed_lm_resumes_exactly(lm_config, tokenizer, skip):
+  _assert_resumes_exactly(lm_config, tokenizer, skip, seed=0)
 
 
 def test_packed_lm_resumes_through_an_orbax_checkpoint(lm_config, tokenizer,
@@ -329,15 +334,7 @@ def test_packed_seq2seq_resumes_exactly(s2s, skip):
   config, tokenizer = s2s
   config = _data_config(**{**config.to_dict(), 'pack': True,
                            'max_input_len': 24, 'max_target_len': 16})
-  def make():
-    return pipeline.make_train_iterator(config, tokenizer, batch_size=BATCH,
-                                        seed=5)
-  uninterrupted = _take(make(), skip + 4)
-  interrupted = make()
-  _take(interrupted, skip)
-  resumed = make()
-  resumed.set_state(interrupted.get_state())
-  _assert_same_batches(uninterrupted[skip:], _take(resumed, 4))
+  _assert_resumes_exactly(config, tokenizer, skip, seed=5)
 
 
 def test_seq2seq_reads_catalogue_feature_keys(monkeypatch):
