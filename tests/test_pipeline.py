@@ -1,6 +1,5 @@
 """Pipeline: deterministic, resumable, process-sharded train; exact eval pass."""
 
-import itertools
 
 import grain
 import ml_collections

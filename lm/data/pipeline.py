@@ -48,10 +48,6 @@ TASKS = ('lm', 'seq2seq', 'span_corruption')
 _EVAL_SEED = 0  # span corruption noise of eval passes and of split_stats.
 _TOKENIZER_SUBDIR = 'tokenizer'
 
-# (prepared dataset dir, split, tokenizer description) -> int32 [n] stream.
-# Train and every eval reuse one stream per split within the process.
-_STREAMS: dict[tuple[str, str, str], np.ndarray] = {}
-
 
 def get_tokenizer(data_config, workdir: str | None = None):
   """The run's tokenizer: workdir/tokenizer if saved, else built from the data.
@@ -123,15 +119,9 @@ def tokenizer_texts(data_config, split: str) -> list[str]:
 
 def token_stream(data_config, tokenizer, split: str) -> np.ndarray:
   """int32 [n]: the split's documents, each followed by eos, concatenated."""
-  key = (str(datasets.make_builder(data_config).data_path), split,
-         repr(tokenizer.to_dict()))
-  if key not in _STREAMS:
-    eos = np.array([tokenizer.eos_id], dtype=np.int32)
-    parts = []
-    for text in datasets.split_texts(data_config, split):
-      parts += [tokenizer.encode(text), eos]
-    _STREAMS[key] = np.concatenate(parts or [np.zeros(0, np.int32)])
-  return _STREAMS[key]
+  eos = np.array([tokenizer.eos_id], dtype=np.int32)
+  parts = [part for doc in document_tokens(data_config, tokenizer, split) for part in (doc, eos)]
+  return np.concatenate(parts or [np.zeros(0, np.int32)])
 
 
 class ChunkedStream:
