@@ -300,7 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   token_bytes = jnp.asarray(tokenizer.token_bytes, jnp.float32)
   launcher = parallel.Launcher(
-      config.parallel.strategy, config.parallel.mesh_shape,
+      p.strategy, p.mesh_shape,
       init_fn=functools.partial(init_state, model, tx, seq_len=seq_len),
       boxed_init_fn=functools.partial(init_state, model, tx, seq_len=seq_len, boxed=True),
       step_fn=functools.partial(train_step, model=model, tx=tx, token_bytes=token_bytes,
@@ -324,7 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   tokens_per_step = t.batch_size * seq_len
   num_params = flops_lib.count_params(launcher.to_checkpoint(state).params)
   say(f'model: {num_params:,} params, {flops_per_token / 1e6:.1f} MFLOPs/token; '
-        f'{t.num_steps} steps of {tokens_per_step:,} tokens; workdir {workdir}', flush=True)
+      f'{t.num_steps} steps of {tokens_per_step:,} tokens; workdir {workdir}', flush=True)
   step = int(launcher.to_checkpoint(state).step)
   log = MetricsLog(workdir, start_step=step) if is_main else NullLog()
   log.write(step, 'data', dataclasses.asdict(stats))  # Train-split token accounting, once per run.
