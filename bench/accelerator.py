@@ -5,10 +5,10 @@ Run: ./run.sh bench accelerator [--models=350m,1b] [--seq_len=2048] [--steps=10]
 bench/accelerator.sh runs it on an NVIDIA H200 with a timeout.
 
 Each configuration (model, batch, remat) runs the real `train.train_step` (AdamW, clipping, donated state)
-through `parallel.Launcher('single')` on random tokens (vocab 32768), with `model.attention=
-'dot_product_attention'` (jax.nn's, cuDNN flash attention on GPU) and bfloat16 matmuls (params float32).
-It compiles, runs --warmup steps, then times --steps steps; one line per configuration, then the best per
-model. MFU = tokens/s * training FLOPs per token (PaLM accounting, lm/flops.py) / the device's dense bf16
+through `parallel.Launcher('single')` on random tokens (vocab 32768), with `model.attention='cudnn'`
+(jax.nn.dot_product_attention's cuDNN flash attention; 'dot_product_attention' off GPU) and bfloat16 matmuls
+(params float32). It compiles, runs --warmup steps, then times --steps steps; one line per configuration,
+the models taking turns (so a short --budget_s still reaches every model), then the best per model. MFU = tokens/s * training FLOPs per token (PaLM accounting, lm/flops.py) / the device's dense bf16
 peak (lm/flops.py PEAK_BF16_FLOPS: H100/H200 989 TFLOP/s; on CPU a timed 1024^3 bf16 matmul). A
 configuration that runs out of memory prints OOM and the run goes on; configurations left when --budget_s
 is spent are skipped.
@@ -53,16 +53,21 @@ _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps per configuration.')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps (the first compiles).')
 _BUDGET = flags.DEFINE_float('budget_s', 480.0, 'Skip configurations once this many seconds have passed.')
 _PEAK = flags.DEFINE_float('peak_tflops', 0.0, 'Peak bf16 TFLOP/s to divide by; 0: lm/flops.py for the device.')
-_ATTENTION = flags.DEFINE_string('attention', 'dot_product_attention', "model.attention: 'einsum' or that.")
+_ATTENTION = flags.DEFINE_string('attention', '', "model.attention; '': 'cudnn' on GPU, 'dot_product_attention' "
+                                  'elsewhere.')
 _SMOKE = flags.DEFINE_bool('smoke', False, 'Tiny model, 2 steps, any device: checks this driver.')
 
 
 def build(num_layers, d_model, num_heads, vocab, seq_len, remat):
   config = base.get_config()
   config.model.update(num_layers=num_layers, d_model=d_model, num_heads=num_heads, vocab_size=vocab,
-                      dtype='bfloat16', remat=remat, attention=_ATTENTION.value, dropout=0.0)
+                      dtype='bfloat16', remat=remat, attention=attention_kind(), dropout=0.0)
   config.data.seq_len = seq_len
   return config
+
+
+def attention_kind() -> str:
+  return _ATTENTION.value or ('cudnn' if jax.default_backend() == 'gpu' else 'dot_product_attention')
 
 
 def random_batch(rows, seq_len, vocab, seed=0):
@@ -142,41 +147,42 @@ def main(argv):
   peak, peak_note = peak_flops()
   print(f'device: {device.device_kind} ({device.platform}) x{jax.device_count()}, using 1; jax {jax.__version__}; '
         f'peak {peak_note}')
-  print(f'bfloat16 matmuls, float32 params and Adam; vocab {vocab}, seq {seq_len}, attention {_ATTENTION.value}; '
+  print(f'bfloat16 matmuls, float32 params and Adam; vocab {vocab}, seq {seq_len}, attention {attention_kind()}; '
         f'{warmup} warmup + {steps} timed steps each')
   print(f'{"model":6} {"params":>8} {"batch":>5} {"remat":13} {"setup s":>8} {"ms/step":>9} {"tokens/s":>11} '
         f'{"TFLOP/s":>8} {"MFU":>6} {"loss":>7}', flush=True)
-  results = []
-  for name in models:
+  best = {name: None for name in models}
+  grids = {name: parse_choices(_CHOICES.value) if _CHOICES.value else CHOICES[name] for name in models}
+  schedule = [(name, grids[name][i]) for i in range(max(map(len, grids.values())))
+              for name in models if i < len(grids[name])]  # Round robin over the models.
+  for name, (rows, remat) in schedule:
     layers, width, heads = MODELS[name]
-    best = None
-    for rows, remat in (parse_choices(_CHOICES.value) if _CHOICES.value else CHOICES[name]):
-      prefix = f'{name:6} {"":>8} {rows:5d} {remat:13}'
-      if time.perf_counter() - run_start > _BUDGET.value:
-        print(f'{prefix} skipped: --budget_s={_BUDGET.value:g} spent', flush=True)
-        continue
-      config = build(layers, width, heads, vocab, seq_len, remat)
-      try:
-        seconds, setup_s, loss, mc = time_config(config, rows, steps, warmup)
-      except Exception as e:  # noqa: BLE001 - XlaRuntimeError (RESOURCE_EXHAUSTED) and friends.
-        text = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        kind = 'OOM' if 'RESOURCE_EXHAUSTED' in str(e) or 'out of memory' in str(e).lower() else 'error'
-        print(f'{prefix} {kind}: {text}', flush=True)
-        gc.collect()
-        jax.clear_caches()
-        continue
-      tokens_per_s = rows * seq_len / seconds
-      flops = tokens_per_s * flops_lib.flops_per_token(mc, seq_len)
-      n = flops_lib.matmul_params(mc) + mc.max_len * mc.d_model
-      row = dict(model=name, params=n, rows=rows, remat=remat, ms=seconds * 1e3, tokens_per_s=tokens_per_s,
-                 tflops=flops / 1e12, mfu=flops / peak, loss=loss, setup_s=setup_s)
-      print(f'{name:6} {n / 1e6:7.1f}M {rows:5d} {remat:13} {setup_s:8.1f} {row["ms"]:9.1f} '
-            f'{tokens_per_s:11,.0f} {row["tflops"]:8.1f} {row["mfu"]:6.1%} {loss:7.3f}', flush=True)
-      if best is None or tokens_per_s > best['tokens_per_s']:
-        best = row
+    prefix = f'{name:6} {"":>8} {rows:5d} {remat:13}'
+    if time.perf_counter() - run_start > _BUDGET.value:
+      print(f'{prefix} skipped: --budget_s={_BUDGET.value:g} spent', flush=True)
+      continue
+    config = build(layers, width, heads, vocab, seq_len, remat)
+    try:
+      seconds, setup_s, loss, mc = time_config(config, rows, steps, warmup)
+    except Exception as e:  # noqa: BLE001 - XlaRuntimeError (RESOURCE_EXHAUSTED) and friends.
+      text = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+      kind = 'OOM' if 'RESOURCE_EXHAUSTED' in str(e) or 'out of memory' in str(e).lower() else 'error'
+      print(f'{prefix} {kind}: {text}', flush=True)
       gc.collect()
       jax.clear_caches()
-    results.append((name, best))
+      continue
+    tokens_per_s = rows * seq_len / seconds
+    flops = tokens_per_s * flops_lib.flops_per_token(mc, seq_len)
+    n = flops_lib.matmul_params(mc) + mc.max_len * mc.d_model
+    row = dict(model=name, params=n, rows=rows, remat=remat, ms=seconds * 1e3, tokens_per_s=tokens_per_s,
+               tflops=flops / 1e12, mfu=flops / peak, loss=loss, setup_s=setup_s)
+    print(f'{name:6} {n / 1e6:7.1f}M {rows:5d} {remat:13} {setup_s:8.1f} {row["ms"]:9.1f} '
+          f'{tokens_per_s:11,.0f} {row["tflops"]:8.1f} {row["mfu"]:6.1%} {loss:7.3f}', flush=True)
+    if best[name] is None or tokens_per_s > best[name]['tokens_per_s']:
+      best[name] = row
+    gc.collect()
+    jax.clear_caches()
+  results = list(best.items())
   print()
   for name, best in results:
     if best is None:

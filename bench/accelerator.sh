@@ -6,10 +6,11 @@
 #        bench/accelerator.sh --smoke          # tiny model, 2 steps, on CPU: checks the driver, no GPU needed
 # env:   TIMEOUT_S (default 570): hard wall-clock limit of the python run (its own --budget_s stops starting
 #        new configurations at 420 s); INSTALL_CUDA=1: if the venv's jax has no CUDA backend, pip-install the
-#        matching jax[cuda12] into it first (needs network).
+#        matching jax[cuda12] into it first (needs network); PYTHON=/path/to/python: use that interpreter and
+#        its packages (a machine image with CUDA jax already installed) instead of creating .venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="$ROOT/.venv/bin/python"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
 TIMEOUT_S="${TIMEOUT_S:-570}"
 
 smoke=0
@@ -29,8 +30,14 @@ gpus="$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1)" \
 echo "GPUs: $(echo "$gpus" | tr '\n' ';')"
 echo "$gpus" | grep -qi "H200" || echo "warning: not an H200; MFU uses lm/flops.py's peak for this device kind (or --peak_tflops)" >&2
 
-# 2. The venv (created/updated as run.sh does), and a jax that sees the GPU.
-"$ROOT/run.sh" setup
+# 2. The venv (created/updated as run.sh does) unless PYTHON names another interpreter, and a jax that sees
+# the GPU.
+if [[ -n "${PYTHON:-}" ]]; then
+  bench=("$PY" "$ROOT/bench/accelerator.py")
+else
+  "$ROOT/run.sh" setup
+  bench=("$ROOT/run.sh" bench accelerator)
+fi
 platform="$(timeout 120 "$PY" -c 'import jax; print(jax.devices()[0].platform)' 2>/dev/null || true)"
 if [[ "$platform" != "gpu" && "${INSTALL_CUDA:-0}" == 1 ]]; then
   version="$("$PY" -c 'import jax; print(jax.__version__)')"
@@ -38,7 +45,7 @@ if [[ "$platform" != "gpu" && "${INSTALL_CUDA:-0}" == 1 ]]; then
   "$PY" -m pip install --quiet "jax[cuda12]==$version" >&2
   platform="$(timeout 120 "$PY" -c 'import jax; print(jax.devices()[0].platform)' 2>/dev/null || true)"
 fi
-[[ "$platform" == "gpu" ]] || die "jax in $ROOT/.venv sees '${platform:-nothing}', not a GPU: install the CUDA backend \
+[[ "$platform" == "gpu" ]] || die "jax of $PY sees '${platform:-nothing}', not a GPU: install the CUDA backend \
 (\`$PY -m pip install \"jax[cuda12]==\$(jax version)\"\`, or rerun with INSTALL_CUDA=1)"
 
 # 3. The benchmark. XLA may take most of the GPU memory up front (the default 75% leaves room for cuDNN
@@ -46,7 +53,7 @@ fi
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}"
 export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"  # One chip.
 status=0
-timeout --kill-after=15 "$TIMEOUT_S" "$ROOT/run.sh" bench accelerator \
+timeout --kill-after=15 "$TIMEOUT_S" "${bench[@]}" \
   --models=350m,1b --seq_len=2048 --steps=10 --warmup=2 --budget_s=420 "$@" || status=$?
 if [[ $status == 124 || $status == 137 ]]; then
   die "timed out after ${TIMEOUT_S}s: the lines above are the configurations that finished"

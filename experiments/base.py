@@ -26,7 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   m.dropout = 0.0  # Dropout on attention output, MLP output and embeddings; costly on CPU, off by default.
   m.tie_embeddings = True  # Output projection is the token embedding's transpose.
   m.dtype = 'float32'  # Matmul input dtype: 'float32' | 'bfloat16' (accumulates in float32; params stay float32).
-  m.attention = 'einsum'  # 'einsum' (explicit softmax(QK^T/sqrt(d))V) | 'dot_product_attention' (jax.nn, cuDNN on GPU).
+  # 'einsum' (explicit softmax(QK^T/sqrt(d))V) | 'dot_product_attention' (jax.nn, XLA) | 'cudnn' (jax.nn's cuDNN
+  # flash attention: GPU, bfloat16, one document per row so not with data.pack).
+  m.attention = 'einsum'
   m.remat = 'none'  # Activation rematerialisation per block: 'none' | 'full' | 'save_matmuls'.
   m.max_len = 0  # Longest sequence: learned-position table size and sampling window; 0: data.seq_len.
 

@@ -48,8 +48,10 @@ def _matmul_bwd(dtype, residuals, g):
   g2 = gc.reshape(-1, gc.shape[-1])
   # XLA:CPU's fast dot path needs row-major operands; a plain `x2.T @ g2` reads x2 column-major and falls
   # back to a slow kernel. Materialising the transposes (behind a barrier XLA cannot fold) keeps both
-  # gradient dots on the fast path.
-  x2t, wt = jax.lax.optimization_barrier((x2.T, wc.T))
+  # gradient dots on the fast path. GPU/TPU matmuls read transposed operands natively: no copies there.
+  x2t, wt = x2.T, wc.T
+  if jax.default_backend() == 'cpu':
+    x2t, wt = jax.lax.optimization_barrier((x2t, wt))
   dw = jnp.matmul(x2t, g2, preferred_element_type=jnp.float32)
   dx = jnp.matmul(gc, wt, preferred_element_type=jnp.float32)
   return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
@@ -143,9 +145,26 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.
 
 
 def jax_dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype) -> Array:
-  """The same function through `jax.nn.dot_product_attention`, which can pick cuDNN flash attention on GPU."""
+  """The same function through `jax.nn.dot_product_attention` (its XLA implementation: any mask, any device)."""
   out = jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype), mask=mask)
   return out.astype(jnp.float32)
+
+
+def length_masked_attention(q: Array, k: Array, v: Array, q_segment_ids: Array, kv_segment_ids: Array,
+                            causal: bool, dtype: jnp.dtype, implementation: str | None = 'cudnn') -> Array:
+  """`jax.nn.dot_product_attention` with `is_causal` and per-row lengths instead of a mask.
+
+  This is the form cuDNN's fused flash-attention kernel takes (an explicit mask would become a dense
+  [B, H, L, M] bias). It is exact only when every row is one document followed by padding, segment ids
+  1..1 0..0 (concat-and-chunk LM rows, unpacked seq2seq rows); train.validate_config rejects packed data.
+  Padding queries attend to nothing in the mask-based paths and are zeroed here to match.
+  """
+  q_lengths = jnp.sum(q_segment_ids != 0, axis=-1).astype(jnp.int32)
+  kv_lengths = jnp.sum(kv_segment_ids != 0, axis=-1).astype(jnp.int32)
+  out = jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype), is_causal=causal,
+                                     query_seq_lengths=q_lengths, key_value_seq_lengths=kv_lengths,
+                                     implementation=implementation)
+  return jnp.where((q_segment_ids != 0)[:, :, None, None], out.astype(jnp.float32), 0.0)
 
 
 
@@ -170,8 +189,11 @@ class Attention(nn.Module):
     v = dense(self.num_kv_heads * self.head_dim, name='value')(x).reshape(b, l, self.num_kv_heads, self.head_dim)
     if self.rope_base is not None:
       q, k = apply_rope(q, positions, self.rope_base), apply_rope(k, positions, self.rope_base)
-    mask = attention_mask(segment_ids, segment_ids, self.causal)
-    out = ATTENTION_IMPLEMENTATIONS[self.implementation](q, k, v, mask, self.dtype)
+    if self.implementation == 'cudnn':
+      out = length_masked_attention(q, k, v, segment_ids, segment_ids, self.causal, self.dtype)
+    else:
+      mask = attention_mask(segment_ids, segment_ids, self.causal)
+      out = ATTENTION_IMPLEMENTATIONS[self.implementation](q, k, v, mask, self.dtype)
     out = out.reshape(b, l, self.num_heads * self.head_dim)
     return dense(d, kernel_axes=('heads', 'embed'), name='out')(out)
 

@@ -17,7 +17,7 @@ _CHOICES = {
     'norm': ('layernorm', 'rmsnorm'),
     'mlp': ('gelu', 'swiglu'),
     'dtype': tuple(DTYPES),
-    'attention': tuple(layers.ATTENTION_IMPLEMENTATIONS),
+    'attention': (*layers.ATTENTION_IMPLEMENTATIONS, 'cudnn'),
     'remat': ('none', 'full', 'save_matmuls'),
 }
 ACTIVATION_AXES = ('batch', 'length', 'act_embed')  # Logical axes of the residual stream [B, L, D].
@@ -69,6 +69,8 @@ class ModelConfig:
       raise ValueError(f'RoPE needs an even head width, got {self.key_dim}')
     if self.position == 'sinusoidal' and self.d_model % 2:
       raise ValueError(f'sinusoidal positions need an even model.d_model, got {self.d_model}')
+    if self.attention == 'cudnn' and self.dtype == 'float32':
+      raise ValueError("model.attention='cudnn' needs model.dtype='bfloat16': cuDNN's fused kernel has no float32")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f'model.dropout={self.dropout} must be in [0, 1)')
 

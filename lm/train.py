@@ -168,6 +168,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       (t.keep_checkpoints > 0, 'train.keep_checkpoints', t.keep_checkpoints, 'must be positive'),
       (d.seq_len > 0, 'data.seq_len', d.seq_len, 'must be positive'),
       (d.num_workers >= 0, 'data.num_workers', d.num_workers, 'must be >= 0'),
+      (not (d.pack and config.model.attention == 'cudnn'), 'data.pack', d.pack,
+       "cannot be combined with model.attention='cudnn' (its lengths mask holds one document per row)"),
   ]
   checks += [
       (t.schedule != 'wsd' or t.warmup_steps + round(t.decay_fraction * t.num_steps) <= t.num_steps,

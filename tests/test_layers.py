@@ -40,6 +40,22 @@ def test_attention_matches_naive_softmax(implementation, kv_heads):
   np.testing.assert_allclose(np.asarray(got)[valid], want[valid], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('causal', [True, False])
+def test_length_masked_attention_equals_the_mask_on_one_document_rows(causal):
+  """The cuDNN form (lengths + is_causal), run here through XLA, equals the segment mask on unpacked rows."""
+  rng = np.random.default_rng(3)
+  q = rng.normal(size=(2, 6, 4, 8)).astype(np.float32)
+  k = rng.normal(size=(2, 6, 2, 8)).astype(np.float32)
+  v = rng.normal(size=(2, 6, 2, 8)).astype(np.float32)
+  segments = jnp.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+  got = layers.length_masked_attention(q, k, v, segments, segments, causal, jnp.float32, implementation='xla')
+  mask = np.asarray(layers.attention_mask(segments, segments, causal=causal))
+  want = naive_attention(q, k, v, mask)
+  valid = np.asarray(segments) > 0
+  np.testing.assert_allclose(np.asarray(got)[valid], want[valid], rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(np.asarray(got)[~valid], 0.0)
+
+
 def test_attention_mask_keeps_segments_and_causality():
   segments = jnp.array([[1, 1, 2, 2, 0]])
   mask = np.asarray(layers.attention_mask(segments, segments, causal=True))[0, 0]
