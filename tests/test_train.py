@@ -144,13 +144,19 @@ def test_bad_config_values_name_the_key(corpus_dir):
            ('data', 'seq_len', 0): 'data.seq_len=0',
            ('train', 'schedule', 'wsd'): None,
            ('model', 'max_len', 16): 'model.max_len=16 must be 0 or >= data.seq_len (32)',
-           ('sample', 'temperature', -0.5): 'sample.temperature=-0.5'}
+           ('sample', 'temperature', -0.5): 'sample.temperature=-0.5',
+           ('model', 'attention', 'cudnn'): "model.attention='cudnn' needs model.dtype='bfloat16'",
+           ('data', 'pack', True): None}
   for (group, key, value), message in cases.items():
     c = tiny_config(corpus_dir)
     c[group][key] = value
-    if message is None:  # wsd: warmup 5 + decay 20% of 40 steps fits; a 90% decay does not.
+    if message is None and key == 'schedule':  # wsd: warmup 5 + decay 20% of 40 steps fits; 90% does not.
       train.validate_config(c)
       c.train.decay_fraction, message = 0.9, 'train.decay_fraction=0.9 leaves no room'
+    elif message is None:  # Packing is fine until combined with cuDNN's one-document-per-row attention.
+      train.validate_config(c)
+      c.model.update(attention='cudnn', dtype='bfloat16')
+      message = "data.pack=True cannot be combined with model.attention='cudnn'"
     with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
       train.validate_config(c)
 
