@@ -136,7 +136,15 @@ def test_catalogue_features_are_read_through_the_config_keys(
   config = _full_data_config(tmp_path, name='squad',
                              **datasets.catalogue_features('squad'))
   assert datasets.split_pairs(config, 'train') == [
+      ('question: Who? context: Ada wrote it.', 'Ada')]
+  config.input_key = 'question+context'  # Joined by a newline.
+  assert datasets.split_pairs(config, 'train') == [
       ('Who?\nAda wrote it.', 'Ada')]
+  config.input_key = 'Q {question} A {answers/text}'  # Templates nest too.
+  assert datasets.split_pairs(config, 'train') == [('Q Who? A Ada', 'Ada')]
+  config.input_key = 'question: {query}'
+  with pytest.raises(KeyError, match=r"no feature 'query'"):
+    datasets.split_pairs(config, 'train')
   config = _full_data_config(tmp_path, name='cnn_dailymail:3.4.0',
                              **datasets.catalogue_features('cnn_dailymail'))
   assert datasets.split_pairs(config, 'train') == [

@@ -22,6 +22,7 @@ Its feature names come from data.text_key / input_key / target_key;
 """
 
 import os
+import re
 import socket
 import threading
 
@@ -47,8 +48,10 @@ def data_dir(config_data_dir: str) -> str:
 # Feature keys of common catalogue datasets: pass them as data.text_key (LM) or
 # data.input_key / data.target_key (seq2seq). A key 'a+b' joins features a and
 # b with a newline, 'a/b' reads b inside a, and a list-valued feature gives its
-# first item (squad's first answer). Looked up by full name, then by the name
-# before '/': 'c4/en' -> 'c4'.
+# first item (squad's first answer). A key with braces is a template: each
+# {key} is replaced by that feature ('question: {question} context: {context}',
+# T5's squad input). Looked up by full name, then by the name before '/':
+# 'c4/en' -> 'c4'.
 CATALOGUE_FEATURES = {
     'lm1b': {'text_key': 'text'},
     'c4': {'text_key': 'text'},
@@ -57,7 +60,8 @@ CATALOGUE_FEATURES = {
     'cnn_dailymail': {'input_key': 'article', 'target_key': 'highlights'},
     'xsum': {'input_key': 'document', 'target_key': 'summary'},
     'gigaword': {'input_key': 'document', 'target_key': 'summary'},
-    'squad': {'input_key': 'question+context', 'target_key': 'answers/text'},
+    'squad': {'input_key': 'question: {question} context: {context}',
+              'target_key': 'answers/text'},
     'wmt14_translate/de-en': {'input_key': 'de', 'target_key': 'en'},
 }
 # Probed before downloading: tfds' own bucket, which serves many catalogue
@@ -171,7 +175,11 @@ def _as_str(value) -> str:
 
 
 def _feature(record: dict, key: str, data_config, config_key: str) -> str:
-  """record[key] as str; key may be 'a+b' (joined) or 'a/b' (nested)."""
+  """record[key] as str; key may be 'a+b' (joined), 'a/b' (nested) or a
+  template 'text {a} text {b/c}'."""
+  if '{' in key:
+    return re.sub(r'\{([^{}]*)\}', lambda match: _feature(
+        record, match.group(1), data_config, config_key), key)
   parts = []
   for path in key.split('+'):
     value = record
