@@ -8,23 +8,32 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # Seeds params, dropout and the data order.
+  # Fine-tuning: a run directory whose latest checkpoint's params (and tokenizer) start this run, with a fresh
+  # optimizer at step 0; '' starts from scratch. Ignored once this run has a checkpoint of its own (it resumes).
+  c.init_from = ''
 
   c.model = m = ml_collections.ConfigDict()
   m.vocab_size = 0  # 0: take it from the tokenizer; else must be >= the tokenizer's vocabulary.
-  m.num_layers = 4  # Transformer blocks.
+  m.architecture = 'decoder_only'  # 'decoder_only' (data.task 'lm') | 'encoder_decoder' (T5: seq2seq, span_corruption).
+  m.num_layers = 4  # Transformer blocks (the decoder's, for an encoder-decoder).
+  m.num_encoder_layers = 0  # encoder_decoder: encoder blocks; 0: same as num_layers.
   m.d_model = 128  # Residual stream width.
   m.num_heads = 4  # Query heads; must divide d_model when head_dim is 0.
   m.num_kv_heads = 0  # Key/value heads (grouped-query attention); 0: same as num_heads; must divide num_heads.
   m.head_dim = 0  # Per-head width; 0: d_model // num_heads.
-  m.d_ff = 0  # MLP hidden width; 0: 4 * d_model for 'gelu', the 8/3 * d_model (rounded to 64) for 'swiglu'.
-  m.position = 'learned'  # 'learned' | 'sinusoidal' | 'rope'.
+  m.d_ff = 0  # MLP hidden width; 0: 4 * d_model ('gelu', 'relu'), 8/3 * d_model rounded to 64 (gated ones).
+  m.position = 'learned'  # 'learned' | 'sinusoidal' | 'rope' | 'relative' (T5's bucketed bias, one per stack).
   m.rope_base = 10000.0  # RoPE wavelength base.
+  m.relative_buckets = 32  # 'relative': buckets (half exact offsets, half log-spaced).
+  m.relative_max_distance = 128  # 'relative': offsets beyond this share the last bucket.
   m.norm = 'layernorm'  # 'layernorm' | 'rmsnorm' (pre-norm in every block, plus a final norm).
   m.norm_eps = 1e-5  # Epsilon of every norm.
-  m.mlp = 'gelu'  # 'gelu' (tanh approximation) | 'swiglu'.
+  m.mlp = 'gelu'  # 'gelu' (tanh approximation) | 'relu' (T5) | 'swiglu' | 'gated_gelu' (T5 v1.1).
   m.use_bias = True  # Biases in dense layers and LayerNorm.
   m.dropout = 0.0  # Dropout on attention output, MLP output and embeddings; costly on CPU, off by default.
   m.tie_embeddings = True  # Output projection is the token embedding's transpose.
+  m.scale_tied_logits = False  # Tied output: multiply by d_model**-0.5 first (T5).
+  m.embed_init_std = 0.02  # Token embedding init stddev (T5: 1.0).
   m.dtype = 'float32'  # Matmul input dtype: 'float32' | 'bfloat16' (accumulates in float32; params stay float32).
   # 'einsum' (explicit softmax(QK^T/sqrt(d))V) | 'dot_product_attention' (jax.nn, XLA) | 'cudnn' (jax.nn's cuDNN
   # flash attention: GPU, bfloat16, one document per row so not with data.pack).
@@ -90,4 +99,20 @@ def get_config() -> ml_collections.ConfigDict:
   s.num_tokens = 300  # Tokens to generate.
   s.temperature = 0.8  # Softmax temperature; 0 is greedy.
   s.top_k = 0  # Sample from the k most likely tokens; 0 disables.
+
+  c.eval = e = ml_collections.ConfigDict()
+  e.split = 'validation'  # Split that `./run.sh eval` and the generation eval during training score.
+  e.metrics = ()  # Generation metrics (names in lm.evaluate.METRICS: 'rouge', 'bleu', 'exact_match'); () for pure LM.
+  e.every_steps = 0  # Generation eval during training: 0 at every train.eval_every point; N at those that N divides.
+  e.num_examples = 0  # Examples of the split to decode (the first N); 0: the whole split.
+  e.batch_size = 8  # Examples decoded together.
+
+  c.decode = g = ml_collections.ConfigDict()
+  g.num_beams = 4  # Beam search width; 1: temperature sampling (greedy at temperature 0); >1 needs an encoder.
+  g.max_decode_len = 50  # Most tokens generated per example, EOS included.
+  g.alpha = 0.6  # Beam search length penalty ((5 + length) / 6) ** alpha; 0: none.
+  g.temperature = 0.0  # num_beams=1: softmax temperature; 0 is greedy.
+  g.top_k = 0  # num_beams=1, temperature > 0: sample among the k most likely tokens; 0 disables.
+  g.top_p = 1.0  # num_beams=1, temperature > 0: sample from the top-p probability nucleus; 1 disables.
+  g.max_input_len = 512  # Input tokens kept (prefix and EOS included); longer inputs are truncated.
   return c

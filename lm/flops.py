@@ -20,12 +20,27 @@ PEAK_BF16_FLOPS = {
 }
 
 
-def matmul_params(config: model_lib.ModelConfig) -> int:
-  """Parameters that take part in matmuls: every dense kernel and the output projection (tied or not)."""
+def _attention_params(config: model_lib.ModelConfig) -> tuple[int, int]:
+  """(query + output, key + value) kernel parameters of one attention layer."""
   d, k = config.d_model, config.key_dim
-  attention = d * k * (config.num_heads + 2 * config.kv_heads) + config.num_heads * k * d
-  mlp = (3 if config.mlp == 'swiglu' else 2) * d * config.hidden_dim
-  return config.num_layers * (attention + mlp) + d * config.vocab_size
+  return 2 * d * k * config.num_heads, 2 * d * k * config.kv_heads
+
+
+def _mlp_params(config: model_lib.ModelConfig) -> int:
+  return (3 if config.mlp in ('swiglu', 'gated_gelu') else 2) * config.d_model * config.hidden_dim
+
+
+def matmul_params(config: model_lib.ModelConfig) -> int:
+  """Parameters that take part in matmuls: every dense kernel and the output projection (tied or not).
+
+  For an encoder-decoder: encoder blocks, decoder blocks (self- and cross-attention) and the output projection.
+  """
+  qo, kv = _attention_params(config)
+  block = qo + kv + _mlp_params(config)
+  output = config.d_model * config.vocab_size
+  if config.architecture == 'encoder_decoder':
+    return config.encoder_layers * block + config.num_layers * (block + qo + kv) + output
+  return config.num_layers * block + output
 
 
 def count_params(params) -> int:
@@ -33,12 +48,32 @@ def count_params(params) -> int:
 
 
 def flops_per_token(config: model_lib.ModelConfig, seq_len: int) -> float:
-  """Training FLOPs per token, PaLM appendix B: 6 N + 12 layers * heads * head_dim * seq_len.
+  """Training FLOPs per token of a decoder-only model, PaLM appendix B: 6 N + 12 layers * heads * head_dim * seq_len.
 
   N counts matmul parameters; the second term is attention's QK^T and AV (no discount for the causal mask).
   """
   attention = 12 * config.num_layers * config.num_heads * config.key_dim * seq_len
   return 6 * matmul_params(config) + attention
+
+
+def flops_per_row(config: model_lib.ModelConfig, *, target_len: int, input_len: int = 0) -> float:
+  """Training FLOPs of one batch row, by the same accounting as `flops_per_token`.
+
+  Decoder-only: `target_len` tokens. Encoder-decoder: each matmul weight counts 6 FLOPs per token it is
+  applied to (encoder blocks and the cross-attention keys/values per input token; decoder blocks, cross-
+  attention queries/outputs and the output projection per target token), plus QK^T and AV over the lengths
+  each attention spans: encoder self (input x input), decoder self (target x target), cross (target x input).
+  """
+  if config.architecture != 'encoder_decoder':
+    return flops_per_token(config, target_len) * target_len
+  qo, kv = _attention_params(config)
+  block = qo + kv + _mlp_params(config)
+  hk = config.num_heads * config.key_dim
+  encoder = input_len * (6 * config.encoder_layers * block + 12 * config.encoder_layers * hk * input_len)
+  cross_kv = input_len * 6 * config.num_layers * kv
+  decoder = target_len * (6 * (config.num_layers * (block + qo) + config.d_model * config.vocab_size)
+                          + 12 * config.num_layers * hk * (target_len + input_len))
+  return float(encoder + cross_kv + decoder)
 
 
 @functools.lru_cache(maxsize=None)

@@ -130,13 +130,18 @@ def attention_mask(q_segment_ids: Array, kv_segment_ids: Array, causal: bool) ->
   return mask[:, None]
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype) -> Array:
-  """softmax(Q K^T / sqrt(K)) V, written out. q [B, L, H, K], k/v [B, M, G, K], mask [B, 1, L, M]."""
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
+                          bias: Array | None = None) -> Array:
+  """softmax(Q K^T / sqrt(K) + bias) V, written out. q [B, L, H, K], k/v [B, M, G, K], mask [B, 1, L, M],
+  bias (e.g. T5's relative positions) broadcastable to [B, H, L, M]."""
   b, l, h, d = q.shape
   g = k.shape[2]
   q = q.reshape(b, l, g, h // g, d) * (1.0 / math.sqrt(d))
   scores = jnp.einsum('BLGRK,BMGK->BGRLM', q.astype(dtype), k.astype(dtype),
                       preferred_element_type=jnp.float32)
+  if bias is not None:
+    bias = jnp.broadcast_to(bias, (bias.shape[0], h, l, k.shape[1]))
+    scores = scores + bias.reshape(bias.shape[0], g, h // g, l, -1)
   scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(scores, axis=-1)  # float32 softmax whatever the compute dtype.
   out = jnp.einsum('BGRLM,BMGK->BLGRK', probs.astype(dtype), v.astype(dtype),
@@ -144,14 +149,17 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.
   return out.reshape(b, l, h, d)
 
 
-def jax_dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype) -> Array:
+def jax_dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
+                              bias: Array | None = None) -> Array:
   """The same function through `jax.nn.dot_product_attention` (its XLA implementation: any mask, any device)."""
-  out = jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype), mask=mask)
+  bias = None if bias is None else bias.astype(dtype)
+  out = jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype), bias=bias, mask=mask)
   return out.astype(jnp.float32)
 
 
 def length_masked_attention(q: Array, k: Array, v: Array, q_segment_ids: Array, kv_segment_ids: Array,
-                            causal: bool, dtype: jnp.dtype, implementation: str | None = 'cudnn') -> Array:
+                            causal: bool, dtype: jnp.dtype, implementation: str | None = 'cudnn',
+                            bias: Array | None = None) -> Array:
   """`jax.nn.dot_product_attention` with `is_causal` and per-row lengths instead of a mask.
 
   This is the form cuDNN's fused flash-attention kernel takes (an explicit mask would become a dense
@@ -161,7 +169,8 @@ def length_masked_attention(q: Array, k: Array, v: Array, q_segment_ids: Array, 
   """
   q_lengths = jnp.sum(q_segment_ids != 0, axis=-1).astype(jnp.int32)
   kv_lengths = jnp.sum(kv_segment_ids != 0, axis=-1).astype(jnp.int32)
-  out = jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype), is_causal=causal,
+  bias = None if bias is None else bias.astype(dtype)
+  out = jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype), bias=bias, is_causal=causal,
                                      query_seq_lengths=q_lengths, key_value_seq_lengths=kv_lengths,
                                      implementation=implementation)
   return jnp.where((q_segment_ids != 0)[:, :, None, None], out.astype(jnp.float32), 0.0)
@@ -169,8 +178,62 @@ def length_masked_attention(q: Array, k: Array, v: Array, q_segment_ids: Array, 
 
 
 
+def relative_position_bucket(relative_position: Array, bidirectional: bool, num_buckets: int = 32,
+                             max_distance: int = 128) -> Array:
+  """T5's bucketing of `relative_position = key position - query position` (Raffel et al. 2020; the
+  mesh_tensorflow / t5x function). Half the buckets are exact offsets, the rest log-spaced up to
+  `max_distance`; bidirectional splits the buckets between keys before and after the query."""
+  n = -relative_position
+  bucket = jnp.zeros_like(n)
+  if bidirectional:
+    num_buckets //= 2
+    bucket = bucket + (n < 0).astype(n.dtype) * num_buckets
+    n = jnp.abs(n)
+  else:
+    n = jnp.maximum(n, 0)
+  max_exact = num_buckets // 2
+  is_small = n < max_exact
+  large = max_exact + (jnp.log(n.astype(jnp.float32) / max_exact + np.finfo(np.float32).eps)
+                       / np.log(max_distance / max_exact) * (num_buckets - max_exact)).astype(n.dtype)
+  large = jnp.minimum(large, num_buckets - 1)
+  return bucket + jnp.where(is_small, n, large)
+
+
+class RelativePositionBias(nn.Module):
+  """T5's learned relative position bias: one scalar per (bucket, head), added to the attention scores.
+
+  Made once per stack and shared by its layers, as in T5. `[B, L]` query and `[B, M]` key positions ->
+  float32 `[B, H, L, M]`. Positions restart per packed document, so offsets never span two documents'
+  numbering (and the segment mask hides cross-document pairs anyway).
+  """
+  num_heads: int
+  bidirectional: bool
+  num_buckets: int = 32
+  max_distance: int = 128
+
+  @nn.compact
+  def __call__(self, q_positions: Array, k_positions: Array) -> Array:
+    table = self.param('rel_embedding', nn.with_logical_partitioning(default_kernel_init, (None, None)),
+                       (self.num_buckets, self.num_heads), jnp.float32)
+    offsets = k_positions[:, None, :] - q_positions[:, :, None]  # [B, L, M]
+    buckets = relative_position_bucket(offsets.astype(jnp.int32), self.bidirectional, self.num_buckets,
+                                       self.max_distance)
+    return jnp.take(table, buckets, axis=0).transpose(0, 3, 1, 2)  # [B, H, L, M]
+
+
 class Attention(nn.Module):
-  """Multi-head self-attention with grouped key/value heads, segment masking and optional RoPE."""
+  """Multi-head attention, self or cross, with grouped key/value heads, segment masks, optional RoPE, an
+  optional additive bias (T5 relative positions) and a key/value cache for decoding.
+
+  Self-attention: `__call__(x, segment_ids, positions)`. Cross-attention: also `kv` (the encoder output) and
+  `kv_segment_ids`; queries attend to keys of the same segment id.
+
+  Decoding (`decode=True`): the first call (made by `model.init_decode_cache` or `model.encode_for_decoding`
+  on a full-length input) creates the 'cache' variables: self-attention keys/values of that length, or the
+  cross-attention keys/values of `kv`, computed once. Each later call takes one token `x[B, 1]` at
+  `decode_index`, writes its key/value there and attends to positions <= decode_index; cross-attention reads
+  its cached keys/values and ignores `kv`. `bias_fn(q_positions, k_positions)` supplies the bias then.
+  """
   num_heads: int
   num_kv_heads: int
   head_dim: int
@@ -181,25 +244,61 @@ class Attention(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: Array, segment_ids: Array, positions: Array) -> Array:
+  def __call__(self, x: Array, segment_ids: Array, positions: Array, *, kv: Array | None = None,
+               kv_segment_ids: Array | None = None, bias: Array | None = None, bias_fn: Callable | None = None,
+               decode: bool = False, decode_index: Array | None = None) -> Array:
     b, l, d = x.shape
+    cross = kv_segment_ids is not None
     dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype, kernel_axes=('embed', 'heads'))
     q = dense(self.num_heads * self.head_dim, name='query')(x).reshape(b, l, self.num_heads, self.head_dim)
-    k = dense(self.num_kv_heads * self.head_dim, name='key')(x).reshape(b, l, self.num_kv_heads, self.head_dim)
-    v = dense(self.num_kv_heads * self.head_dim, name='value')(x).reshape(b, l, self.num_kv_heads, self.head_dim)
-    if self.rope_base is not None:
-      q, k = apply_rope(q, positions, self.rope_base), apply_rope(k, positions, self.rope_base)
-    if self.implementation == 'cudnn':
-      out = length_masked_attention(q, k, v, segment_ids, segment_ids, self.causal, self.dtype)
+    project_kv = lambda source: tuple(
+        dense(self.num_kv_heads * self.head_dim, name=name)(source).reshape(
+            source.shape[0], source.shape[1], self.num_kv_heads, self.head_dim) for name in ('key', 'value'))
+    if cross and decode:
+      cached = self.has_variable('cache', 'cached_key')
+      k, v = (None, None) if cached else project_kv(kv)
+      k = self.variable('cache', 'cached_key', lambda: k.astype(self.dtype)).value
+      v = self.variable('cache', 'cached_value', lambda: v.astype(self.dtype)).value
     else:
-      mask = attention_mask(segment_ids, segment_ids, self.causal)
-      out = ATTENTION_IMPLEMENTATIONS[self.implementation](q, k, v, mask, self.dtype)
+      k, v = project_kv(x if kv is None else kv)
+    if self.rope_base is not None and not cross:
+      q, k = apply_rope(q, positions, self.rope_base), apply_rope(k, positions, self.rope_base)
+
+    if decode and not cross and self.has_variable('cache', 'cached_key'):
+      # One new token: write its key/value at decode_index, attend to everything up to it.
+      cached_k, cached_v = self.variable('cache', 'cached_key'), self.variable('cache', 'cached_value')
+      where = (0, decode_index, 0, 0)
+      cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k.astype(cached_k.value.dtype), where)
+      cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v.astype(cached_v.value.dtype), where)
+      k, v = cached_k.value, cached_v.value
+      key_positions = jnp.arange(k.shape[1], dtype=jnp.int32)
+      mask = jnp.broadcast_to(key_positions <= decode_index, (b, 1, l, k.shape[1]))
+      if bias_fn is not None:
+        bias = bias_fn(positions, jnp.broadcast_to(key_positions, (b, k.shape[1])))
+      out = dot_product_attention(q, k, v, mask, self.dtype, bias)
+    else:
+      if decode and not cross:  # First call: make a cache as long as this input; nothing to attend yet.
+        self.variable('cache', 'cached_key', lambda: jnp.zeros(k.shape, self.dtype))
+        self.variable('cache', 'cached_value', lambda: jnp.zeros(v.shape, self.dtype))
+      kv_segment_ids = segment_ids if kv_segment_ids is None else kv_segment_ids
+      if decode and cross:
+        segment_ids = jnp.ones_like(segment_ids)  # One target per row while decoding.
+      if self.implementation == 'cudnn':
+        out = length_masked_attention(q, k, v, segment_ids, kv_segment_ids, self.causal, self.dtype, bias=bias)
+      else:
+        mask = attention_mask(segment_ids, kv_segment_ids, self.causal)
+        if bias is None:
+          out = ATTENTION_IMPLEMENTATIONS[self.implementation](q, k, v, mask, self.dtype)
+        elif self.implementation == 'dot_product_attention':
+          out = jax_dot_product_attention(q, k, v, mask, self.dtype, bias)
+        else:  # The hand-written backward has no bias gradient: autodiff of the einsum formula.
+          out = dot_product_attention(q, k, v, mask, self.dtype, bias)
     out = out.reshape(b, l, self.num_heads * self.head_dim)
     return dense(d, kernel_axes=('heads', 'embed'), name='out')(out)
 
 
 class Mlp(nn.Module):
-  """Position-wise MLP: GELU (tanh approximation) or SwiGLU."""
+  """Position-wise MLP: GELU (tanh approximation), ReLU (T5), SwiGLU, or gated GELU (T5 v1.1)."""
   hidden: int
   activation: str = 'gelu'
   use_bias: bool = True
@@ -210,10 +309,14 @@ class Mlp(nn.Module):
     dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype, kernel_axes=('embed', 'mlp'))
     if self.activation == 'gelu':
       h = jax.nn.gelu(dense(self.hidden, name='wi')(x), approximate=True)
+    elif self.activation == 'relu':
+      h = jax.nn.relu(dense(self.hidden, name='wi')(x))
     elif self.activation == 'swiglu':
       h = jax.nn.silu(dense(self.hidden, name='wi_gate')(x)) * dense(self.hidden, name='wi')(x)
+    elif self.activation == 'gated_gelu':
+      h = jax.nn.gelu(dense(self.hidden, name='wi_gate')(x), approximate=True) * dense(self.hidden, name='wi')(x)
     else:
-      raise ValueError(f'model.mlp={self.activation!r}: expected "gelu" or "swiglu"')
+      raise ValueError(f'model.mlp={self.activation!r}: expected "gelu", "relu", "swiglu" or "gated_gelu"')
     return dense(x.shape[-1], kernel_axes=('mlp', 'embed'), name='wo')(h)
 
 

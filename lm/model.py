@@ -1,7 +1,10 @@
-"""Models: `ModelConfig` and the decoder-only `DecoderLM`. Shape letters as in `layers.py`."""
+"""Models: `ModelConfig`, the decoder-only `DecoderLM` and the T5-style `EncoderDecoder`, built from the same
+`layers.py` blocks; `forward` runs either on a batch, and the decoding helpers give `lm/decode.py` its
+`logits_fn` and cache. Shape letters as in `layers.py`."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -13,9 +16,10 @@ from lm import layers
 Array = jax.Array
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 _CHOICES = {
-    'position': ('learned', 'sinusoidal', 'rope'),
+    'architecture': ('decoder_only', 'encoder_decoder'),
+    'position': ('learned', 'sinusoidal', 'rope', 'relative'),
     'norm': ('layernorm', 'rmsnorm'),
-    'mlp': ('gelu', 'swiglu'),
+    'mlp': ('gelu', 'relu', 'swiglu', 'gated_gelu'),
     'dtype': tuple(DTYPES),
     'attention': (*layers.ATTENTION_IMPLEMENTATIONS, 'cudnn'),
     'remat': ('none', 'full', 'save_matmuls'),
@@ -33,7 +37,9 @@ class ModelConfig:
   """A resolved, validated model config; `experiments/base.py` documents each field. Derive by `.replace`."""
   vocab_size: int
   max_len: int
+  architecture: str = 'decoder_only'
   num_layers: int = 4
+  num_encoder_layers: int = 0
   d_model: int = 128
   num_heads: int = 4
   num_kv_heads: int = 0
@@ -41,12 +47,16 @@ class ModelConfig:
   d_ff: int = 0
   position: str = 'learned'
   rope_base: float = 10000.0
+  relative_buckets: int = 32
+  relative_max_distance: int = 128
   norm: str = 'layernorm'
   norm_eps: float = 1e-5
   mlp: str = 'gelu'
   use_bias: bool = True
   dropout: float = 0.0
   tie_embeddings: bool = True
+  scale_tied_logits: bool = False
+  embed_init_std: float = 0.02
   dtype: str = 'float32'
   attention: str = 'einsum'
   remat: str = 'none'
@@ -58,7 +68,10 @@ class ModelConfig:
     for key in ('vocab_size', 'max_len', 'num_layers', 'd_model', 'num_heads'):
       if getattr(self, key) <= 0:
         raise ValueError(f'model.{key}={getattr(self, key)} must be positive')
-    for key in ('num_kv_heads', 'head_dim', 'd_ff'):
+    for key in ('relative_buckets', 'relative_max_distance', 'embed_init_std'):
+      if getattr(self, key) <= 0:
+        raise ValueError(f'model.{key}={getattr(self, key)} must be positive')
+    for key in ('num_kv_heads', 'head_dim', 'd_ff', 'num_encoder_layers'):
       if getattr(self, key) < 0:
         raise ValueError(f'model.{key}={getattr(self, key)} must be >= 0 (0 picks the default)')
     if not self.head_dim and self.d_model % self.num_heads:
@@ -86,9 +99,13 @@ class ModelConfig:
   def hidden_dim(self) -> int:
     if self.d_ff:
       return self.d_ff
-    if self.mlp == 'swiglu':  # Same parameter count as a 4x GELU MLP, rounded to a multiple of 64.
+    if self.mlp in ('swiglu', 'gated_gelu'):  # Same parameter count as a 4x GELU MLP, rounded to 64.
       return -(-8 * self.d_model // 3 // 64) * 64
     return 4 * self.d_model
+
+  @property
+  def encoder_layers(self) -> int:
+    return self.num_encoder_layers or self.num_layers
 
   @property
   def compute_dtype(self):
@@ -112,41 +129,84 @@ class ModelConfig:
 
 
 class Block(nn.Module):
-  """Pre-norm Transformer block: x + Attn(Norm(x)), then x + Mlp(Norm(x))."""
+  """Pre-norm Transformer block: x + Attn(Norm(x)), [x + CrossAttn(Norm(x), encoded)], then x + Mlp(Norm(x)).
+
+  Encoder blocks are not causal; decoder blocks of an encoder-decoder (`cross=True`) attend to the encoder
+  output. `bias` is T5's relative position bias (training), `bias_fn` makes it for one decoding step.
+  """
   config: ModelConfig
+  causal: bool = True
+  cross: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, segment_ids: Array, positions: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, segment_ids: Array, positions: Array, deterministic: bool,
+               bias: Array | None = None, encoded: Array | None = None, encoder_segment_ids: Array | None = None,
+               decode: bool = False, decode_index: Array | None = None, bias_fn=None) -> Array:
     c = self.config
+    attention = functools.partial(
+        layers.Attention, num_heads=c.num_heads, num_kv_heads=c.kv_heads, head_dim=c.key_dim,
+        implementation=c.attention, use_bias=c.use_bias, dtype=c.compute_dtype)
     h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
-    h = layers.Attention(
-        num_heads=c.num_heads, num_kv_heads=c.kv_heads, head_dim=c.key_dim, causal=True,
-        rope_base=c.rope_base if c.position == 'rope' else None, implementation=c.attention,
-        use_bias=c.use_bias, dtype=c.compute_dtype, name='attention')(h, segment_ids, positions)
+    h = attention(causal=self.causal, rope_base=c.rope_base if c.position == 'rope' else None,
+                  name='attention')(h, segment_ids, positions, bias=bias, bias_fn=bias_fn, decode=decode,
+                                    decode_index=decode_index)
     x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
+    if self.cross:
+      h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
+      h = attention(causal=False, name='cross_attention')(
+          h, segment_ids, positions, kv=encoded, kv_segment_ids=encoder_segment_ids, decode=decode)
+      x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
     h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     h = layers.Mlp(c.hidden_dim, c.mlp, c.use_bias, c.compute_dtype, name='mlp')(h)
     return x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
+
+
+def _block_class(config: ModelConfig, decode: bool):
+  """Block, rematerialised as config.remat says (decoding keeps no activations, so never there)."""
+  if config.remat == 'none' or decode:
+    return Block
+  return nn.remat(Block, policy=REMAT_POLICIES[config.remat], static_argnums=(4, 8))
+
+
+def _default_ids(tokens: Array, segment_ids: Array | None, positions: Array | None) -> tuple[Array, Array]:
+  """One unpadded document per row unless told otherwise."""
+  if segment_ids is None:
+    segment_ids = jnp.ones_like(tokens)
+  if positions is None:
+    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+  return segment_ids, positions
+
+
+def _embedding_init(config: ModelConfig):
+  return nn.with_logical_partitioning(nn.initializers.normal(config.embed_init_std), ('vocab', 'embed'))
+
+
+def _logits(config: ModelConfig, x: Array, embedding: Array, unembed: nn.Module | None) -> Array:
+  """Output projection: the embedding's transpose (T5 scales it by d_model^-0.5 first) or its own kernel."""
+  if unembed is not None:
+    logits = unembed(x)
+  else:
+    if config.scale_tied_logits:
+      x = x * config.d_model**-0.5
+    logits = layers.matmul(x, embedding.T, config.compute_dtype)
+  # Split by batch like the inputs: [B, L, V] is the largest activation, never to be gathered whole.
+  return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
 
 
 class DecoderLM(nn.Module):
   """Decoder-only Transformer LM: tokens `[B, L]` -> float32 logits `[B, L, V]`.
 
   `segment_ids` (0 = padding) keep attention inside each packed document; `positions` restart per document.
-  Both default to a single unpadded document per row.
+  Both default to a single unpadded document per row. `decode=True`: see `layers.Attention` (KV cache).
   """
   config: ModelConfig
 
   @nn.compact
   def __call__(self, tokens: Array, segment_ids: Array | None = None, positions: Array | None = None,
-               *, deterministic: bool = True) -> Array:
+               *, deterministic: bool = True, decode: bool = False, decode_index: Array | None = None) -> Array:
     c = self.config
-    if segment_ids is None:
-      segment_ids = jnp.ones_like(tokens)
-    if positions is None:
-      positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-    embedding = self.param('embedding', nn.with_logical_partitioning(layers.default_kernel_init, ('vocab', 'embed')),
-                           (c.vocab_size, c.d_model), jnp.float32)
+    segment_ids, positions = _default_ids(tokens, segment_ids, positions)
+    embedding = self.param('embedding', _embedding_init(c), (c.vocab_size, c.d_model), jnp.float32)
     x = jnp.take(embedding, tokens, axis=0)
     if c.position == 'learned':
       table = self.param('position_embedding', nn.with_logical_partitioning(layers.default_kernel_init, (None, 'embed')),
@@ -154,18 +214,194 @@ class DecoderLM(nn.Module):
       x = x + jnp.take(table, positions, axis=0)
     elif c.position == 'sinusoidal':
       x = x + layers.sinusoidal_positions(positions, c.d_model)
+    bias = bias_fn = None
+    if c.position == 'relative':
+      bias_fn = layers.RelativePositionBias(c.num_heads, False, c.relative_buckets, c.relative_max_distance,
+                                            name='relative_bias')
+      bias = None if decode else bias_fn(positions, positions)
     x = nn.with_logical_constraint(x, ACTIVATION_AXES)
     x = self.perturb('embedded', x)  # A zero hook: gradients w.r.t. it test causality per position.
     x = nn.Dropout(c.dropout)(x, deterministic=deterministic)
-    block = Block if c.remat == 'none' else nn.remat(Block, policy=REMAT_POLICIES[c.remat], static_argnums=(4,))
+    block = _block_class(c, decode)
     for i in range(c.num_layers):
-      x = nn.with_logical_constraint(block(c, name=f'block_{i}')(x, segment_ids, positions, deterministic),
-                                     ACTIVATION_AXES)
+      x = block(c, name=f'block_{i}')(x, segment_ids, positions, deterministic, bias, None, None, decode,
+                                      decode_index, bias_fn if decode else None)
+      x = nn.with_logical_constraint(x, ACTIVATION_AXES)
     x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
-    if c.tie_embeddings:
-      logits = layers.matmul(x, embedding.T, c.compute_dtype)
+    unembed = None if c.tie_embeddings else layers.Dense(
+        c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype, name='unembed')
+    return _logits(c, x, embedding, unembed)
+
+
+def _embed(config: ModelConfig, embedding: Array, tokens: Array, positions: Array, module: nn.Module,
+           deterministic: bool) -> Array:
+  """Token embedding plus learned or sinusoidal positions (made in `module`), constrained and dropped out."""
+  c = config
+  x = jnp.take(embedding, tokens, axis=0)
+  if c.position == 'learned':
+    table = module.param('position_embedding', nn.with_logical_partitioning(layers.default_kernel_init, (None, 'embed')),
+                         (c.max_len, c.d_model), jnp.float32)
+    x = x + jnp.take(table, positions, axis=0)
+  elif c.position == 'sinusoidal':
+    x = x + layers.sinusoidal_positions(positions, c.d_model)
+  x = nn.with_logical_constraint(x, ACTIVATION_AXES)
+  x = module.perturb('embedded', x)  # A zero hook: gradients w.r.t. it test causality per position.
+  return nn.Dropout(c.dropout)(x, deterministic=deterministic)
+
+
+class Encoder(nn.Module):
+  """Bidirectional stack over the input tokens (the encoder-decoder's first half): `[B, L_in, D]` out."""
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, embedding: Array, tokens: Array, segment_ids: Array, positions: Array,
+               deterministic: bool) -> Array:
+    c = self.config
+    x = _embed(c, embedding, tokens, positions, self, deterministic)
+    bias = None
+    if c.position == 'relative':
+      bias = layers.RelativePositionBias(c.num_heads, True, c.relative_buckets, c.relative_max_distance,
+                                         name='relative_bias')(positions, positions)
+    block = _block_class(c, decode=False)
+    for i in range(c.encoder_layers):
+      x = block(c, causal=False, name=f'block_{i}')(x, segment_ids, positions, deterministic, bias, None, None,
+                                                    False, None, None)  # All positional: remat's static args.
+      x = nn.with_logical_constraint(x, ACTIVATION_AXES)
+    x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
+    return nn.Dropout(c.dropout)(x, deterministic=deterministic)
+
+
+class Decoder(nn.Module):
+  """Causal stack with cross-attention over the encoder output (the encoder-decoder's second half)."""
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, embedding: Array, encoded: Array | None, encoder_segment_ids: Array, tokens: Array,
+               segment_ids: Array, positions: Array, deterministic: bool, decode: bool = False,
+               decode_index: Array | None = None) -> Array:
+    c = self.config
+    x = _embed(c, embedding, tokens, positions, self, deterministic)
+    bias = bias_fn = None
+    if c.position == 'relative':
+      bias_fn = layers.RelativePositionBias(c.num_heads, False, c.relative_buckets, c.relative_max_distance,
+                                            name='relative_bias')
+      bias = None if decode else bias_fn(positions, positions)
+    block = _block_class(c, decode)
+    for i in range(c.num_layers):
+      x = block(c, causal=True, cross=True, name=f'block_{i}')(
+          x, segment_ids, positions, deterministic, bias, encoded, encoder_segment_ids, decode, decode_index,
+          bias_fn if decode else None)
+      x = nn.with_logical_constraint(x, ACTIVATION_AXES)
+    x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
+    x = nn.Dropout(c.dropout)(x, deterministic=deterministic)
+    unembed = None if c.tie_embeddings else layers.Dense(
+        c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype, name='unembed')
+    return _logits(c, x, embedding, unembed)
+
+
+class EncoderDecoder(nn.Module):
+  """T5-style encoder-decoder: a bidirectional encoder over the inputs and a causal decoder with
+  cross-attention over its output, sharing the token embedding (and, tied, the output projection).
+
+  `__call__(encoder_tokens, decoder_tokens, ...)` -> float32 logits `[B, L_dec, V]`. `encode` and `decode` are
+  the two halves, for decoding: the encoder runs once per input. Relative position biases are one per stack,
+  shared by its layers, as in T5.
+  """
+  config: ModelConfig
+
+  def setup(self):
+    c = self.config
+    self.embedding = self.param('embedding', _embedding_init(c), (c.vocab_size, c.d_model), jnp.float32)
+    self.encoder = Encoder(c)
+    self.decoder = Decoder(c)
+
+  def encode(self, tokens: Array, segment_ids: Array | None = None, positions: Array | None = None, *,
+             deterministic: bool = True) -> Array:
+    """Input tokens `[B, L_in]` -> encoder output `[B, L_in, D]` (after the final norm)."""
+    segment_ids, positions = _default_ids(tokens, segment_ids, positions)
+    return self.encoder(self.embedding, tokens, segment_ids, positions, deterministic)
+
+  def decode(self, encoded: Array | None, encoder_segment_ids: Array, tokens: Array,
+             segment_ids: Array | None = None, positions: Array | None = None, *, deterministic: bool = True,
+             decode: bool = False, decode_index: Array | None = None) -> Array:
+    """Decoder tokens `[B, L]` (targets shifted right, start token 0) -> logits `[B, L, V]`.
+
+    While decoding, `encoded` may be None: cross-attention reads its cached keys/values.
+    """
+    segment_ids, positions = _default_ids(tokens, segment_ids, positions)
+    return self.decoder(self.embedding, encoded, encoder_segment_ids, tokens, segment_ids, positions,
+                        deterministic, decode, decode_index)
+
+  def __call__(self, encoder_tokens: Array, decoder_tokens: Array, encoder_segment_ids: Array | None = None,
+               decoder_segment_ids: Array | None = None, encoder_positions: Array | None = None,
+               decoder_positions: Array | None = None, *, deterministic: bool = True) -> Array:
+    if encoder_segment_ids is None:
+      encoder_segment_ids = jnp.ones_like(encoder_tokens)
+    encoded = self.encode(encoder_tokens, encoder_segment_ids, encoder_positions, deterministic=deterministic)
+    return self.decode(encoded, encoder_segment_ids, decoder_tokens, decoder_segment_ids, decoder_positions,
+                       deterministic=deterministic)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One interface over both models: build, init, run on a batch, decode.
+
+
+def build_model(config: ModelConfig) -> DecoderLM | EncoderDecoder:
+  return EncoderDecoder(config) if config.architecture == 'encoder_decoder' else DecoderLM(config)
+
+
+def init_variables(model: nn.Module, rng: Array, *, target_len: int, input_len: int = 0) -> dict:
+  """`model.init` on zero tokens of the given lengths (params keep their logical-axis boxes)."""
+  targets = jnp.zeros((1, target_len), jnp.int32)
+  if isinstance(model, EncoderDecoder):
+    return model.init(rng, jnp.zeros((1, input_len), jnp.int32), targets)
+  return model.init(rng, targets)
+
+
+def forward(model: nn.Module, params: Any, batch: dict[str, Array], *, rng: Array | None = None) -> Array:
+  """Logits `[B, L_dec, V]` for a batch with T5X feature names; `rng` None: no dropout, else its key."""
+  kwargs = dict(deterministic=rng is None, rngs=None if rng is None else {'dropout': rng})
+  if isinstance(model, EncoderDecoder):
+    return model.apply({'params': params}, batch['encoder_input_tokens'], batch['decoder_input_tokens'],
+                       batch.get('encoder_segment_ids'), batch.get('decoder_segment_ids'),
+                       batch.get('encoder_positions'), batch.get('decoder_positions'), **kwargs)
+  return model.apply({'params': params}, batch['decoder_input_tokens'], batch.get('decoder_segment_ids'),
+                     batch.get('decoder_positions'), **kwargs)
+
+
+def init_decode_cache(model: DecoderLM, params: Any, batch_size: int, max_decode_len: int) -> dict:
+  """An empty KV cache for `max_decode_len` positions of a decoder-only model (every leaf batch-first)."""
+  def make():
+    tokens = jnp.zeros((batch_size, max_decode_len), jnp.int32)
+    return model.apply({'params': params}, tokens, decode=True, mutable=['cache'])[1]['cache']
+  return {'decoder': jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(make))}
+
+
+def encode_for_decoding(model: EncoderDecoder, params: Any, encoder_input_tokens: Array,
+                        encoder_segment_ids: Array, max_decode_len: int) -> dict:
+  """Runs the encoder once and returns the decoding cache: empty self-attention KV caches for
+  `max_decode_len` positions, the cross-attention keys/values of the encoder output, and the encoder's
+  segment ids (its padding mask). Every leaf is batch-first, so beam search can repeat and reorder it."""
+  encoded = model.apply({'params': params}, encoder_input_tokens, encoder_segment_ids, method=EncoderDecoder.encode)
+  tokens = jnp.zeros((encoder_input_tokens.shape[0], max_decode_len), jnp.int32)
+  _, variables = model.apply({'params': params}, encoded, encoder_segment_ids, tokens, decode=True,
+                             method=EncoderDecoder.decode, mutable=['cache'])
+  return {'decoder': variables['cache'], 'encoder_segment_ids': encoder_segment_ids}
+
+
+def make_logits_fn(model: DecoderLM | EncoderDecoder, params: Any):
+  """`logits_fn(tokens[N], index, cache) -> (logits[N, V], cache)` for lm/decode.py: feeds one token per row
+  at position `index` through the cached model."""
+  def logits_fn(tokens: Array, index: Array, cache: dict) -> tuple[Array, dict]:
+    n = tokens.shape[0]
+    tokens, positions = tokens[:, None], jnp.full((n, 1), index, jnp.int32)
+    segment_ids = jnp.ones_like(tokens)
+    variables = {'params': params, 'cache': cache['decoder']}
+    if isinstance(model, EncoderDecoder):
+      logits, new = model.apply(variables, None, cache['encoder_segment_ids'], tokens, segment_ids, positions,
+                                decode=True, decode_index=index, method=EncoderDecoder.decode, mutable=['cache'])
     else:
-      logits = layers.Dense(c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
-                            name='unembed')(x)
-    # Split by batch like the inputs: [B, L, V] is the largest activation, never to be gathered whole.
-    return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
+      logits, new = model.apply(variables, tokens, segment_ids, positions, decode=True, decode_index=index,
+                                mutable=['cache'])
+    return logits[:, 0], {**cache, 'decoder': new['cache']}
+  return logits_fn

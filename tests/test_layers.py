@@ -115,3 +115,55 @@ def test_fused_attention_gradients_match_autodiff_of_the_einsum_formula(kv_heads
   np.testing.assert_allclose(got_out, want_out, rtol=tol, atol=tol)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=tol, atol=tol * float(jnp.abs(w).max()))
+
+
+def t5_relative_position_bucket(relative_position, bidirectional=True, num_buckets=32, max_distance=128):
+  """mesh_tensorflow's `_relative_position_bucket` (the T5 paper's code), one scalar at a time."""
+  ret = 0
+  n = -relative_position
+  if bidirectional:
+    num_buckets //= 2
+    ret += int(n < 0) * num_buckets
+    n = abs(n)
+  else:
+    n = max(n, 0)
+  max_exact = num_buckets // 2
+  if n < max_exact:
+    return ret + n
+  val_if_large = max_exact + int(np.log(np.float32(n) / max_exact + np.finfo(np.float32).eps)
+                                 / np.log(max_distance / max_exact) * (num_buckets - max_exact))
+  return ret + min(val_if_large, num_buckets - 1)
+
+
+OFFSETS = [-1000, -200, -128, -127, -100, -64, -33, -32, -31, -17, -16, -15, -9, -8, -7, -3, -1, 0, 1, 2, 7, 8, 9,
+           15, 16, 17, 31, 32, 100, 127, 128, 129, 500]
+
+
+@pytest.mark.parametrize('bidirectional', [True, False])
+def test_relative_position_buckets_match_t5(bidirectional):
+  got = np.asarray(layers.relative_position_bucket(jnp.asarray(OFFSETS), bidirectional))
+  want = [t5_relative_position_bucket(o, bidirectional) for o in OFFSETS]
+  np.testing.assert_array_equal(got, want)
+  # Spot values worked by hand: key 1 before the query is bucket 1; 1 after, bidirectional, 16 + 1; keys past
+  # max_distance share the last bucket; causal buckets ignore keys after the query.
+  table = dict(zip(OFFSETS, got))
+  assert table[0] == 0 and table[-1] == 1 and table[-1000] == table[-128] == (15 if bidirectional else 31)
+  assert table[1] == (17 if bidirectional else 0) and table[500] == (31 if bidirectional else 0)
+
+
+@pytest.mark.parametrize('implementation', ['reference', 'dot_product_attention'])
+def test_attention_bias_is_added_to_the_scores(implementation):
+  rng = np.random.default_rng(4)
+  q = rng.normal(size=(2, 5, 4, 8)).astype(np.float32)
+  k = rng.normal(size=(2, 7, 2, 8)).astype(np.float32)
+  v = rng.normal(size=(2, 7, 2, 8)).astype(np.float32)
+  bias = rng.normal(size=(1, 4, 5, 7)).astype(np.float32)
+  mask = np.ones((2, 1, 5, 7), bool)
+  fn = layers.dot_product_attention if implementation == 'reference' else layers.jax_dot_product_attention
+  got = np.asarray(fn(q, k, v, mask, jnp.float32, bias))
+  rep = np.repeat
+  kf, vf = rep(k, 2, axis=2), rep(v, 2, axis=2)
+  scores = np.einsum('blhk,bmhk->bhlm', q, kf) / np.sqrt(8) + bias
+  probs = np.exp(scores - scores.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  np.testing.assert_allclose(got, np.einsum('bhlm,bmhk->blhk', probs, vf), rtol=1e-5, atol=1e-5)

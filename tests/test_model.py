@@ -23,6 +23,8 @@ OPTIONS = [
     dict(norm='rmsnorm'), dict(mlp='swiglu'), dict(num_kv_heads=2), dict(num_kv_heads=1),
     dict(tie_embeddings=False), dict(dtype='bfloat16'), dict(attention='dot_product_attention'),
     dict(use_bias=False), dict(dropout=0.1), dict(head_dim=8, d_ff=24),
+    dict(position='relative'), dict(mlp='relu'), dict(mlp='gated_gelu'), dict(scale_tied_logits=True),
+    dict(remat='full'), dict(remat='save_matmuls'),
 ]
 
 
@@ -104,3 +106,143 @@ def test_importing_the_model_pulls_in_no_data_libraries():
   code = ('import sys, lm.model; bad = [m for m in ("tensorflow_datasets", "grain", "tensorflow") '
           'if m in sys.modules]; assert not bad, bad')
   subprocess.run([sys.executable, '-c', code], check=True, timeout=120)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Encoder-decoder.
+
+T5_LIKE = dict(position='relative', norm='rmsnorm', use_bias=False, mlp='gated_gelu', scale_tied_logits=True,
+               embed_init_std=1.0)
+
+
+def make_encdec(**overrides):
+  return model_lib.EncoderDecoder(model_lib.ModelConfig(
+      **{**TINY, 'architecture': 'encoder_decoder', 'num_encoder_layers': 3, **overrides}))
+
+
+def encdec_inputs(seed=0):
+  rng = np.random.default_rng(seed)
+  enc = jnp.asarray(rng.integers(1, TINY['vocab_size'], (2, 10)), jnp.int32)
+  dec = jnp.asarray(rng.integers(1, TINY['vocab_size'], (2, 6)), jnp.int32)
+  return enc, dec
+
+
+@pytest.mark.parametrize('options', [dict(), T5_LIKE, dict(position='rope', num_kv_heads=2),
+                                     dict(tie_embeddings=False, mlp='relu'), dict(remat='full'),
+                                     dict(attention='dot_product_attention', position='relative')],
+                         ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()) or 'default')
+def test_encoder_decoder_options_build_and_run(options):
+  model = make_encdec(**options)
+  enc, dec = encdec_inputs()
+  params = nn_unbox(model.init(jax.random.PRNGKey(0), enc, dec)['params'])
+  assert sum(k.startswith('block_') for k in params['encoder']) == 3
+  assert sum(k.startswith('block_') for k in params['decoder']) == 2
+  assert 'cross_attention' in params['decoder']['block_0'] and 'cross_attention' not in params['encoder']['block_0']
+  if options.get('position') == 'relative':  # One bias table per stack, shared by its layers.
+    assert params['encoder']['relative_bias']['rel_embedding'].shape == (32, 4)
+    assert params['decoder']['relative_bias']['rel_embedding'].shape == (32, 4)
+  logits = model.apply({'params': params}, enc, dec)
+  assert logits.shape == (2, 6, TINY['vocab_size']) and np.isfinite(np.asarray(logits)).all()
+
+
+def test_encoder_is_bidirectional_and_decoder_causal():
+  model = make_encdec(**T5_LIKE)
+  enc, dec = encdec_inputs()
+  variables = model.init(jax.random.PRNGKey(0), enc, dec)
+
+  def logits_sum(perturbations):
+    out = model.apply({'params': variables['params'], 'perturbations': perturbations}, enc, dec)
+    return out.sum(-1)  # [B, L_dec]
+
+  jac = jax.jacrev(logits_sum)(variables['perturbations'])
+  enc_jac = np.asarray(jnp.abs(jac['encoder']['embedded']).sum(-1))  # [B, L_dec, B, L_in]
+  dec_jac = np.asarray(jnp.abs(jac['decoder']['embedded']).sum(-1))  # [B, L_dec, B, L_dec]
+  for b in range(2):
+    assert np.all(enc_jac[b, :, b] > 0), 'a decoder position ignores some encoder position'
+    assert np.all(enc_jac[b, :, 1 - b] == 0) and np.all(dec_jac[b, :, 1 - b] == 0), 'rows leak'
+    later = np.triu(np.ones((6, 6), bool), k=1)
+    assert np.all(dec_jac[b, :, b][later] == 0), 'a decoder position depends on a later target token'
+    assert np.all(dec_jac[b, :, b][~later] > 0)
+
+  # Bidirectional: every encoder output depends on every input position, earlier and later.
+  def encoded_sum(perturbations):
+    out = model.apply({'params': variables['params'], 'perturbations': perturbations}, enc,
+                      method=model_lib.EncoderDecoder.encode)
+    return out.sum(-1)
+
+  enc_self = jax.jacrev(encoded_sum)(variables['perturbations'])['encoder']['embedded']
+  enc_self = np.asarray(jnp.abs(enc_self).sum(-1))
+  assert all(np.all(enc_self[b, :, b] > 0) for b in range(2))
+
+
+def test_encoder_decoder_segments_stay_apart():
+  """Packed rows: decoder segment s sees only encoder segment s, and encoder padding (id 0) nothing."""
+  model = make_encdec(**T5_LIKE)
+  enc, dec = encdec_inputs()
+  enc_seg = jnp.array([[1, 1, 1, 1, 2, 2, 2, 0, 0, 0]] * 2)
+  dec_seg = jnp.array([[1, 1, 1, 2, 2, 2]] * 2)
+  variables = model.init(jax.random.PRNGKey(0), enc, dec)
+
+  def logits_sum(perturbations):
+    out = model.apply({'params': variables['params'], 'perturbations': perturbations}, enc, dec, enc_seg, dec_seg)
+    return out.sum(-1)
+
+  jac = jax.jacrev(logits_sum)(variables['perturbations'])['encoder']['embedded']
+  jac = np.asarray(jnp.abs(jac).sum(-1))[0, :, 0]
+  for i, j in itertools.product(range(6), range(10)):
+    same = int(dec_seg[0, i]) == int(enc_seg[0, j])
+    assert (jac[i, j] > 0) == same, (i, j)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# KV-cache decoding equals full-sequence logits.
+
+
+def cached_logits(logits_fn, cache, tokens):
+  out = []
+  for i in range(tokens.shape[1]):
+    step, cache = logits_fn(tokens[:, i], jnp.asarray(i, jnp.int32), cache)
+    out.append(step)
+  return jnp.stack(out, axis=1)
+
+
+@pytest.mark.parametrize('options', [dict(), dict(position='rope', num_kv_heads=2), dict(num_kv_heads=1),
+                                     dict(position='relative', norm='rmsnorm'), dict(position='sinusoidal'),
+                                     dict(attention='dot_product_attention')],
+                         ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()) or 'default')
+def test_decoder_only_cache_equals_full_sequence(options):
+  model = make(**options)
+  x = tokens(length=8)
+  params = model.init(jax.random.PRNGKey(0), x)['params']
+  full = model.apply({'params': params}, x)
+  cache = model_lib.init_decode_cache(model, params, batch_size=2, max_decode_len=12)
+  got = cached_logits(jax.jit(model_lib.make_logits_fn(model, params)), cache, x)
+  np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('options', [dict(), T5_LIKE, dict(position='rope', num_kv_heads=2)],
+                         ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()) or 'default')
+def test_encoder_decoder_cache_equals_full_sequence(options):
+  model = make_encdec(**options)
+  enc, dec = encdec_inputs()
+  enc_seg = jnp.array([[1] * 10, [1] * 7 + [0] * 3])  # The second input is padded.
+  params = model.init(jax.random.PRNGKey(0), enc, dec)['params']
+  full = model.apply({'params': params}, enc, dec, enc_seg)
+  cache = model_lib.encode_for_decoding(model, params, enc, enc_seg, max_decode_len=9)
+  assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves(cache)), 'every cache leaf must be batch-first'
+  got = cached_logits(jax.jit(model_lib.make_logits_fn(model, params)), cache, dec)
+  np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
+
+
+def test_forward_reads_t5x_features_for_both_models():
+  enc, dec = encdec_inputs()
+  batch = {'encoder_input_tokens': enc, 'decoder_input_tokens': dec}
+  for model in (make(), make_encdec()):
+    variables = model_lib.init_variables(model, jax.random.PRNGKey(0), target_len=6, input_len=10)
+    params = nn_unbox(variables['params'])
+    assert model_lib.forward(model, params, batch).shape == (2, 6, TINY['vocab_size'])
+
+
+def nn_unbox(tree):
+  import flax.linen as nn
+  return nn.meta.unbox(tree)
