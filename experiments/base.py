@@ -96,7 +96,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.sample = s = ml_collections.ConfigDict()
   s.prompt = 'ROMEO:'  # Printed sample at the end of training starts from this text.
-  s.num_tokens = 300  # Tokens to generate.
+  # Tokens to generate; 0: no sample at the end of training. (An encoder-decoder's sample is instead its greedy
+  # predictions for the first validation examples.)
+  s.num_tokens = 300
   s.temperature = 0.8  # Softmax temperature; 0 is greedy.
   s.top_k = 0  # Sample from the k most likely tokens; 0 disables.
 

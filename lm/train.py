@@ -1,4 +1,9 @@
-"""Training: `TrainState`, pure `train_step` / `eval_step`, and `train_and_evaluate(config, workdir)`."""
+"""Training: `TrainState`, pure `train_step` / `eval_step`, and `train_and_evaluate(config, workdir)`.
+
+One loop trains both architectures of `lm/model.py`: the decoder-only LM on `data.task='lm'` rows of
+`data.seq_len` tokens, the encoder-decoder on 'seq2seq' / 'span_corruption' rows of `data.max_input_len` encoder
+and `data.max_target_len` decoder tokens. `config.init_from` starts a fine-tuning run from another run's params.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +14,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import flax
 import flax.linen as nn
@@ -26,6 +31,7 @@ from lm import loss as loss_lib
 from lm import model as model_lib
 from lm import optim
 from lm import parallel
+from lm import tokenizers
 from lm.data import pipeline
 
 Array = jax.Array
@@ -43,29 +49,26 @@ class NonFiniteLossError(FloatingPointError):
   pass
 
 
+_TOKENIZER_DIR = 'tokenizer'  # In a run directory, where `pipeline.get_tokenizer` keeps the run's tokenizer.
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Pure steps.
 
 
-def init_state(model: model_lib.DecoderLM, tx: optax.GradientTransformation, rng: Array,
-               seq_len: int, *, boxed: bool = False) -> TrainState:
-  """A fresh state. `boxed=True` keeps flax's logical-axis metadata on params and optimizer state, which
-  `parallel.shardings_from_logical` reads; training uses plain arrays."""
+def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: Array, seq_len: int, *,
+               input_len: int = 0, boxed: bool = False) -> TrainState:
+  """A fresh state for rows of `seq_len` decoder tokens (and `input_len` encoder tokens: encoder-decoder only;
+  `row_lengths` gives both from a config). `boxed=True` keeps flax's logical-axis metadata on params and
+  optimizer state, which `parallel.shardings_from_logical` reads; training uses plain arrays."""
   params_rng, state_rng = jax.random.split(rng)
-  params = model.init(params_rng, jnp.zeros((1, seq_len), jnp.int32))['params']
+  params = model_lib.init_variables(model, params_rng, target_len=seq_len, input_len=input_len)['params']
   if not boxed:
     params = nn.meta.unbox(params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=state_rng)
 
 
-def _forward(model, params, batch, rng=None):
-  deterministic = rng is None
-  return model.apply({'params': params}, batch['decoder_input_tokens'], batch['decoder_segment_ids'],
-                     batch['decoder_positions'], deterministic=deterministic,
-                     rngs=None if deterministic else {'dropout': rng})
-
-
-def train_step(state: TrainState, batch: dict[str, Array], *, model: model_lib.DecoderLM,
+def train_step(state: TrainState, batch: dict[str, Array], *, model: nn.Module,
                tx: optax.GradientTransformation, token_bytes: Array, grad_accum_steps: int = 1,
                axis_name: str | None = None) -> tuple[TrainState, dict[str, Array]]:
   """One optimizer step on the mean token loss of `batch`. Metrics are sums plus norms, all float32.
@@ -86,7 +89,7 @@ def train_step(state: TrainState, batch: dict[str, Array], *, model: model_lib.D
     targets, weights = micro['decoder_target_tokens'], micro['decoder_loss_weights']
 
     def scaled_loss(params):
-      logits = _forward(model, params, micro, micro_rng)
+      logits = model_lib.forward(model, params, micro, rng=micro_rng)
       nats, count = loss_lib.cross_entropy(logits, targets, weights)
       return nats / total, (nats, count)
 
@@ -114,10 +117,10 @@ def train_step(state: TrainState, batch: dict[str, Array], *, model: model_lib.D
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def eval_step(params: Any, batch: dict[str, Array], *, model: model_lib.DecoderLM,
+def eval_step(params: Any, batch: dict[str, Array], *, model: nn.Module,
               token_bytes: Array, axis_name: str | None = None) -> dict[str, Array]:
   """Summed nats, target tokens, bytes and correct predictions of one batch (padding has weight 0)."""
-  logits = _forward(model, params, batch)
+  logits = model_lib.forward(model, params, batch)
   targets, weights = batch['decoder_target_tokens'], batch['decoder_loss_weights']
   nats, count = loss_lib.cross_entropy(logits, targets, weights)
   sums = {'nats': nats, 'tokens': count, 'bytes': loss_lib.target_bytes(targets, weights, token_bytes),
@@ -151,7 +154,14 @@ def evaluate(launcher: parallel.Launcher, state: TrainState, batches: Iterable[d
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   t, d = config.train, config.data
+  seq_len, input_len = row_lengths(config)
+  architecture = config.model.architecture
+  wanted = 'decoder_only' if d.task == 'lm' else 'encoder_decoder'
   checks = [
+      (d.task in pipeline.TASKS, 'data.task', d.task, f'must be one of {pipeline.TASKS}'),
+      (d.task not in pipeline.TASKS or architecture not in ('decoder_only', 'encoder_decoder')  # Else model's.
+       or architecture == wanted, 'data.task', d.task,
+       f'needs model.architecture={wanted!r}, got model.architecture={architecture!r}'),
       (t.num_steps > 0, 'train.num_steps', t.num_steps, 'must be positive'),
       (t.batch_size > 0, 'train.batch_size', t.batch_size, 'must be positive'),
       (t.learning_rate > 0 and math.isfinite(t.learning_rate), 'train.learning_rate', t.learning_rate,
@@ -167,6 +177,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
        'must be "cosine", "constant" or "wsd"'),
       (t.keep_checkpoints > 0, 'train.keep_checkpoints', t.keep_checkpoints, 'must be positive'),
       (d.seq_len > 0, 'data.seq_len', d.seq_len, 'must be positive'),
+      (d.max_input_len > 0, 'data.max_input_len', d.max_input_len, 'must be positive'),
+      (d.max_target_len > 0, 'data.max_target_len', d.max_target_len, 'must be positive'),
       (d.num_workers >= 0, 'data.num_workers', d.num_workers, 'must be >= 0'),
       (not (d.pack and config.model.attention == 'cudnn'), 'data.pack', d.pack,
        "cannot be combined with model.attention='cudnn' (its lengths mask holds one document per row)"),
@@ -175,8 +187,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       (t.schedule != 'wsd' or t.warmup_steps + round(t.decay_fraction * t.num_steps) <= t.num_steps,
        'train.decay_fraction', t.decay_fraction,
        f'leaves no room after {t.warmup_steps} warmup steps in {t.num_steps} steps (schedule wsd)'),
-      (config.model.max_len == 0 or config.model.max_len >= d.seq_len, 'model.max_len', config.model.max_len,
-       f'must be 0 or >= data.seq_len ({d.seq_len})'),
+      (config.model.max_len == 0 or config.model.max_len >= max(seq_len, input_len), 'model.max_len',
+       config.model.max_len, f'must be 0 or >= {_length_keys(config)} ({max(seq_len, input_len)})'),
+      (isinstance(config.init_from, str), 'init_from', config.init_from, "must be a run directory or ''"),
       (config.sample.temperature >= 0, 'sample.temperature', config.sample.temperature, 'must be >= 0'),
       (config.sample.top_k >= 0, 'sample.top_k', config.sample.top_k, 'must be >= 0 (0 disables)'),
       (config.sample.num_tokens >= 0, 'sample.num_tokens', config.sample.num_tokens, 'must be >= 0'),
@@ -200,7 +213,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for ok, key, value, why in checks:
     if not ok:
       raise ValueError(f'{key}={value!r} {why}')
-  model_lib.ModelConfig.from_config(config.model, vocab_size=1, max_len=d.seq_len)  # Model keys and values.
+  model_lib.ModelConfig.from_config(config.model, vocab_size=1, max_len=max(seq_len, input_len))  # Model keys.
+
+
+def row_lengths(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(decoder, encoder) tokens per row: (data.seq_len, 0) for the decoder-only LM, (data.max_target_len,
+  data.max_input_len) for the encoder-decoder."""
+  if config.model.architecture == 'encoder_decoder':
+    return config.data.max_target_len, config.data.max_input_len
+  return config.data.seq_len, 0
+
+
+def _length_keys(config: ml_collections.ConfigDict) -> str:
+  if config.model.architecture == 'encoder_decoder':
+    return 'max(data.max_input_len, data.max_target_len)'
+  return 'data.seq_len'
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -276,13 +303,25 @@ def stop_requests():
 # The loop.
 
 
-def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> model_lib.DecoderLM:
-  return model_lib.DecoderLM(model_lib.ModelConfig.from_config(
-      config.model, vocab_size=vocab_size, max_len=config.data.seq_len))
+def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
+  """`DecoderLM` or `EncoderDecoder`, as config.model.architecture says; max_len 0 becomes the longest row."""
+  return model_lib.build_model(model_lib.ModelConfig.from_config(
+      config.model, vocab_size=vocab_size, max_len=max(row_lengths(config))))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final validation metrics."""
+EvalHook = Callable[[int, Any, 'MetricsLog | NullLog'], None]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       eval_hook: EvalHook | None = None) -> dict[str, float]:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final validation metrics.
+
+  A run without a checkpoint of its own and with `config.init_from` set starts from that run's latest params
+  (and its tokenizer), with a fresh optimizer at step 0. `eval_hook(step, params, log)`, if given, runs at every
+  validation point after the loss pass, on every process (`log.write` is a no-op outside process 0); e.g. the
+  generation metrics of `lm/main.py`. `params` are the live training params: read them, keep no reference,
+  since the next step donates their buffers.
+  """
   p = config.parallel
   parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
   validate_config(config)
@@ -294,17 +333,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
 
+  t = config.train
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=t.keep_checkpoints)
+  latest = checkpointer.latest_step()
+  init_from = config.init_from and os.path.abspath(os.path.expanduser(config.init_from))
+  if init_from and latest is None:
+    pretrained = _latest_checkpoint(init_from)  # Fails before any work if there is none.
+    _copy_tokenizer(init_from, workdir)  # Its embeddings index its vocabulary.
   tokenizer = pipeline.get_tokenizer(config.data, workdir)
   model = build_model(config, tokenizer.vocab_size)
   tx = optim.make_optimizer(config.train)
   schedule = optim.make_schedule(config.train)
-  t, seq_len = config.train, config.data.seq_len
+  seq_len, input_len = row_lengths(config)
 
   token_bytes = jnp.asarray(tokenizer.token_bytes, jnp.float32)
   launcher = parallel.Launcher(
       p.strategy, p.mesh_shape,
-      init_fn=functools.partial(init_state, model, tx, seq_len=seq_len),
-      boxed_init_fn=functools.partial(init_state, model, tx, seq_len=seq_len, boxed=True),
+      init_fn=functools.partial(init_state, model, tx, seq_len=seq_len, input_len=input_len),
+      boxed_init_fn=functools.partial(init_state, model, tx, seq_len=seq_len, input_len=input_len, boxed=True),
       step_fn=functools.partial(train_step, model=model, tx=tx, token_bytes=token_bytes,
                                 grad_accum_steps=t.grad_accum_steps),
       eval_fn=functools.partial(eval_step, model=model, token_bytes=token_bytes))
@@ -312,21 +358,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_iter = pipeline.make_train_iterator(
       config.data, tokenizer, batch_size=t.batch_size // jax.process_count(), seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count())
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=t.keep_checkpoints)
-  if (latest := checkpointer.latest_step()) is not None:
+  if latest is not None:
     state = launcher.from_checkpoint(checkpointer.restore(latest, launcher.to_checkpoint(state), train_iter))
     say(f'resumed from {checkpointer.directory} at step {latest}', flush=True)
+    if init_from:
+      say(f'init_from={config.init_from!r} ignored: this run resumes from its own checkpoint', flush=True)
+  elif init_from:
+    state = _with_pretrained_params(launcher, state, *pretrained)
+    say(f'params from {pretrained[0].directory} step {pretrained[1]} (init_from); fresh optimizer, step 0',
+        flush=True)
+    pretrained[0].close()
 
   # Nothing is dropped silently. (The pipeline tokenizes the split up front, so counting costs little more.)
   stats = pipeline.split_stats(config.data, tokenizer, 'train')
   say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
       f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
-  flops_per_token = flops_lib.flops_per_token(model.config, seq_len)
+  # Model FLOPs of a row (encoder and decoder), PaLM's accounting; tokens are row positions on both sides.
+  flops_per_step = t.batch_size * flops_lib.flops_per_row(model.config, target_len=seq_len, input_len=input_len)
   peak = flops_lib.peak_flops(model.config.dtype) * jax.device_count()
-  tokens_per_step = t.batch_size * seq_len
+  tokens_per_step = t.batch_size * (seq_len + input_len)
   num_params = flops_lib.count_params(launcher.to_checkpoint(state).params)
-  say(f'model: {num_params:,} params, {flops_per_token / 1e6:.1f} MFLOPs/token; '
-      f'{t.num_steps} steps of {tokens_per_step:,} tokens; workdir {workdir}', flush=True)
+  say(f'model: {config.model.architecture}, {num_params:,} params, '
+      f'{flops_per_step / tokens_per_step / 1e6:.1f} MFLOPs/token; {t.num_steps} steps of {tokens_per_step:,} '
+      f'tokens; workdir {workdir}', flush=True)
   step = int(launcher.to_checkpoint(state).step)
   log = MetricsLog(workdir, start_step=step) if is_main else NullLog()
   log.write(step, 'data', dataclasses.asdict(stats))  # Train-split token accounting, once per run.
@@ -348,15 +402,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def log_train(s: int, grad_norm: float) -> None:
     nonlocal window_start
     elapsed = time.perf_counter() - window_start
-    tokens_per_s = window['steps'] * tokens_per_step / elapsed
+    steps_per_s = window['steps'] / elapsed
     metrics = {**summarize(window), 'learning_rate': float(schedule(s - 1)), 'grad_norm': grad_norm,
-               'tokens_seen': s * tokens_per_step, 'flops_seen': s * tokens_per_step * flops_per_token,
-               'wall_s': time.perf_counter() - run_start, 'tokens_per_s': tokens_per_s,
-               'mfu': tokens_per_s * flops_per_token / peak}
+               'tokens_seen': s * tokens_per_step, 'flops_seen': s * flops_per_step,
+               'wall_s': time.perf_counter() - run_start, 'tokens_per_s': steps_per_s * tokens_per_step,
+               'mfu': steps_per_s * flops_per_step / peak}
     log.write(s, 'train', metrics)
-    eta = (t.num_steps - s) * elapsed / window['steps']
+    eta = (t.num_steps - s) / steps_per_s
     say(f'step {s:6d}/{t.num_steps}  loss {metrics["loss"]:.4f}  bpb {metrics["bits_per_byte"]:.3f}  '
-          f'lr {metrics["learning_rate"]:.2e}  {tokens_per_s:,.0f} tok/s  mfu {metrics["mfu"]:.1%}  '
+          f'lr {metrics["learning_rate"]:.2e}  {metrics["tokens_per_s"]:,.0f} tok/s  mfu {metrics["mfu"]:.1%}  '
           f'eta {eta:.0f}s', flush=True)
     window.update(nats=0.0, tokens=0.0, bytes=0.0, steps=0)
     window_start = time.perf_counter()
@@ -369,6 +423,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                   'wall_s': time.perf_counter() - run_start})
     say(f'step {s:6d}  validation loss {metrics["loss"]:.4f}  bits/byte {metrics["bits_per_byte"]:.3f}',
           flush=True)
+    if record and eval_hook is not None:
+      eval_hook(s, launcher.to_checkpoint(state).params, log)
     return metrics
 
   final = {}
@@ -414,18 +470,77 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if jax.process_count() > 1:
     say('multi-host run: sample with `./run.sh sample --workdir=...` from one process')
     return final
-  prompt = config.sample.prompt
-  try:
-    tokenizer.encode(prompt)
-  except ValueError as e:  # E.g. the default 'ROMEO:' on a user corpus without capitals.
-    say(f'sample.prompt={prompt!r} cannot be encoded ({e}); sampling from an empty prompt instead')
-    prompt = ''
-  text = generate(model, launcher.to_checkpoint(state).params, tokenizer, prompt, num_tokens=config.sample.num_tokens,
-                  temperature=config.sample.temperature, top_k=config.sample.top_k, seed=config.seed)
+  if not config.sample.num_tokens:
+    return final
+  params = launcher.to_checkpoint(state).params
+  if config.model.architecture == 'encoder_decoder':
+    text = _validation_predictions(model, params, tokenizer, config)
+    heading = f'--- step {step}, validation input -> prediction (target), greedy'
+  else:
+    prompt = config.sample.prompt
+    try:
+      tokenizer.encode(prompt)
+    except ValueError as e:  # E.g. the default 'ROMEO:' on a user corpus without capitals.
+      say(f'sample.prompt={prompt!r} cannot be encoded ({e}); sampling from an empty prompt instead')
+      prompt = ''
+    text = generate(model, params, tokenizer, prompt, num_tokens=config.sample.num_tokens,
+                    temperature=config.sample.temperature, top_k=config.sample.top_k, seed=config.seed)
+    heading = f'--- step {step}, prompt {prompt!r}'
   with open(os.path.join(workdir, 'samples.txt'), 'a') as f:  # Single process here.
-    f.write(f'--- step {step}, prompt {prompt!r}\n{text}\n')
+    f.write(f'{heading}\n{text}\n')
   say(f'--- sample (step {step}) ---\n{text}', flush=True)
   return final
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fine-tuning from another run (config.init_from).
+
+
+def _latest_checkpoint(run_dir: str) -> tuple[checkpoint_lib.Checkpointer, int]:
+  """A read-only checkpointer over `run_dir`'s checkpoints and its latest step; raises if there is none."""
+  directory = os.path.join(run_dir, 'checkpoints')
+  step = None
+  if os.path.isdir(directory):
+    checkpointer = checkpoint_lib.Checkpointer(directory, keep=1, read_only=True)
+    step = checkpointer.latest_step()
+  if step is None:
+    raise FileNotFoundError(f'init_from={run_dir!r} has no checkpoint in {directory}: train that run first, '
+                            'or set init_from to a run directory that has one.')
+  return checkpointer, step
+
+
+def _copy_tokenizer(run_dir: str, workdir: str) -> None:
+  """Gives this run `run_dir`'s tokenizer (unless it has one): pretrained embeddings index its ids."""
+  source, target = (os.path.join(d, _TOKENIZER_DIR) for d in (run_dir, workdir))
+  if not os.path.isdir(source):
+    raise FileNotFoundError(f'init_from={run_dir!r} has no tokenizer in {source}: is it a run directory?')
+  if not os.path.isdir(target):
+    tokenizers.load_tokenizer(source).save(target)
+
+
+def _with_pretrained_params(launcher: parallel.Launcher, state: TrainState,
+                            checkpointer: checkpoint_lib.Checkpointer, step: int) -> TrainState:
+  """`state` (fresh) with the params of `checkpointer`'s `step`, placed as `state`'s own."""
+  fresh = launcher.to_checkpoint(state)
+  saved = checkpointer.restore(step)['params']  # As saved: any optimizer's state, read and dropped.
+  _check_same_params(fresh.params, saved, f'init_from={os.path.dirname(checkpointer.directory)!r} step {step}')
+  params = jax.tree.map(lambda old, new: jax.device_put(np.asarray(new, old.dtype), old.sharding),
+                        fresh.params, saved)
+  return launcher.from_checkpoint(fresh.replace(params=params))
+
+
+def _check_same_params(want: Any, got: Any, source: str) -> None:
+  """Raises naming the first parameter whose presence or shape differs between `want` and `got`."""
+  def shapes(tree):
+    return {'/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path): tuple(np.shape(leaf))
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+  want, got = shapes(want), shapes(got)
+  for name in sorted(want.keys() | got.keys()):
+    if want.get(name) != got.get(name):
+      raise ValueError(
+          f'{source}: parameter {name} has shape {want.get(name, "(missing)")} in this model but '
+          f'{got.get(name, "(missing)")} in the checkpoint; fine-tune with the pretrained run\'s config.model.')
 
 
 def _accumulate(window: dict[str, float], host: dict[str, float]) -> None:
@@ -434,22 +549,97 @@ def _accumulate(window: dict[str, float], host: dict[str, float]) -> None:
   window['steps'] += 1
 
 
-def generate(model: model_lib.DecoderLM, params: Any, tokenizer, prompt: str, *, num_tokens: int,
-             temperature: float, top_k: int = 0, seed: int = 0) -> str:
-  """The prompt followed by a sampled continuation. An empty prompt starts a new document (after an eos)."""
-  prompt_ids = tokenizer.encode(prompt) if prompt else np.array([tokenizer.eos_id], np.int32)
-  new = decode.sample(lambda tokens: model.apply({'params': params}, tokens), prompt_ids,
-                      num_tokens=num_tokens, window=model.config.max_len, rng=jax.random.PRNGKey(seed),
-                      temperature=temperature, top_k=top_k, stop_id=tokenizer.eos_id)
-  return prompt + tokenizer.decode(new)
+def generate(model: nn.Module, params: Any, tokenizer, prompt: str, *, num_tokens: int, temperature: float,
+             top_k: int = 0, seed: int = 0) -> str:
+  """The prompt followed by a sampled continuation of up to `num_tokens` tokens (fewer if it samples eos), from
+  a decoder-only model. An empty prompt starts a new document (after an eos).
 
-
-def sample_from_workdir(workdir: str, prompt: str | None = None, *, num_tokens: int | None = None,
-                        temperature: float | None = None, top_k: int | None = None, seed: int | None = None) -> str:
-  """Samples from the latest checkpoint of a run directory, with the run's own config and tokenizer.
-
-  Arguments left as None take the run's `config.sample` values (and `config.seed`).
+  Decoding runs on a KV cache of model.config.max_len positions, in chunks of n = min(num_tokens, max_len // 2)
+  new tokens: each chunk reads the last max_len - n tokens of the text so far into a fresh cache, so a long
+  continuation slides its context window by n tokens at a time. Every chunk has the same shapes: one compile.
   """
+  context = [int(t) for t in tokenizer.encode(prompt)] if prompt else [tokenizer.eos_id]
+  if num_tokens <= 0:
+    return prompt
+  max_len = model.config.max_len
+  n = min(num_tokens, max(max_len // 2, 1))
+  window = max_len - n
+  if window < 1:
+    raise ValueError(f'model.max_len={max_len} leaves no room for a prompt; sampling needs max_len >= 2')
+
+  rng, new = jax.random.PRNGKey(seed), []
+  for chunk in range(-(-num_tokens // n)):
+    recent = (context + new)[-window:]
+    prompt_ids = np.zeros((1, window), np.int32)
+    prompt_ids[0, :len(recent)] = recent
+    tokens, lengths = jax.device_get(_sample_chunk(
+        params, prompt_ids, np.array([len(recent)], np.int32), jax.random.fold_in(rng, chunk), model=model,
+        num_new_tokens=n, temperature=temperature, top_k=top_k, eos_id=tokenizer.eos_id))
+    tokens = [int(t) for t in tokens[0, :lengths[0]]]
+    if tokenizer.eos_id in tokens:
+      new += tokens[:tokens.index(tokenizer.eos_id)]
+      break
+    new += tokens
+  return prompt + tokenizer.decode(np.asarray(new[:num_tokens], np.int32))
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'num_new_tokens', 'temperature', 'top_k', 'eos_id'))
+def _sample_chunk(params, prompt_ids, prompt_length, rng, *, model, num_new_tokens, temperature, top_k, eos_id):
+  cache = model_lib.init_decode_cache(model, params, prompt_ids.shape[0], model.config.max_len)
+  return decode.temperature_sample(model_lib.make_logits_fn(model, params), cache, prompt_ids, prompt_length,
+                                   num_new_tokens=num_new_tokens, rng=rng, temperature=temperature, top_k=top_k,
+                                   eos_id=eos_id)
+
+
+def predict(model: nn.Module, params: Any, encoder_input_tokens: np.ndarray, encoder_segment_ids: np.ndarray, *,
+            max_new_tokens: int, eos_id: int, temperature: float = 0.0, top_k: int = 0, seed: int = 0
+            ) -> list[np.ndarray]:
+  """An encoder-decoder's output ids for each row of `encoder_input_tokens[B, L_in]` (segment ids 0 on padding),
+  up to `max_new_tokens` each, without the eos; greedy at temperature 0."""
+  tokens, lengths = jax.device_get(_predict(
+      params, np.asarray(encoder_input_tokens, np.int32), np.asarray(encoder_segment_ids, np.int32),
+      jax.random.PRNGKey(seed), model=model, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+      eos_id=eos_id))
+  return [row[:n - 1] if n and row[n - 1] == eos_id else row[:n] for row, n in zip(tokens, lengths)]
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'max_new_tokens', 'temperature', 'top_k', 'eos_id'))
+def _predict(params, encoder_input_tokens, encoder_segment_ids, rng, *, model, max_new_tokens, temperature, top_k,
+             eos_id):
+  cache = model_lib.encode_for_decoding(model, params, encoder_input_tokens, encoder_segment_ids, max_new_tokens)
+  batch = encoder_input_tokens.shape[0]
+  start = jnp.zeros((batch, 1), jnp.int32)  # T5's decoder start token is the pad id 0.
+  return decode.temperature_sample(model_lib.make_logits_fn(model, params), cache, start,
+                                   jnp.ones((batch,), jnp.int32), num_new_tokens=max_new_tokens, rng=rng,
+                                   temperature=temperature, top_k=top_k, eos_id=eos_id)
+
+
+def _validation_predictions(model: nn.Module, params: Any, tokenizer, config: ml_collections.ConfigDict,
+                            num_examples: int = 4) -> str:
+  """`input -> prediction (target)` lines, greedy, for the first validation examples, one per row."""
+  data = ml_collections.ConfigDict(config.data.to_dict())
+  data.pack = False  # One example per row.
+  batch = next(pipeline.make_eval_batches(data, tokenizer, 'validation', batch_size=num_examples))
+  predictions = predict(model, params, batch['encoder_input_tokens'], batch['encoder_segment_ids'],
+                        max_new_tokens=config.data.max_target_len, eos_id=tokenizer.eos_id)
+  lines = []
+  for i, prediction in enumerate(predictions):
+    if not batch['encoder_segment_ids'][i].any():  # A padding row of a split shorter than num_examples.
+      continue
+    inputs, targets = (_text(tokenizer, batch[name][i], batch[weights][i] > 0, tokenizer.eos_id)
+                       for name, weights in (('encoder_input_tokens', 'encoder_segment_ids'),
+                                             ('decoder_target_tokens', 'decoder_loss_weights')))
+    lines.append(f'{inputs!r} -> {tokenizer.decode(prediction)!r} ({targets!r})')
+  return '\n'.join(lines)
+
+
+def _text(tokenizer, ids: np.ndarray, keep: np.ndarray, eos_id: int) -> str:
+  ids = ids[keep]
+  return tokenizer.decode(ids[:-1] if len(ids) and ids[-1] == eos_id else ids)
+
+
+def load_run(workdir: str):
+  """(config, tokenizer, model, params) of a run directory's latest checkpoint."""
   config_path = os.path.join(workdir, 'config.json')
   if not os.path.exists(config_path):
     raise FileNotFoundError(f'{config_path} not found: is {workdir} a run directory made by `./run.sh train`?')
@@ -458,7 +648,8 @@ def sample_from_workdir(workdir: str, prompt: str | None = None, *, num_tokens: 
   tokenizer = pipeline.get_tokenizer(config.data, workdir)
   model = build_model(config, tokenizer.vocab_size)
   tx = optim.make_optimizer(config.train)
-  target = jax.eval_shape(functools.partial(init_state, model, tx, seq_len=config.data.seq_len),
+  seq_len, input_len = row_lengths(config)
+  target = jax.eval_shape(functools.partial(init_state, model, tx, seq_len=seq_len, input_len=input_len),
                           jax.random.PRNGKey(0))
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                              keep=config.train.keep_checkpoints, read_only=True)
@@ -467,8 +658,31 @@ def sample_from_workdir(workdir: str, prompt: str | None = None, *, num_tokens: 
     raise FileNotFoundError(f'no checkpoint in {checkpointer.directory}; train first')
   state = checkpointer.restore(step, target)
   checkpointer.close()
+  return config, tokenizer, model, state.params
+
+
+def sample_from_workdir(workdir: str, prompt: str | None = None, *, num_tokens: int | None = None,
+                        temperature: float | None = None, top_k: int | None = None, seed: int | None = None) -> str:
+  """Samples from the latest checkpoint of a run directory, with the run's own config and tokenizer.
+
+  Arguments left as None take the run's `config.sample` values (and `config.seed`). For an encoder-decoder run
+  the prompt is the input (data.prefix is put in front) and the result its prediction, up to
+  data.max_target_len tokens and greedy unless `temperature` is given; without a prompt, the greedy
+  predictions for the first validation examples.
+  """
+  config, tokenizer, model, params = load_run(workdir)
   pick = lambda value, default: default if value is None else value
-  return generate(model, state.params, tokenizer, pick(prompt, config.sample.prompt),
+  if config.model.architecture == 'encoder_decoder':
+    if prompt is None:
+      return _validation_predictions(model, params, tokenizer, config)
+    ids = np.concatenate([tokenizer.encode(config.data.prefix + prompt), [tokenizer.eos_id]])
+    ids = ids[:config.data.max_input_len][None].astype(np.int32)
+    prediction, = predict(model, params, ids, np.ones_like(ids), eos_id=tokenizer.eos_id,
+                          max_new_tokens=pick(num_tokens, config.data.max_target_len),
+                          temperature=pick(temperature, 0.0),
+                          top_k=pick(top_k, config.sample.top_k), seed=pick(seed, config.seed))
+    return tokenizer.decode(prediction)
+  return generate(model, params, tokenizer, pick(prompt, config.sample.prompt),
                   num_tokens=pick(num_tokens, config.sample.num_tokens),
                   temperature=pick(temperature, config.sample.temperature), top_k=pick(top_k, config.sample.top_k),
                   seed=pick(seed, config.seed))

@@ -92,6 +92,40 @@ def test_golden_one_step_loss():
       f'second-step loss is {float(second["loss"]):.7f}; update GOLDEN_SECOND_LOSS if the change was intended')
 
 
+class DigitTokenizer:
+  """'0'..'9' <-> ids 0..9; eos is 1 (so a greedy model may stop early, as a real one does)."""
+  eos_id = 1
+
+  def encode(self, text):
+    return np.array([int(ch) for ch in text], np.int32)
+
+  def decode(self, ids):
+    return ''.join(str(int(i)) for i in ids)
+
+
+def test_generate_slides_its_cached_window_like_a_full_forward_pass():
+  """The KV-cache sampler in chunks of n = max_len // 2 tokens, each reading the last max_len - n tokens,
+  against greedy decoding by the full forward pass over the same contexts."""
+  c = base.get_config()
+  c.model.update(num_layers=2, d_model=32, num_heads=4, max_len=8)
+  c.data.seq_len = 8
+  model = train.build_model(c, vocab_size=10)
+  params = train.init_state(model, train.optim.make_optimizer(c.train), jax.random.PRNGKey(3), seq_len=8).params
+  prompt, num_tokens, n = '908070', 11, 4  # The prompt is longer than the window of 4: only its end is read.
+  text = train.generate(model, params, DigitTokenizer(), prompt, num_tokens=num_tokens, temperature=0.0)
+  new = []
+  while len(new) < num_tokens:
+    chunk = len(new) // n
+    ids = [int(ch) for ch in prompt] + new
+    context = ids[:len(prompt) + chunk * n][-(8 - n):] + new[chunk * n:]
+    token = int(np.argmax(model.apply({'params': params}, np.array([context]))[0, -1]))
+    if token == DigitTokenizer.eos_id:
+      break
+    new.append(token)
+  assert text == prompt + ''.join(map(str, new))
+  assert len(new) > n, 'the greedy continuation stopped before a second chunk; pick another seed'
+
+
 def final_params(workdir):
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=5)
   step = ckpt.latest_step()
@@ -213,3 +247,135 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
   assert result.returncode == 0, result.stdout + result.stderr
   assert f'resumed from {tmp_path / "checkpoints"} at step {steps[0]}' in result.stdout
   assert 'done: 2 steps' in result.stdout
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Encoder-decoder runs: seq2seq and span corruption, resume, fine-tuning from a pretrained run.
+
+
+def seq2seq_config(root, task='seq2seq', **train_overrides):
+  """A tiny T5-style model reversing 6-digit strings (char tokenizer), or span-corrupting them (SentencePiece);
+  one device and one layer each side, since compiling dominates these tests."""
+  c = base.get_config()
+  c.model.update(architecture='encoder_decoder', num_layers=1, d_model=32, num_heads=4, position='relative',
+                 norm='rmsnorm', mlp='gated_gelu', use_bias=False)
+  c.parallel.strategy = 'single'
+  c.data.update(name='reverse', task=task, data_dir=str(root / 'tfds'), synthetic_length=6, synthetic_examples=400,
+                max_input_len=8, max_target_len=8)
+  if task == 'span_corruption':
+    c.data.update(tokenizer='sentencepiece', vocab_size=400, max_input_len=16, max_target_len=8)
+  c.train.update({'batch_size': 16, 'num_steps': 30, 'warmup_steps': 5, 'learning_rate': 1e-2, 'log_every': 1,
+                  'eval_every': 15, 'checkpoint_every': 15, 'eval_batch_size': 16, **train_overrides})
+  c.sample.num_tokens = 0  # No end-of-training sample (its decoder compiles): one test looks at it.
+  return c
+
+
+@pytest.fixture(scope='module')
+def digits_root(tmp_path_factory):
+  return tmp_path_factory.mktemp('digits')
+
+
+def test_encoder_decoder_learns_to_reverse_and_predicts(digits_root, tmp_path):
+  config = seq2seq_config(digits_root, num_steps=40)
+  config.model.num_layers = 2
+  config.parallel.strategy = 'mesh'  # Over the 8 fake devices: the encoder-decoder's params shard too.
+  config.sample.num_tokens = 1  # Any but 0: the end-of-training sample is a few validation predictions.
+  final = train.train_and_evaluate(config, str(tmp_path))
+  losses = [m['loss'] for m in read_metrics(tmp_path)]
+  assert len(losses) == 40
+  assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:5]), losses
+  assert np.isfinite(final['loss']) and 0 < final['accuracy'] <= 1
+  logged = read_metrics(tmp_path)[-1]
+  assert logged['mfu'] > 0 and logged['flops_seen'] > 0
+  # The end-of-training sample: validation inputs, greedy predictions, targets.
+  samples = (tmp_path / 'samples.txt').read_text().splitlines()
+  assert samples[0].startswith('--- step 40, validation input -> prediction (target)')
+  assert len(samples) == 5 and all(' -> ' in line for line in samples[1:]), samples
+  prediction = train.sample_from_workdir(str(tmp_path), '123456')
+  assert set(prediction) <= set('0123456789') and len(prediction) <= 8
+  assert prediction == train.sample_from_workdir(str(tmp_path), '123456')
+
+
+def test_encoder_decoder_resume_is_exact(digits_root, tmp_path, monkeypatch):
+  """Packed seq2seq rows with dropout: 10 steps straight == stopped after step 4, then resumed."""
+  config = seq2seq_config(digits_root, num_steps=10, checkpoint_every=100, eval_every=100)
+  config.model.dropout = 0.1
+  config.data.update(pack=True, max_input_len=16, max_target_len=16)  # Two examples per row.
+  straight, split = tmp_path / 'straight', tmp_path / 'split'
+  train.train_and_evaluate(config, str(straight))
+  with monkeypatch.context() as patch:
+    patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(4))))
+    train.train_and_evaluate(config, str(split))
+  assert os.listdir(split / 'checkpoints') == ['4']
+  train.train_and_evaluate(config, str(split))
+  a, b = read_metrics(straight), read_metrics(split)
+  assert [m['step'] for m in b] == list(range(1, 11))
+  assert [m['loss'] for m in a] == [m['loss'] for m in b]
+  jax.tree.map(np.testing.assert_array_equal, final_params(straight)[1], final_params(split)[1])
+
+
+def test_fine_tuning_starts_from_the_pretrained_params(digits_root, tmp_path, monkeypatch, capsys):
+  pretrain, finetune = tmp_path / 'pretrain', tmp_path / 'finetune'
+  train.train_and_evaluate(seq2seq_config(digits_root, 'span_corruption', num_steps=6, eval_every=6,
+                                          checkpoint_every=6), str(pretrain))
+  config = seq2seq_config(digits_root, num_steps=3, eval_every=3, checkpoint_every=3)
+  config.data.update(tokenizer='sentencepiece', vocab_size=400)
+  config.parallel.strategy = 'mesh'  # Params saved from one device start a run on 8.
+  config.init_from = str(pretrain)
+  first_params = []
+  real_step = train.parallel.Launcher.step
+
+  def recording_step(self, state, batch):
+    if not first_params:  # The state the first step starts from (before it donates the buffers).
+      first_params.append(jax.device_get(self.to_checkpoint(state).params))
+    return real_step(self, state, batch)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(train.parallel.Launcher, 'step', recording_step)
+    train.train_and_evaluate(config, str(finetune))
+  assert 'fresh optimizer, step 0' in capsys.readouterr().out
+  step, pretrained = final_params(pretrain)
+  assert step == 6
+  jax.tree.map(np.testing.assert_array_equal, pretrained, first_params[0])
+  assert [m['step'] for m in read_metrics(finetune)] == [1, 2, 3]
+  # The fine-tuning run uses the pretrained run's vocabulary: the one its embeddings index.
+  assert ((finetune / 'tokenizer' / 'tokenizer.json').read_text()
+          == (pretrain / 'tokenizer' / 'tokenizer.json').read_text())
+  # With a checkpoint of its own, the run resumes from it and says init_from is ignored.
+  config.train.num_steps = 4
+  train.train_and_evaluate(config, str(finetune))
+  out = capsys.readouterr().out
+  assert f'resumed from {finetune / "checkpoints"} at step 3' in out and 'ignored' in out
+
+  # Errors: a directory without checkpoints; a model whose params do not match.
+  config.init_from = str(tmp_path / 'nothing')
+  with pytest.raises(FileNotFoundError, match='has no checkpoint in'):
+    train.train_and_evaluate(config, str(tmp_path / 'a'))
+  config.init_from = str(pretrain)
+  config.model.d_ff = 48
+  with pytest.raises(ValueError, match=r'parameter \S*mlp\S* has shape \((32, 48|48, 32)\) in this model but '
+                     r'\(\d+, \d+\) in the checkpoint'):
+    train.train_and_evaluate(config, str(tmp_path / 'b'))
+
+
+def test_task_and_architecture_must_agree(corpus_dir, digits_root):
+  c = tiny_config(corpus_dir)
+  c.model.architecture = 'encoder_decoder'
+  with pytest.raises(ValueError, match="data.task='lm' needs model.architecture='decoder_only', got "
+                                       "model.architecture='encoder_decoder'"):
+    train.validate_config(c)
+  for task in ('seq2seq', 'span_corruption'):
+    c = seq2seq_config(digits_root, task)
+    train.validate_config(c)
+    c.model.architecture = 'decoder_only'
+    with pytest.raises(ValueError, match=f"data.task='{task}' needs model.architecture='encoder_decoder'"):
+      train.validate_config(c)
+  c = seq2seq_config(digits_root)
+  c.model.max_len = 4
+  with pytest.raises(ValueError, match=r'model.max_len=4 must be 0 or >= max\(data.max_input_len, '
+                                       r'data.max_target_len\) \(8\)'):
+    train.validate_config(c)
+  c = seq2seq_config(digits_root)
+  c.data.max_target_len = 0
+  with pytest.raises(ValueError, match='data.max_target_len=0 must be positive'):
+    train.validate_config(c)
