@@ -10,8 +10,6 @@ first (KV caches [N, max_len, H, K], encoder outputs [N, L, D], masks [N, L]); t
 except that beam search repeats every leaf along dim 0 (`jnp.repeat(x, num_beams, axis=0)`: beam-major within a
 row) and gathers along dim 0 to reorder beams. `new_cache` must keep the structure, shapes and dtypes of `cache`
 (it is a `lax.while_loop` carry). Both decoders trace under `jax.jit`; their Python arguments are static.
-
-`choose_token` and `sample` (window recomputation, no cache) are the old API, kept until their caller moves.
 """
 from __future__ import annotations
 
@@ -199,37 +197,3 @@ def beam_search(logits_fn: LogitsFn, cache: Cache, start_tokens: Array, *, num_b
            jnp.full((batch, beams), NEG_INF, jnp.float32), jnp.zeros((batch, beams), bool))
   state = lax.while_loop(running, step, state)
   return state[5], state[6]
-
-
-def choose_token(logits: Array, rng: Array, temperature: float, top_k: int) -> Array:
-  """Picks a token from float32 `logits[V]`: greedy at temperature 0, else softmax(logits / T) over the top k."""
-  return sample_logits(logits, rng, temperature=temperature, top_k=top_k)
-
-
-def sample(logits_fn: Callable[[Array], Array], prompt: np.ndarray, *, num_tokens: int, window: int,
-           rng: Array, temperature: float = 1.0, top_k: int = 0, stop_id: int | None = None) -> np.ndarray:
-  """Extends `prompt[n]` by up to `num_tokens` tokens; returns only the new ones.
-
-  `logits_fn(tokens[1, window]) -> logits[1, window, V]` must be causal: the logits at position i depend on
-  tokens 0..i only, so the right-padding of a short window does not change them. The context is the last
-  `window` tokens. Generation stops early at `stop_id`.
-  """
-  if temperature < 0:
-    raise ValueError(f'temperature={temperature} must be >= 0')
-
-  @jax.jit
-  def next_token(tokens, last, key):
-    return choose_token(logits_fn(tokens)[0, last], key, temperature, top_k)
-
-  context = [int(t) for t in prompt]
-  new = []
-  for i in range(num_tokens):
-    recent = context[-window:]
-    buffer = np.zeros((1, window), np.int32)
-    buffer[0, :len(recent)] = recent
-    token = int(next_token(buffer, len(recent) - 1, jax.random.fold_in(rng, i)))
-    if token == stop_id:
-      break
-    context.append(token)
-    new.append(token)
-  return np.asarray(new, np.int32)
