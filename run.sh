@@ -13,6 +13,11 @@ usage: ./run.sh COMMAND [flags]
   train  [flags]            train the default experiment (experiments/shakespeare.py) or --config=...;
                             resumes from --workdir (default runs/<experiment>) if it holds a checkpoint
   sample --workdir=DIR      print a continuation of --prompt from DIR's latest checkpoint
+  eval   --workdir=DIR      score DIR's latest checkpoint on config.eval.split (loss, bits/byte, eval.metrics);
+                            writes DIR/eval_<step>.json; --config.KEY=VALUE overrides the run's own config
+  summarize --workdir=DIR TEXT   summary of TEXT (or stdin) by an encoder-decoder run ('summarize: ', beam 4)
+  translate --workdir=DIR TEXT   translation of TEXT (or stdin) ('translate English to German: ', or --prefix=...)
+  answer --workdir=DIR --question=Q --context=C   answer extracted from C ('question: Q context: C')
   data   [--config=...]     print dataset sizes, token counts, truncation and decoded rows
   test   [pytest args]      run the test suite (notebooks included)
   bench  train [flags]      print tokens/s and MFU of the train step (bench/train.py)
@@ -23,6 +28,10 @@ usage: ./run.sh COMMAND [flags]
 examples:
   ./run.sh train --config=experiments/shakespeare.py --config.model.num_layers=2 --workdir=runs/x
   ./run.sh sample --workdir=runs/x --prompt="ROMEO:" --num_tokens=200 --temperature=0.8
+  ./run.sh eval --workdir=runs/reverse --config.eval.split=test --config.eval.metrics="('exact_match',)"
+  ./run.sh summarize --workdir=runs/t5_xsum "The full text of a news article ..."
+  ./run.sh translate --workdir=runs/t5_wmt14_de_en --config.decode.num_beams=1 < text.txt
+  ./run.sh answer --workdir=runs/t5_squad --question="Who wrote it?" --context="It was written by Ann."
   ./run.sh data --config.data.pack=True --config.data.tokenizer=sentencepiece --config.data.vocab_size=2000
   ./run.sh test -k attention
 USAGE
@@ -70,7 +79,7 @@ case "$cmd" in
       args+=(--workdir="$ROOT/runs/$(basename "${config_file%.py}")")
     fi
     exec "$PY" -m lm.main train "${args[@]}" ;;
-  sample) setup; exec "$PY" -m lm.main sample "$@" ;;
+  sample|eval|summarize|translate|answer) setup; exec "$PY" -m lm.main "$cmd" "$@" ;;
   data)
     setup
     if has_flag config "$@"; then exec "$PY" -m lm.main data "$@"; fi
