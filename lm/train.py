@@ -189,7 +189,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
        f'leaves no room after {t.warmup_steps} warmup steps in {t.num_steps} steps (schedule wsd)'),
       (config.model.max_len == 0 or config.model.max_len >= max(seq_len, input_len), 'model.max_len',
        config.model.max_len, f'must be 0 or >= {_length_keys(config)} ({max(seq_len, input_len)})'),
-      (isinstance(config.init_from, str), 'init_from', config.init_from, "must be a run directory or ''"),
       (config.sample.temperature >= 0, 'sample.temperature', config.sample.temperature, 'must be >= 0'),
       (config.sample.top_k >= 0, 'sample.top_k', config.sample.top_k, 'must be >= 0 (0 disables)'),
       (config.sample.num_tokens >= 0, 'sample.num_tokens', config.sample.num_tokens, 'must be >= 0'),
@@ -339,7 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   init_from = config.init_from and os.path.abspath(os.path.expanduser(config.init_from))
   if init_from and latest is None:
     pretrained = _latest_checkpoint(init_from)  # Fails before any work if there is none.
-    _copy_tokenizer(init_from, workdir)  # Its embeddings index its vocabulary.
+    _copy_tokenizer(init_from, workdir, config)  # Its embeddings index its vocabulary.
   tokenizer = pipeline.get_tokenizer(config.data, workdir)
   model = build_model(config, tokenizer.vocab_size)
   tx = optim.make_optimizer(config.train)
@@ -509,13 +508,22 @@ def _latest_checkpoint(run_dir: str) -> tuple[checkpoint_lib.Checkpointer, int]:
   return checkpointer, step
 
 
-def _copy_tokenizer(run_dir: str, workdir: str) -> None:
+def _copy_tokenizer(run_dir: str, workdir: str, config: ml_collections.ConfigDict) -> None:
   """Gives this run `run_dir`'s tokenizer (unless it has one): pretrained embeddings index its ids."""
   source, target = (os.path.join(d, _TOKENIZER_DIR) for d in (run_dir, workdir))
   if not os.path.isdir(source):
     raise FileNotFoundError(f'init_from={run_dir!r} has no tokenizer in {source}: is it a run directory?')
+  tokenizer, data = tokenizers.load_tokenizer(source), config.data
+  kind = tokenizer.to_dict()['kind']
+  wanted = {'tokenizer': kind}
+  if kind == 'sentencepiece':
+    wanted.update(spm_model_type=tokenizer.model_type, vocab_size=tokenizer.vocab_size)
+  if any(data[key] != value for key, value in wanted.items()):
+    raise ValueError(f'init_from={run_dir!r} trained with its own tokenizer, which this run must use (its '
+                     f'embeddings index its ids): set ' + ' '.join(f'data.{k}={v!r}' for k, v in wanted.items())
+                     + ' (this config has ' + ' '.join(f'data.{k}={data[k]!r}' for k in wanted) + ').')
   if not os.path.isdir(target):
-    tokenizers.load_tokenizer(source).save(target)
+    tokenizer.save(target)
 
 
 def _with_pretrained_params(launcher: parallel.Launcher, state: TrainState,

@@ -1,5 +1,7 @@
 import contextlib
 import functools
+import glob
+import importlib
 import json
 import os
 import signal
@@ -14,6 +16,7 @@ import pytest
 
 from experiments import base
 from lm import checkpoint as checkpoint_lib
+from lm import evaluate
 from lm import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -341,8 +344,7 @@ def test_fine_tuning_starts_from_the_pretrained_params(digits_root, tmp_path, mo
   # The fine-tuning run uses the pretrained run's vocabulary: the one its embeddings index.
   assert ((finetune / 'tokenizer' / 'tokenizer.json').read_text()
           == (pretrain / 'tokenizer' / 'tokenizer.json').read_text())
-  # With a checkpoint of its own, the run resumes from it and says init_from is ignored.
-  config.train.num_steps = 4
+  # With a checkpoint of its own (here its last), the run resumes from it and says init_from is ignored.
   train.train_and_evaluate(config, str(finetune))
   out = capsys.readouterr().out
   assert f'resumed from {finetune / "checkpoints"} at step 3' in out and 'ignored' in out
@@ -352,7 +354,13 @@ def test_fine_tuning_starts_from_the_pretrained_params(digits_root, tmp_path, mo
   with pytest.raises(FileNotFoundError, match='has no checkpoint in'):
     train.train_and_evaluate(config, str(tmp_path / 'a'))
   config.init_from = str(pretrain)
+  config.data.vocab_size = 500
+  with pytest.raises(ValueError, match=r"set data.tokenizer='sentencepiece' data.spm_model_type='unigram' "
+                                       r"data.vocab_size=400 \(this config has .* data.vocab_size=500\)"):
+    train.train_and_evaluate(config, str(tmp_path / 'b'))
+  config.data.vocab_size = 400
   config.model.d_ff = 48
+  config.parallel.strategy = 'single'  # Compiles faster.
   with pytest.raises(ValueError, match=r'parameter \S*mlp\S* has shape \((32, 48|48, 32)\) in this model but '
                      r'\(\d+, \d+\) in the checkpoint'):
     train.train_and_evaluate(config, str(tmp_path / 'b'))
@@ -379,3 +387,24 @@ def test_task_and_architecture_must_agree(corpus_dir, digits_root):
   c.data.max_target_len = 0
   with pytest.raises(ValueError, match='data.max_target_len=0 must be positive'):
     train.validate_config(c)
+
+
+EXPERIMENTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'experiments', '*.py'))
+                     if not p.endswith(('__init__.py', 'base.py')))
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_every_experiment_documents_itself_validates_and_builds(name):
+  """Docstring fields, config checks on the 8 fake devices, and the train state's shapes (no memory)."""
+  module = importlib.import_module(f'experiments.{name}')
+  for field in ('Run:', 'Hardware:', 'Time:', 'Expect:'):
+    assert field in module.__doc__, f'experiments/{name}.py: no {field!r} in its docstring'
+  c = module.get_config()
+  train.validate_config(c)
+  evaluate.validate_eval_config(c)
+  vocab_size = c.data.vocab_size if c.data.tokenizer == 'sentencepiece' else 256
+  model = train.build_model(c, vocab_size)
+  seq_len, input_len = train.row_lengths(c)
+  state = jax.eval_shape(functools.partial(train.init_state, model, train.optim.make_optimizer(c.train),
+                                           seq_len=seq_len, input_len=input_len), jax.random.PRNGKey(0))
+  assert train.flops_lib.count_params(state.params) > 0
