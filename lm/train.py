@@ -337,7 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   latest = checkpointer.latest_step()
   init_from = config.init_from and os.path.abspath(os.path.expanduser(config.init_from))
   if init_from and latest is None:
-    pretrained = _latest_checkpoint(init_from)  # Fails before any work if there is none.
+    _pretrained_checkpoints(init_from).close()  # Fails before any work if there is none.
     _copy_tokenizer(init_from, workdir, config)  # Its embeddings index its vocabulary.
   tokenizer = pipeline.get_tokenizer(config.data, workdir)
   model = build_model(config, tokenizer.vocab_size)
@@ -363,10 +363,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if init_from:
       say(f'init_from={config.init_from!r} ignored: this run resumes from its own checkpoint', flush=True)
   elif init_from:
-    state = _with_pretrained_params(launcher, state, *pretrained)
-    say(f'params from {pretrained[0].directory} step {pretrained[1]} (init_from); fresh optimizer, step 0',
-        flush=True)
-    pretrained[0].close()
+    state, pretrained_step = _with_pretrained_params(launcher, state, init_from)
+    say(f'params from {init_from} step {pretrained_step} (init_from); fresh optimizer, step 0', flush=True)
 
   # Nothing is dropped silently. (The pipeline tokenizes the split up front, so counting costs little more.)
   stats = pipeline.split_stats(config.data, tokenizer, 'train')
@@ -495,17 +493,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 # Fine-tuning from another run (config.init_from).
 
 
-def _latest_checkpoint(run_dir: str) -> tuple[checkpoint_lib.Checkpointer, int]:
-  """A read-only checkpointer over `run_dir`'s checkpoints and its latest step; raises if there is none."""
+def _pretrained_checkpoints(run_dir: str) -> checkpoint_lib.Checkpointer:
+  """A read-only checkpointer over `run_dir`'s checkpoints; raises if there are none."""
   directory = os.path.join(run_dir, 'checkpoints')
-  step = None
   if os.path.isdir(directory):
     checkpointer = checkpoint_lib.Checkpointer(directory, keep=1, read_only=True)
-    step = checkpointer.latest_step()
-  if step is None:
-    raise FileNotFoundError(f'init_from={run_dir!r} has no checkpoint in {directory}: train that run first, '
-                            'or set init_from to a run directory that has one.')
-  return checkpointer, step
+    if checkpointer.latest_step() is not None:
+      return checkpointer
+    checkpointer.close()
+  raise FileNotFoundError(f'init_from={run_dir!r} has no checkpoint in {directory}: train that run first, or set '
+                          'init_from to a run directory that has one.')
 
 
 def _copy_tokenizer(run_dir: str, workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -526,15 +523,19 @@ def _copy_tokenizer(run_dir: str, workdir: str, config: ml_collections.ConfigDic
     tokenizer.save(target)
 
 
-def _with_pretrained_params(launcher: parallel.Launcher, state: TrainState,
-                            checkpointer: checkpoint_lib.Checkpointer, step: int) -> TrainState:
-  """`state` (fresh) with the params of `checkpointer`'s `step`, placed as `state`'s own."""
+def _with_pretrained_params(launcher: parallel.Launcher, state: TrainState, run_dir: str) -> tuple[TrainState, int]:
+  """(`state` (fresh) with the params of `run_dir`'s latest checkpoint, placed as `state`'s own; that step)."""
   fresh = launcher.to_checkpoint(state)
-  saved = checkpointer.restore(step)['params']  # As saved: any optimizer's state, read and dropped.
-  _check_same_params(fresh.params, saved, f'init_from={os.path.dirname(checkpointer.directory)!r} step {step}')
+  checkpointer = _pretrained_checkpoints(run_dir)
+  try:
+    step = checkpointer.latest_step()
+    saved = checkpointer.restore(step)['params']  # As saved, with any optimizer's state: read and dropped.
+  finally:
+    checkpointer.close()
+  _check_same_params(fresh.params, saved, f'init_from={run_dir!r} step {step}')
   params = jax.tree.map(lambda old, new: jax.device_put(np.asarray(new, old.dtype), old.sharding),
                         fresh.params, saved)
-  return launcher.from_checkpoint(fresh.replace(params=params))
+  return launcher.from_checkpoint(fresh.replace(params=params)), step
 
 
 def _check_same_params(want: Any, got: Any, source: str) -> None:

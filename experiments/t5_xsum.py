@@ -1,0 +1,27 @@
+"""T5 fine-tuning: XSum extreme summarization (BBC article -> its one-sentence summary).
+
+A TFDS catalogue dataset: prepare it once as ArrayRecord on a machine with network (offline, the run stops
+within seconds with the command that does it), e.g.
+  tfds build xsum --data_dir=DIR --file_format=array_record
+The model is `t5_pretrain.py`'s (T5 v1.1 architecture at CPU scale); start from that run's params with
+`--config.init_from=runs/t5_pretrain` (its SentencePiece vocabulary comes along), or train from scratch.
+
+Run:      ./run.sh train --config=experiments/t5_xsum.py --workdir=runs/t5_xsum
+Hardware: an accelerator; too large for the 2-core development CPU.
+Time:     not measured (the dataset cannot be downloaded on the development machine).
+Expect:   not measured; the metric to read is ROUGE-1/2/L of the beam-search summary against the reference.
+"""
+from experiments import base
+from experiments import t5_pretrain
+
+
+def get_config():
+  c = t5_pretrain.t5_model(base.get_config())
+  c.data.update(task='seq2seq', name='xsum', input_key='document', target_key='summary', prefix='summarize: ',
+                max_input_len=512, max_target_len=64, pack=True)
+  c.train.update(batch_size=64, num_steps=20000, learning_rate=5e-4, warmup_steps=1000, log_every=200,
+                 eval_every=2000, checkpoint_every=2000, eval_batch_size=64)
+  # During training, the first 1000 validation examples; `./run.sh eval --config.eval.num_examples=0` scores all.
+  c.eval.update(metrics=('rouge',), num_examples=1000, batch_size=64)
+  c.decode.update(max_decode_len=64, max_input_len=512)
+  return c
