@@ -23,7 +23,6 @@ import sacrebleu
 
 from lm import decode
 from lm import model as model_lib
-from lm import run_config
 
 # Metrics ---------------------------------------------------------------------------------------------------
 
@@ -338,36 +337,6 @@ def teacher_forced(config: ml_collections.ConfigDict, model: Any, params: Any, t
   return train.summarize(totals)
 
 
-def load_run(workdir: str, config: ml_collections.ConfigDict | None = None) -> tuple[
-    ml_collections.ConfigDict, Any, Any, Any, int]:
-  """(config, tokenizer, model, params, step) of the latest checkpoint in a run directory.
-
-  `config` None reads the run's own config.json; a given one must describe the same model.
-  """
-  from lm import checkpoint as checkpoint_lib  # These import grain and tensorflow_datasets.
-  from lm import optim
-  from lm import train
-  from lm.data import pipeline
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  saved = run_config.load(workdir)  # Raises first if `workdir` is no run directory.
-  config = saved if config is None else config
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=1, read_only=True)
-  try:
-    step = checkpointer.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'no checkpoint in {checkpointer.directory}: train first (./run.sh train '
-                              f'--workdir={workdir})')
-    tokenizer = pipeline.get_tokenizer(config.data, workdir)
-    model = train.build_model(config, tokenizer.vocab_size)
-    seq_len, input_len = train.row_lengths(config)
-    init = functools.partial(train.init_state, model, optim.make_optimizer(config.train), seq_len=seq_len,
-                             input_len=input_len)
-    state = checkpointer.restore(step, jax.eval_shape(init, jax.random.PRNGKey(0)))
-  finally:
-    checkpointer.close()
-  return config, tokenizer, model, state.params, step
-
-
 def _line(metrics: dict[str, float]) -> str:
   return '  '.join(f'{key} {value:.4g}' for key, value in metrics.items())
 
@@ -376,7 +345,8 @@ def evaluate_run(workdir: str, config: ml_collections.ConfigDict | None = None) 
   """`./run.sh eval`: scores the latest checkpoint of `workdir` on config.eval.split: teacher-forced loss, bits
   per byte and accuracy, then config.eval.metrics of its generations; prints them and records them in
   workdir/eval_<step>.json. `config` None is the run's own."""
-  config, tokenizer, model, params, step = load_run(workdir, config)
+  from lm import train  # Imports the data pipeline.
+  config, tokenizer, model, params, step = train.load_run(workdir, config)
   validate_eval_config(config)
   split = config.eval.split
   metrics = teacher_forced(config, model, params, tokenizer, split)
@@ -394,7 +364,8 @@ def predict_from_workdir(workdir: str, texts: Sequence[str], *, task: str,
                          config: ml_collections.ConfigDict | None = None, prefix: str | None = None) -> list[str]:
   """`./run.sh summarize|translate|answer`: the latest checkpoint's output for each text, decoded with
   config.decode. `prefix` None: the run's data.prefix, or T5's TASK_PREFIXES[task] if that is empty."""
-  config, tokenizer, model, params, _ = load_run(workdir, config)
+  from lm import train  # Imports the data pipeline.
+  config, tokenizer, model, params, _ = train.load_run(workdir, config)
   validate_eval_config(config)
   if prefix is None:
     prefix = config.data.prefix or TASK_PREFIXES[task]

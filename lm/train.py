@@ -31,6 +31,7 @@ from lm import loss as loss_lib
 from lm import model as model_lib
 from lm import optim
 from lm import parallel
+from lm import run_config
 from lm import tokenizers
 from lm.data import pipeline
 
@@ -647,27 +648,30 @@ def _text(tokenizer, ids: np.ndarray, keep: np.ndarray, eos_id: int) -> str:
   return tokenizer.decode(ids[:-1] if len(ids) and ids[-1] == eos_id else ids)
 
 
-def load_run(workdir: str):
-  """(config, tokenizer, model, params) of a run directory's latest checkpoint."""
-  config_path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f'{config_path} not found: is {workdir} a run directory made by `./run.sh train`?')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  tokenizer = pipeline.get_tokenizer(config.data, workdir)
-  model = build_model(config, tokenizer.vocab_size)
-  tx = optim.make_optimizer(config.train)
-  seq_len, input_len = row_lengths(config)
-  target = jax.eval_shape(functools.partial(init_state, model, tx, seq_len=seq_len, input_len=input_len),
-                          jax.random.PRNGKey(0))
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                             keep=config.train.keep_checkpoints, read_only=True)
-  step = checkpointer.latest_step()
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint in {checkpointer.directory}; train first')
-  state = checkpointer.restore(step, target)
-  checkpointer.close()
-  return config, tokenizer, model, state.params
+def load_run(workdir: str, config: ml_collections.ConfigDict | None = None
+             ) -> tuple[ml_collections.ConfigDict, Any, nn.Module, Any, int]:
+  """(config, tokenizer, model, params, step) of the latest checkpoint in a run directory.
+
+  `config` None reads the run's own config.json; a given one must describe the same model.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  saved = run_config.load(workdir)  # Raises first if `workdir` is no run directory.
+  config = saved if config is None else config
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=1, read_only=True)
+  try:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'no checkpoint in {checkpointer.directory}: train first (./run.sh train '
+                              f'--workdir={workdir})')
+    tokenizer = pipeline.get_tokenizer(config.data, workdir)
+    model = build_model(config, tokenizer.vocab_size)
+    seq_len, input_len = row_lengths(config)
+    init = functools.partial(init_state, model, optim.make_optimizer(config.train), seq_len=seq_len,
+                             input_len=input_len)
+    state = checkpointer.restore(step, jax.eval_shape(init, jax.random.PRNGKey(0)))
+  finally:
+    checkpointer.close()
+  return config, tokenizer, model, state.params, step
 
 
 def sample_from_workdir(workdir: str, prompt: str | None = None, *, num_tokens: int | None = None,
@@ -679,7 +683,7 @@ def sample_from_workdir(workdir: str, prompt: str | None = None, *, num_tokens: 
   data.max_target_len tokens and greedy unless `temperature` is given; without a prompt, the greedy
   predictions for the first validation examples.
   """
-  config, tokenizer, model, params = load_run(workdir)
+  config, tokenizer, model, params, _ = load_run(workdir)
   pick = lambda value, default: default if value is None else value
   if config.model.architecture == 'encoder_decoder':
     if prompt is None:

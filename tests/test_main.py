@@ -53,7 +53,7 @@ def test_training_runs_the_generation_eval(run_dir):
 
 
 def test_load_run(run_dir):
-  config, tokenizer, model, params, step = evaluate.load_run(run_dir)
+  config, tokenizer, model, params, step = train.load_run(run_dir)
   assert step == 3 and isinstance(model, model_lib.EncoderDecoder)
   assert config.eval.metrics == ('exact_match',)  # Tuples survive config.json.
   assert tokenizer.encode('0123').tolist() == [2, 3, 4, 5]
@@ -66,7 +66,7 @@ def test_summarize_prints_the_prediction(run_dir):
   from_stdin = run_main('summarize', *flags, stdin='654321')
   assert from_argument.returncode == 0, from_argument.stderr
   assert from_stdin.returncode == 0, from_stdin.stderr
-  config, *_ = evaluate.load_run(run_dir)
+  config, *_ = train.load_run(run_dir)
   config.decode.num_beams = 2
   want = evaluate.predict_from_workdir(run_dir, ['123456', '654321'], task='summarize', config=config, prefix='')
   assert [from_argument.stdout, from_stdin.stdout] == [p + '\n' for p in want]
