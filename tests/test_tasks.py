@@ -338,12 +338,12 @@ def test_packed_seq2seq_resumes_exactly(s2s, skip):
 
 
 def test_seq2seq_reads_catalogue_feature_keys(monkeypatch):
-  """squad's keys join two features and read a list inside a dict."""
+  """squad's input template joins two features (T5's format); its target reads a list inside a dict."""
   records = [{'question': f'q{i}'.encode(), 'context': b'ctx',
               'answers': {'text': [f'a{i}'.encode(), b'other'],
                           'answer_start': [0, 0]}} for i in range(5)]
   monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
-  config = _data_config(name='squad', task='seq2seq', max_input_len=16,
+  config = _data_config(name='squad', task='seq2seq', max_input_len=32,
                         max_target_len=4, pack=False,
                         **datasets.catalogue_features('squad'))
   tokenizer = pipeline.get_tokenizer(config, None)
@@ -352,7 +352,7 @@ def test_seq2seq_reads_catalogue_feature_keys(monkeypatch):
   for row in range(len(records)):
     enc = batch['encoder_input_tokens'][row]
     dec = batch['decoder_target_tokens'][row]
-    assert tokenizer.decode(enc) == f'q{row}\nctx'
+    assert tokenizer.decode(enc) == f'question: q{row} context: ctx'
     assert tokenizer.decode(dec) == f'a{row}'
   stats = pipeline.split_stats(config, tokenizer, 'validation')
   assert stats.target_tokens == batch['decoder_loss_weights'].sum()
