@@ -24,6 +24,7 @@ usage: ./run.sh COMMAND [flags]
   bench  data [flags]       print the input pipeline's tokens/s against the train step's (bench/data.py)
   bench  memory [flags]     print bytes per device by model size and strategy (bench/memory.py)
   bench  accelerator        GPU: tokens/s and MFU of ~350M and ~1B models (bench/accelerator.sh wraps it)
+  bench  decode [flags]     KV-cache vs recompute greedy decoding; T5-small beam search tokens/s (bench/decode.py)
 
 examples:
   ./run.sh train --config=experiments/shakespeare.py --config.model.num_layers=2 --workdir=runs/x
