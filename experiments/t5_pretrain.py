@@ -28,6 +28,16 @@ def t5_model(c):
   return c
 
 
+def catalogue_finetune(c, metric: str):
+  """The accelerator-scale fine-tuning schedule shared by the catalogue tasks (cnn_dailymail, xsum, wmt14,
+  squad): 20k steps of 64 rows, and during training `metric` on the first 1000 validation examples
+  (`./run.sh eval --config.eval.num_examples=0` scores all)."""
+  c.train.update(batch_size=64, num_steps=20000, learning_rate=5e-4, warmup_steps=1000, log_every=200,
+                 eval_every=2000, checkpoint_every=2000, eval_batch_size=64)
+  c.eval.update(metrics=(metric,), num_examples=1000, batch_size=64)
+  return c
+
+
 def get_config():
   c = t5_model(base.get_config())
   c.data.update(name='python_docstrings', task='span_corruption', max_input_len=128, max_target_len=32,

@@ -20,9 +20,6 @@ def get_config():
   c = t5_pretrain.t5_model(base.get_config())
   c.data.update(task='seq2seq', name='squad', input_key='question: {question} context: {context}',
                 target_key='answers/text', max_input_len=512, max_target_len=32, pack=True)
-  c.train.update(batch_size=64, num_steps=20000, learning_rate=5e-4, warmup_steps=1000, log_every=200,
-                 eval_every=2000, checkpoint_every=2000, eval_batch_size=64)
-  # During training, the first 1000 validation examples; `./run.sh eval --config.eval.num_examples=0` scores all.
-  c.eval.update(metrics=('exact_match',), num_examples=1000, batch_size=64)
+  t5_pretrain.catalogue_finetune(c, 'exact_match')
   c.decode.update(num_beams=1, max_decode_len=32, max_input_len=512)
   return c

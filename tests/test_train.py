@@ -148,23 +148,31 @@ class StopAtIteration:
     return self.checks >= self.k
 
 
+def assert_resume_is_exact(config, tmp_path, monkeypatch, *, stop_after):
+  """The run straight through == the same run stopped (as by SIGTERM) after `stop_after` steps, then resumed:
+  the same losses at every step and bit-identical final params."""
+  steps = config.train.num_steps
+  straight, split = tmp_path / 'straight', tmp_path / 'split'
+  train.train_and_evaluate(config, str(straight))
+  with monkeypatch.context() as patch:
+    patch.setattr(train, 'stop_requests',
+                  contextlib.contextmanager(lambda: (yield StopAtIteration(stop_after))))
+    train.train_and_evaluate(config, str(split))
+  assert os.listdir(split / 'checkpoints') == [str(stop_after)]
+  train.train_and_evaluate(config, str(split))
+  a, b = read_metrics(straight), read_metrics(split)
+  assert [m['step'] for m in b] == list(range(1, steps + 1))
+  assert [m['loss'] for m in a] == [m['loss'] for m in b]
+  (step_a, params_a), (step_b, params_b) = final_params(straight), final_params(split)
+  assert step_a == step_b == steps
+  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+
 def test_resume_is_exact(corpus_dir, tmp_path, monkeypatch):
   """12 steps straight == the same run stopped (as by SIGTERM) after step 7, then resumed; dropout on."""
   config = tiny_config(corpus_dir, num_steps=12, checkpoint_every=100, eval_every=100)
   config.model.dropout = 0.1  # Exercises the RNG restored with the state.
-  straight, split = tmp_path / 'straight', tmp_path / 'split'
-  train.train_and_evaluate(config, str(straight))
-  with monkeypatch.context() as patch:
-    patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(7))))
-    train.train_and_evaluate(config, str(split))
-  assert os.listdir(split / 'checkpoints') == ['7']
-  train.train_and_evaluate(config, str(split))
-  a, b = read_metrics(straight), read_metrics(split)
-  assert [m['step'] for m in b] == list(range(1, 13))
-  assert [m['loss'] for m in a] == [m['loss'] for m in b]
-  (step_a, params_a), (step_b, params_b) = final_params(straight), final_params(split)
-  assert step_a == step_b == 12
-  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+  assert_resume_is_exact(config, tmp_path, monkeypatch, stop_after=7)
 
 
 def test_only_the_last_checkpoints_are_kept(corpus_dir, tmp_path):
@@ -304,17 +312,7 @@ def test_encoder_decoder_resume_is_exact(digits_root, tmp_path, monkeypatch):
   config = seq2seq_config(digits_root, num_steps=10, checkpoint_every=100, eval_every=100)
   config.model.dropout = 0.1
   config.data.update(pack=True, max_input_len=16, max_target_len=16)  # Two examples per row.
-  straight, split = tmp_path / 'straight', tmp_path / 'split'
-  train.train_and_evaluate(config, str(straight))
-  with monkeypatch.context() as patch:
-    patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(4))))
-    train.train_and_evaluate(config, str(split))
-  assert os.listdir(split / 'checkpoints') == ['4']
-  train.train_and_evaluate(config, str(split))
-  a, b = read_metrics(straight), read_metrics(split)
-  assert [m['step'] for m in b] == list(range(1, 11))
-  assert [m['loss'] for m in a] == [m['loss'] for m in b]
-  jax.tree.map(np.testing.assert_array_equal, final_params(straight)[1], final_params(split)[1])
+  assert_resume_is_exact(config, tmp_path, monkeypatch, stop_after=4)
 
 
 def test_fine_tuning_starts_from_the_pretrained_params(digits_root, tmp_path, monkeypatch, capsys):
