@@ -34,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   m.tie_embeddings = True  # Output projection is the token embedding's transpose.
   m.scale_tied_logits = False  # Tied output: multiply by d_model**-0.5 first (T5).
   m.embed_init_std = 0.02  # Token embedding init stddev (T5: 1.0).
+  m.kernel_init = 'normal'  # Dense kernels: 'normal' (std 0.02, GPT-2) | 'fan_in' (std fan_in**-0.5, T5).
   m.dtype = 'float32'  # Matmul input dtype: 'float32' | 'bfloat16' (accumulates in float32; params stay float32).
   # 'einsum' (explicit softmax(QK^T/sqrt(d))V) | 'dot_product_attention' (jax.nn, XLA) | 'cudnn' (jax.nn's cuDNN
   # flash attention: GPU, bfloat16, one document per row so not with data.pack).
@@ -55,6 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.task = 'lm'  # 'lm' (decoder-only) | 'seq2seq' (input -> target) | 'span_corruption' (T5 pretraining).
   d.pack = False  # lm: False concatenates and chunks; True first-fit packs documents with segment ids.
   d.prefix = ''  # seq2seq: prepended to every input, e.g. 'summarize: '.
+  d.split_identifiers = False  # seq2seq: the model reads code identifiers as words ('get_value' -> 'get value').
   d.max_input_len = 512  # seq2seq / span_corruption: encoder tokens per row (inputs are truncated to it).
   d.max_target_len = 64  # seq2seq / span_corruption: decoder tokens per row (targets are truncated to it).
   d.noise_density = 0.15  # span_corruption: fraction of tokens masked.

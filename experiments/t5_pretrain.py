@@ -1,8 +1,9 @@
 """T5 v1.1-style span-corruption pretraining of a small encoder-decoder on the Python docstrings corpus.
 
 T5 v1.1's recipe at CPU scale: RMSNorm (pre-norm), no biases, gated-GELU MLPs, bucketed relative position
-biases shared across layers, tied embeddings with logits scaled by d_model ** -0.5 and embeddings initialised
-with std 1.0, a SentencePiece vocabulary with 100 sentinels, and span corruption (15% noise, mean span 3).
+biases shared across layers, tied embeddings with logits scaled by d_model ** -0.5, embeddings initialised
+with std 1.0 and dense kernels with std fan_in ** -0.5, a SentencePiece vocabulary with 100 sentinels, and span
+corruption (15% noise, mean span 3).
 The corpus is every input and summary of `python_docstrings`' train split (~200k tokens); the summarization
 experiments fine-tune from this run. For a real pretraining run, point it at `--config.data.name=c4/en`.
 
@@ -23,7 +24,7 @@ def t5_model(c):
   c.model.update(architecture='encoder_decoder', num_layers=4, d_model=256, num_heads=4, d_ff=640,
                  position='relative', relative_buckets=32, relative_max_distance=128, norm='rmsnorm',
                  norm_eps=1e-6, mlp='gated_gelu', use_bias=False, tie_embeddings=True, scale_tied_logits=True,
-                 embed_init_std=1.0, dtype='bfloat16')
+                 embed_init_std=1.0, kernel_init='fan_in', dtype='bfloat16')
   c.data.update(tokenizer='sentencepiece', vocab_size=8000)
   return c
 

@@ -23,6 +23,7 @@ import sacrebleu
 
 from lm import decode
 from lm import model as model_lib
+from lm.data import tasks
 
 # Metrics ---------------------------------------------------------------------------------------------------
 
@@ -305,12 +306,13 @@ def evaluate_generation(config: ml_collections.ConfigDict, model: Any, params: A
   if not pairs:
     raise ValueError(f'the {split} split of data.name={config.data.name!r} has no examples')
   inputs, targets = [x for x, _ in pairs], [y for _, y in pairs]
-  predictions = predict(model, params, tokenizer, inputs, config.decode, prefix=config.data.prefix,
+  model_inputs = [tasks.model_input(text, config.data) for text in inputs]
+  predictions = predict(model, params, tokenizer, model_inputs, config.decode, prefix=config.data.prefix,
                         batch_size=config.eval.batch_size, seed=config.seed)
   metrics = {}
   for name in config.eval.metrics:
     metrics.update(METRICS[name](predictions, targets))
-  if 'rouge' in config.eval.metrics:  # What a summary must beat: the input's first sentence.
+  if 'rouge' in config.eval.metrics:  # What a summary must beat: the input's first sentence, as written.
     lead = rouge([lead_sentence(text) for text in inputs], targets)
     metrics.update({f'lead_{key}': value for key, value in lead.items()})
   if workdir and jax.process_index() == 0:
@@ -369,6 +371,7 @@ def predict_from_workdir(workdir: str, texts: Sequence[str], *, task: str,
   validate_eval_config(config)
   if prefix is None:
     prefix = config.data.prefix or TASK_PREFIXES[task]
+  texts = [tasks.model_input(text, config.data) for text in texts]
   return predict(model, params, tokenizer, texts, config.decode, prefix=prefix, batch_size=config.eval.batch_size,
                  seed=config.seed)
 

@@ -22,6 +22,13 @@ from jax.ad_checkpoint import checkpoint_name
 
 Array = jax.Array
 default_kernel_init = nn.initializers.normal(stddev=0.02)
+# Dense-kernel initialisers by name (model.kernel_init). 'normal': GPT-2's std 0.02. 'fan_in': T5's std
+# fan_in^-0.5 (truncated), whose outputs have unit scale like T5's std-1 embeddings; with std-0.02 kernels those
+# embeddings swamp every block's output and the decoder learns to ignore the encoder.
+KERNEL_INITS = {
+    'normal': default_kernel_init,
+    'fan_in': nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal'),
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -242,6 +249,7 @@ class Attention(nn.Module):
   implementation: str = 'einsum'
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
+  kernel_init: Callable = default_kernel_init
 
   @nn.compact
   def __call__(self, x: Array, segment_ids: Array, positions: Array, *, kv: Array | None = None,
@@ -249,7 +257,8 @@ class Attention(nn.Module):
                decode: bool = False, decode_index: Array | None = None) -> Array:
     b, l, d = x.shape
     cross = kv_segment_ids is not None
-    dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype, kernel_axes=('embed', 'heads'))
+    dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype, kernel_axes=('embed', 'heads'),
+                              kernel_init=self.kernel_init)
     q = dense(self.num_heads * self.head_dim, name='query')(x).reshape(b, l, self.num_heads, self.head_dim)
     project_kv = lambda source: tuple(
         dense(self.num_kv_heads * self.head_dim, name=name)(source).reshape(
@@ -303,10 +312,12 @@ class Mlp(nn.Module):
   activation: str = 'gelu'
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
+  kernel_init: Callable = default_kernel_init
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype, kernel_axes=('embed', 'mlp'))
+    dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype, kernel_axes=('embed', 'mlp'),
+                              kernel_init=self.kernel_init)
     if self.activation == 'gelu':
       h = jax.nn.gelu(dense(self.hidden, name='wi')(x), approximate=True)
     elif self.activation == 'relu':

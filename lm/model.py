@@ -23,6 +23,7 @@ _CHOICES = {
     'dtype': tuple(DTYPES),
     'attention': (*layers.ATTENTION_IMPLEMENTATIONS, 'cudnn'),
     'remat': ('none', 'full', 'save_matmuls'),
+    'kernel_init': tuple(layers.KERNEL_INITS),
 }
 ACTIVATION_AXES = ('batch', 'length', 'act_embed')  # Logical axes of the residual stream [B, L, D].
 # Activation rematerialisation: what a block keeps for the backward pass.
@@ -57,6 +58,7 @@ class ModelConfig:
   tie_embeddings: bool = True
   scale_tied_logits: bool = False
   embed_init_std: float = 0.02
+  kernel_init: str = 'normal'
   dtype: str = 'float32'
   attention: str = 'einsum'
   remat: str = 'none'
@@ -145,7 +147,8 @@ class Block(nn.Module):
     c = self.config
     attention = functools.partial(
         layers.Attention, num_heads=c.num_heads, num_kv_heads=c.kv_heads, head_dim=c.key_dim,
-        implementation=c.attention, use_bias=c.use_bias, dtype=c.compute_dtype)
+        implementation=c.attention, use_bias=c.use_bias, dtype=c.compute_dtype,
+        kernel_init=layers.KERNEL_INITS[c.kernel_init])
     h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     h = attention(causal=self.causal, rope_base=c.rope_base if c.position == 'rope' else None,
                   name='attention')(h, segment_ids, positions, bias=bias, bias_fn=bias_fn, decode=decode,
@@ -157,7 +160,8 @@ class Block(nn.Module):
           h, segment_ids, positions, kv=encoded, kv_segment_ids=encoder_segment_ids, decode=decode)
       x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
     h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
-    h = layers.Mlp(c.hidden_dim, c.mlp, c.use_bias, c.compute_dtype, name='mlp')(h)
+    h = layers.Mlp(c.hidden_dim, c.mlp, c.use_bias, c.compute_dtype, layers.KERNEL_INITS[c.kernel_init],
+                   name='mlp')(h)
     return x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
 
 
@@ -229,7 +233,8 @@ class DecoderLM(nn.Module):
       x = nn.with_logical_constraint(x, ACTIVATION_AXES)
     x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     unembed = None if c.tie_embeddings else layers.Dense(
-        c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype, name='unembed')
+        c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
+        kernel_init=layers.KERNEL_INITS[c.kernel_init], name='unembed')
     return _logits(c, x, embedding, unembed)
 
 
@@ -295,7 +300,8 @@ class Decoder(nn.Module):
     x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     x = nn.Dropout(c.dropout)(x, deterministic=deterministic)
     unembed = None if c.tie_embeddings else layers.Dense(
-        c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype, name='unembed')
+        c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
+        kernel_init=layers.KERNEL_INITS[c.kernel_init], name='unembed')
     return _logits(c, x, embedding, unembed)
 
 

@@ -34,6 +34,7 @@ from lm import parallel
 from lm import run_config
 from lm import tokenizers
 from lm.data import pipeline
+from lm.data import tasks
 
 Array = jax.Array
 
@@ -688,7 +689,8 @@ def sample_from_workdir(workdir: str, prompt: str | None = None, *, num_tokens: 
   if config.model.architecture == 'encoder_decoder':
     if prompt is None:
       return _validation_predictions(model, params, tokenizer, config)
-    ids = np.concatenate([tokenizer.encode(config.data.prefix + prompt), [tokenizer.eos_id]])
+    text = config.data.prefix + tasks.model_input(prompt, config.data)
+    ids = np.concatenate([tokenizer.encode(text), [tokenizer.eos_id]])
     ids = ids[:config.data.max_input_len][None].astype(np.int32)
     prediction, = predict(model, params, ids, np.ones_like(ids), eos_id=tokenizer.eos_id,
                           max_new_tokens=pick(num_tokens, config.data.max_target_len),

@@ -317,6 +317,26 @@ def test_generation_metrics_need_seq2seq_data():
     evaluate.validate_eval_config(config)
 
 
+def test_split_identifiers_change_what_the_model_reads_not_the_lead(seq2seq, tmp_path, monkeypatch):
+  from lm.data import datasets
+  tokenizer, model, params = seq2seq
+  pairs = [('def get_value: key. the value.', 'get the value.'), ('class cat_sat. it sat.', 'the cat sat.')]
+  monkeypatch.setattr(datasets, 'split_pairs', lambda data_config, split: pairs)
+  config = seq2seq_config(tmp_path)
+  config.data.split_identifiers = True
+  config.eval.metrics = ('rouge',)
+  leads_of = []
+  lead_sentence = evaluate.lead_sentence
+  monkeypatch.setattr(evaluate, 'lead_sentence', lambda text: leads_of.append(text) or lead_sentence(text))
+  evaluate.evaluate_generation(config, model, params, tokenizer, 'validation', 3, workdir=str(tmp_path))
+  with open(tmp_path / 'eval_3.json') as f:
+    report = json.load(f)['validation']
+  split_inputs = ['def get value: key. the value.', 'class cat sat. it sat.']
+  assert [e['prediction'] for e in report['examples']] == evaluate.predict(
+      model, params, tokenizer, split_inputs, config.decode, prefix=config.data.prefix)
+  assert leads_of == [x for x, _ in pairs]  # The lead is the input's as written.
+
+
 def test_importing_evaluate_does_not_import_the_data_stack():
   code = ('import sys, lm.evaluate; bad = [m for m in ("tensorflow_datasets", "grain", "tensorflow") '
           'if m in sys.modules]; assert not bad, bad')

@@ -112,7 +112,7 @@ def test_importing_the_model_pulls_in_no_data_libraries():
 # Encoder-decoder.
 
 T5_LIKE = dict(position='relative', norm='rmsnorm', use_bias=False, mlp='gated_gelu', scale_tied_logits=True,
-               embed_init_std=1.0)
+               embed_init_std=1.0, kernel_init='fan_in')
 
 
 def make_encdec(**overrides):
@@ -143,6 +143,31 @@ def test_encoder_decoder_options_build_and_run(options):
     assert params['decoder']['relative_bias']['rel_embedding'].shape == (32, 4)
   logits = model.apply({'params': params}, enc, dec)
   assert logits.shape == (2, 6, TINY['vocab_size']) and np.isfinite(np.asarray(logits)).all()
+
+
+def test_t5_init_scales_kernels_by_fan_in():
+  params = nn_unbox(make_encdec(**T5_LIKE, d_model=64).init(jax.random.PRNGKey(0), *encdec_inputs())['params'])
+  kernels = {'/'.join(str(k.key) for k in path): leaf
+             for path, leaf in jax.tree_util.tree_leaves_with_path(params) if path[-1].key == 'kernel'}
+  assert len(kernels) == 3 * (4 + 3) + 2 * (4 + 4 + 3)  # Encoder: attention + gated MLP; decoder: + cross.
+  for name, kernel in kernels.items():
+    assert np.std(kernel) == pytest.approx(kernel.shape[0] ** -0.5, rel=0.2), name
+
+
+@pytest.mark.parametrize('kernel_init, low, high', [('fan_in', 0.3, np.inf), ('normal', 0, 0.1)])
+def test_t5_init_lets_the_encoder_move_the_decoder(kernel_init, low, high):
+  """With T5's std-1 embeddings, std-0.02 kernels leave each block's output ~1% of the residual stream: the
+  decoder's logits barely depend on the encoder, and training learns to ignore it (a T5-sized docstring model
+  scored like an unconditional one). fan_in kernels give unit-scale block outputs, as in T5."""
+  options = {**T5_LIKE, 'kernel_init': kernel_init, 'vocab_size': 100, 'd_model': 64}
+  model = make_encdec(**options)
+  rng = np.random.default_rng(0)
+  enc = jnp.asarray(rng.integers(1, 100, (8, 10)), jnp.int32)
+  dec = jnp.asarray(rng.integers(1, 100, (8, 6)), jnp.int32)
+  params = nn_unbox(model.init(jax.random.PRNGKey(0), enc, dec)['params'])
+  logits = model.apply({'params': params}, enc, dec)
+  other_input = model.apply({'params': params}, jnp.roll(enc, 1, axis=0), dec)
+  assert low < float(jnp.std(logits - other_input) / jnp.std(logits)) < high
 
 
 def test_encoder_is_bidirectional_and_decoder_causal():

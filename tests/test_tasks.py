@@ -392,6 +392,31 @@ def test_prefix_is_in_the_vocabulary_and_the_tokenizer_texts(tmp_path,
   assert texts == [t for i, o in pairs for t in ('copy: ' + i, o)]
 
 
+@pytest.mark.parametrize('text, split', [
+    ('def get_value(self, key=None)', 'def get value(self, key=None)'),
+    ('class HTTPServer(socketserver.TCPServer)', 'class HTTP Server(socketserver.TCP Server)'),
+    ('Set ``__args__`` of _CallableGenericAlias', 'Set ``args`` of Callable Generic Alias'),
+    ('utf8 and x2 stay; 3.5 and -> too', 'utf8 and x2 stay; 3.5 and -> too'),
+])
+def test_split_identifiers(text, split):
+  assert tasks.split_identifiers(text) == split
+
+
+def test_split_identifiers_reach_the_encoder_and_the_tokenizer_texts(
+    s2s, monkeypatch):
+  config, _ = s2s
+  records = [{'question': b'get_value', 'answer': b'Get the value.'}]
+  monkeypatch.setattr(datasets, 'load_split', lambda c, split: records)
+  tokenizer = tokenizers.ByteTokenizer()
+  config.update(split_identifiers=True, max_input_len=32, max_target_len=16)
+  batch, = pipeline.make_eval_batches(config, tokenizer, 'validation',
+                                      batch_size=1)
+  assert tokenizer.decode(batch['encoder_input_tokens'][0]) == 'rev: get value'
+  assert tokenizer.decode(batch['decoder_target_tokens'][0]) == 'Get the value.'
+  assert pipeline.tokenizer_texts(config, 'train') == ['rev: get value',
+                                                       'Get the value.']
+
+
 # ---------------------------------------------------------------- span corruption
 
 

@@ -85,6 +85,8 @@ def get_tokenizer(data_config, workdir: str | None = None):
     if data_config.prefix:  # it is part of the training text.
       name += '_prefix' + hashlib.sha256(
           data_config.prefix.encode('utf-8')).hexdigest()[:8]
+    if data_config.get('split_identifiers'):  # so is the way inputs are written.
+      name += '_split_identifiers'
     cache = os.path.join(datasets.make_builder(data_config).data_dir,
                          'tokenizers', name)
     if os.path.exists(os.path.join(cache, 'tokenizer.json')):
@@ -106,14 +108,16 @@ def get_tokenizer(data_config, workdir: str | None = None):
 def tokenizer_texts(data_config, split: str) -> list[str]:
   """The texts of `split` a tokenizer is built from: what the pipeline encodes.
 
-  seq2seq reads each record's data.prefix + input, then its target, through
-  data.input_key / data.target_key; the other tasks read the documents
-  (split_texts) and, if set, the prefix as one more text.
+  seq2seq reads each record's data.prefix + input (as tasks.model_input writes
+  it), then its target, through data.input_key / data.target_key; the other
+  tasks read the documents (split_texts) and, if set, the prefix as one more
+  text.
   """
   prefix = data_config.prefix
   if data_config.task == 'seq2seq':
     return [text for inputs, targets in datasets.split_pairs(data_config, split)
-            for text in (prefix + inputs, targets)]
+            for text in (prefix + tasks.model_input(inputs, data_config),
+                         targets)]
   return datasets.split_texts(data_config, split) + ([prefix] if prefix else [])
 
 
@@ -347,7 +351,8 @@ def _sentinel_id(tokenizer):
 def _seq2seq_example(record, *, data_config, tokenizer):
   inputs, targets = datasets.pair(record, data_config)
   return tasks.encoder_decoder_example(
-      tokenizer.encode(data_config.prefix + inputs), tokenizer.encode(targets),
+      tokenizer.encode(data_config.prefix + tasks.model_input(inputs, data_config)),
+      tokenizer.encode(targets),
       eos_id=tokenizer.eos_id, max_input_len=data_config.max_input_len,
       max_target_len=data_config.max_target_len)
 

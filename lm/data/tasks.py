@@ -26,6 +26,7 @@ right with 0 as the start token (T5), so packing restarts it per segment.
 """
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -230,3 +231,27 @@ def from_packed(row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
           np.int32)
       out[f'{prefix}_positions'] = row[f'{name}_positions'].astype(np.int32)
   return out
+
+
+# Identifier words: an acronym before a capitalised word ('HTTP' of 'HTTPServer'), a word with an optional
+# capital, or a run of capitals or digits.
+_IDENTIFIER = re.compile(r'\b_*[A-Za-z][A-Za-z0-9_]*')
+_IDENTIFIER_WORD = re.compile(r'[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z0-9]+')
+
+
+def split_identifiers(text: str) -> str:
+  """Code identifiers split into their words: 'def get_value(self)' -> 'def get value(self)', 'class
+  HTTPServer' -> 'class HTTP Server', '__init__' -> 'init'; other text unchanged.
+
+  Code summarization models read subtokens, not whole identifiers (code2seq; Ahmad et al. 2020): a summary
+  says "Get the value", and the words of `get_value` then tokenize as the summary's words do, so the model
+  can copy them.
+  """
+  return _IDENTIFIER.sub(lambda match: ' '.join(_IDENTIFIER_WORD.findall(match.group(0))), text)
+
+
+def model_input(text: str, data_config) -> str:
+  """The text a seq2seq model reads for input `text`, before data.prefix: as it is, or with
+  data.split_identifiers its identifiers split into words (runs saved before that key existed lack it: as
+  they are)."""
+  return split_identifiers(text) if data_config.get('split_identifiers') else text
