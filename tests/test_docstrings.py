@@ -177,3 +177,48 @@ def test_docstring_builder_is_keyed_by_python_version(tmp_path):
   major, minor = sys.version_info[:2]
   assert builder.builder_config.name == f'py{major}_{minor}'
   assert f'py{major}_{minor}' in str(builder.data_path)
+
+
+def _write(path, text: str) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(text)
+
+
+def _documented(name: str, summary: str) -> str:
+  return f'def {name}(x):\n  """{summary}\n\n  A body long enough to be kept.\n  """\n'
+
+
+def test_site_packages_join_the_train_split_only_without_held_out_copies(tmp_path):
+  stdlib, site = tmp_path / 'stdlib', tmp_path / 'site'
+  _write(stdlib / 'json.py', _documented('dumps', 'Serialize an object to text.'))  # train
+  _write(stdlib / 'glob.py', _documented('glob', 'Return the paths matching a pattern.'))  # validation
+  _write(stdlib / 'bisect.py', _documented('insort', 'Insert an item keeping order.'))  # test
+  _write(site / 'pkg' / '__init__.py', _documented('run', 'Run the thing now please.')
+         + _documented('dumps', 'Serialize an object to text.')  # The same pair as the stdlib's: once.
+         + _documented('other', 'Insert an item keeping order.'))  # A test summary: left out.
+  _write(site / 'pkg' / 'vendored' / 'glob.py', _documented('walk', 'Walk the paths of a pattern.'))  # Named
+  # like a validation module: a vendored copy, left out.
+  _write(site / 'pkg' / 'tests' / 'test_x.py', _documented('check', 'Check the thing works fine.'))
+  (site / 'pkg-1.0.dist-info').mkdir()
+  config = docstrings_lib.DocstringsConfig(name='fake', stdlib=str(stdlib), site_packages=str(site))
+  builder = docstrings_lib.PythonDocstrings(config=config, data_dir=str(tmp_path / 'tfds'),
+                                            file_format='array_record')
+  builder.download_and_prepare()
+  summaries = {split: [r['targets'].decode() for r in builder.as_data_source(split=split)]
+               for split in datasets.SPLITS}
+  assert summaries == {'train': ['Serialize an object to text.', 'Run the thing now please.'],
+                       'validation': ['Return the paths matching a pattern.'],
+                       'test': ['Insert an item keeping order.']}
+  assert builder.as_data_source(split='train')[1]['module'] == b'pkg'
+
+
+def test_site_packages_data_is_keyed_by_the_installed_distributions(tmp_path):
+  major, minor = sys.version_info[:2]
+  assert docstrings_lib.docstrings_config().site_packages == ''
+  config = docstrings_lib.docstrings_config(site_packages=True)
+  assert config.name == f'py{major}_{minor}_site_' + docstrings_lib.installed_distributions_hash(
+      config.site_packages)
+  (tmp_path / 'a-1.0.dist-info').mkdir()
+  first = docstrings_lib.installed_distributions_hash(str(tmp_path))
+  (tmp_path / 'a-1.0.dist-info').rename(tmp_path / 'a-1.1.dist-info')
+  assert docstrings_lib.installed_distributions_hash(str(tmp_path)) != first

@@ -140,8 +140,8 @@ def make_builder(data_config) -> tfds.core.DatasetBuilder:
     return corpora.TextFiles(
         config=corpora.text_files_config(data_config.path), **common)
   if name == 'python_docstrings':
-    return docstrings.PythonDocstrings(
-        config=docstrings.docstrings_config(), **common)
+    return docstrings.PythonDocstrings(config=docstrings.docstrings_config(
+        data_config.get('docstrings_site_packages', False)), **common)
   if name in synthetic.SYNTHETIC_TASKS:
     return synthetic.Synthetic(
         config=synthetic.synthetic_config(data_config), **common)

@@ -4,6 +4,14 @@ Records are `{'inputs': str, 'targets': str, 'module': str, 'name': str}`: a
 function's or class's signature and docstring body -> the docstring's one-line
 summary. Split by top-level module, so no module (and no package) sits in two
 splits. Keyed by the Python version.
+
+With data.docstrings_site_packages the train split also holds the pairs of the
+installed third-party packages (site-packages: ~19k pairs in this project's
+environment, 10x the standard library's train split); validation and test
+stay the standard library's, and a third-party pair that repeats one of theirs,
+or comes from a module named like one of their top-level modules (a vendored
+copy such as setuptools.glob), is left out. Keyed also by the installed
+distributions and their versions, so another environment prepares its own.
 """
 
 import ast
@@ -36,13 +44,26 @@ _DOCSTRING_SPLIT_BUCKETS = (('train', 80), ('validation', 90), ('test', 100))
 @dataclasses.dataclass(eq=False)
 class DocstringsConfig(tfds.core.BuilderConfig):
   stdlib: str = ''  # the standard library's directory.
+  site_packages: str = ''  # if set, its packages' pairs join the train split.
 
 
-def docstrings_config() -> DocstringsConfig:
+def docstrings_config(site_packages: bool = False) -> DocstringsConfig:
   # Each Python version ships a different standard library, so its own data.
   major, minor = sys.version_info[:2]
-  return DocstringsConfig(name=f'py{major}_{minor}',
-                          stdlib=sysconfig.get_paths()['stdlib'])
+  name = f'py{major}_{minor}'
+  directory = ''
+  if site_packages:
+    directory = sysconfig.get_paths()['purelib']
+    name += '_site_' + installed_distributions_hash(directory)
+  return DocstringsConfig(name=name, stdlib=sysconfig.get_paths()['stdlib'],
+                          site_packages=directory)
+
+
+def installed_distributions_hash(site_packages: str) -> str:
+  """8 hex digits naming the distributions (and versions) installed there."""
+  names = sorted(d for d in os.listdir(site_packages)
+                 if d.endswith('.dist-info'))
+  return hashlib.sha256('\n'.join(names).encode()).hexdigest()[:8]
 
 
 class PythonDocstrings(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -60,6 +81,12 @@ class PythonDocstrings(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _split_generators(self, dl_manager):
     del dl_manager
     splits = docstring_splits(stdlib_records(self.builder_config.stdlib))
+    if self.builder_config.site_packages:
+      splits['train'] += site_package_records(
+          self.builder_config.site_packages, held_out=splits['validation'] +
+          splits['test'], seen={(r['inputs'], r['targets'])
+                                for records in splits.values()
+                                for r in records})
     return {split: self._generate_examples(records)
             for split, records in splits.items()}
 
@@ -87,6 +114,42 @@ def stdlib_modules(stdlib: str) -> list[tuple[str, str]]:
   return sorted(modules)
 
 
+def _parsed(path: str) -> ast.AST | None:
+  try:
+    with open(path, 'rb') as f:
+      return ast.parse(f.read(), filename=path)
+  except (SyntaxError, ValueError):  # e.g. a broken test fixture.
+    return None
+
+
+def site_package_records(site_packages: str, *, held_out: list[dict],
+                         seen: set) -> list[dict]:
+  """The pairs of every package installed in `site_packages`, in package
+  order, that are not in `seen` (updated) and not copies of `held_out` ones."""
+  held_inputs = {r['inputs'] for r in held_out}
+  held_targets = {r['targets'] for r in held_out}
+  held_modules = {r['module'].split('.')[0] for r in held_out}
+  records = []
+  for top in sorted(os.listdir(site_packages)):
+    directory = os.path.join(site_packages, top)
+    if (not os.path.isdir(directory) or not top.isidentifier()
+        or top.startswith('__')):  # *.dist-info, __pycache__, ...
+      continue
+    for module, path in stdlib_modules(directory):
+      module = f'{top}.{module}' if module else top
+      if module.split('.')[-1] in held_modules:
+        continue
+      tree = _parsed(path)
+      for record in docstring_pairs(tree, module) if tree else []:
+        key = (record['inputs'], record['targets'])
+        if (key in seen or record['inputs'] in held_inputs
+            or record['targets'] in held_targets):
+          continue
+        seen.add(key)
+        records.append(record)
+  return records
+
+
 def stdlib_records(stdlib: str) -> list[dict]:
   """Every module's docstring pairs, in module order, without duplicates.
 
@@ -96,12 +159,8 @@ def stdlib_records(stdlib: str) -> list[dict]:
   """
   records, seen = [], set()
   for module, path in stdlib_modules(stdlib):
-    try:
-      with open(path, 'rb') as f:
-        tree = ast.parse(f.read(), filename=path)
-    except (SyntaxError, ValueError):  # e.g. a broken test fixture.
-      continue
-    for record in docstring_pairs(tree, module):
+    tree = _parsed(path)
+    for record in docstring_pairs(tree, module) if tree else []:
       key = (record['inputs'], record['targets'])
       if key not in seen:
         seen.add(key)
