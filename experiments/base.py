@@ -59,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.docstrings_site_packages = False  # python_docstrings: also train on the installed packages' docstrings.
   d.split_identifiers = False  # seq2seq: the model reads code identifiers as words ('get_value' -> 'get value').
   d.max_input_len = 512  # seq2seq / span_corruption: encoder tokens per row (inputs are truncated to it).
+  d.example_input_len = 0  # seq2seq: each input cut to this many tokens before packing (0: max_input_len).
   d.max_target_len = 64  # seq2seq / span_corruption: decoder tokens per row (targets are truncated to it).
   d.noise_density = 0.15  # span_corruption: fraction of tokens masked.
   d.mean_noise_span_length = 3.0  # span_corruption: mean masked span length.

@@ -181,6 +181,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       (d.seq_len > 0, 'data.seq_len', d.seq_len, 'must be positive'),
       (d.max_input_len > 0, 'data.max_input_len', d.max_input_len, 'must be positive'),
       (d.max_target_len > 0, 'data.max_target_len', d.max_target_len, 'must be positive'),
+      (0 <= d.example_input_len <= d.max_input_len, 'data.example_input_len', d.example_input_len,
+       'must be between 0 and data.max_input_len'),
       (d.num_workers >= 0, 'data.num_workers', d.num_workers, 'must be >= 0'),
       (not (d.pack and config.model.attention == 'cudnn'), 'data.pack', d.pack,
        "cannot be combined with model.attention='cudnn' (its lengths mask holds one document per row)"),

@@ -329,6 +329,20 @@ def test_packed_seq2seq_pairs_share_segment_ids(s2s):
   assert pairs > len(batches) * BATCH  # several pairs per row.
 
 
+def test_example_input_len_cuts_each_input_before_packing(s2s):
+  config, tokenizer = s2s
+  config = _data_config(**{**config.to_dict(), 'pack': True, 'max_input_len': 24,
+                           'max_target_len': 64, 'example_input_len': 6})
+  batch = next(pipeline.make_train_iterator(config, tokenizer, batch_size=BATCH, seed=0))
+  lengths = [len(where) for b in range(BATCH)
+             for _, where in _segments(batch['encoder_segment_ids'][b])]
+  # Cut to 6 ('rev: ' + a digit + eos), four inputs fill a row of 24; uncut, a 12-digit one takes 18.
+  assert max(lengths) == 6 and len(lengths) >= 3.5 * BATCH
+  for b in range(BATCH):
+    for _, where in _segments(batch['encoder_segment_ids'][b]):
+      assert tokenizer.decode(batch['encoder_input_tokens'][b][where][:5]).startswith('rev: ')
+
+
 @pytest.mark.parametrize('skip', [2, 20])  # 20 crosses an epoch.
 def test_packed_seq2seq_resumes_exactly(s2s, skip):
   config, tokenizer = s2s

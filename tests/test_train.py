@@ -191,6 +191,8 @@ def test_bad_config_values_name_the_key(corpus_dir):
            ('model', 'max_len', 16): 'model.max_len=16 must be 0 or >= data.seq_len (32)',
            ('sample', 'temperature', -0.5): 'sample.temperature=-0.5',
            ('model', 'attention', 'cudnn'): "model.attention='cudnn' needs model.dtype='bfloat16'",
+           ('model', 'kernel_init', 'xavier'): "model.kernel_init='xavier'",
+           ('data', 'example_input_len', 513): 'data.example_input_len=513 must be between 0 and data.max_input_len',
            ('data', 'pack', True): None}
   for (group, key, value), message in cases.items():
     c = tiny_config(corpus_dir)

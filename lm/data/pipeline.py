@@ -352,8 +352,9 @@ def _seq2seq_example(record, *, data_config, tokenizer):
   inputs, targets = datasets.pair(record, data_config)
   return tasks.encoder_decoder_example(
       tokenizer.encode(data_config.prefix + tasks.model_input(inputs, data_config)),
-      tokenizer.encode(targets),
-      eos_id=tokenizer.eos_id, max_input_len=data_config.max_input_len,
+      tokenizer.encode(targets), eos_id=tokenizer.eos_id,
+      max_input_len=(data_config.get('example_input_len')
+                     or data_config.max_input_len),
       max_target_len=data_config.max_target_len)
 
 
