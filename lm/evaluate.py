@@ -41,15 +41,29 @@ def _check_pairs(predictions: Sequence[str], references: Sequence[str]) -> None:
     raise ValueError('0 predictions and 0 references: a metric over no examples is undefined')
 
 
-def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-  """Mean per-example ROUGE-1/2/L F-measure x100, as t5.evaluation.metrics.rouge reports it.
+def rouge_per_example(predictions: Sequence[str], references: Sequence[str]) -> dict[str, np.ndarray]:
+  """ROUGE-1/2/L F-measure x100 of each (prediction, reference) pair: float64 [n] per type.
 
   rouge_score lowercases, keeps only [a-z0-9]+ tokens and Porter-stems them: text in other scripts scores 0.
   """
   _check_pairs(predictions, references)
   scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
   scores = [scorer.score(target=r, prediction=p) for p, r in zip(predictions, references)]
-  return {t: 100 * float(np.mean([s[t].fmeasure for s in scores])) for t in ROUGE_TYPES}
+  return {t: 100 * np.array([s[t].fmeasure for s in scores]) for t in ROUGE_TYPES}
+
+
+def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+  """Mean per-example ROUGE-1/2/L F-measure x100, as t5.evaluation.metrics.rouge reports it."""
+  return {t: float(np.mean(v)) for t, v in rouge_per_example(predictions, references).items()}
+
+
+def paired_bootstrap_interval(a: np.ndarray, b: np.ndarray, *, samples: int = 10_000,
+                              seed: int = 0) -> tuple[float, float]:
+  """95% interval of mean(a - b) over `samples` resamplings of the examples (paired: one index draws both)."""
+  diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  rows = np.random.default_rng(seed).integers(0, len(diff), (samples, len(diff)))
+  low, high = np.percentile(diff[rows].mean(axis=1), [2.5, 97.5])
+  return float(low), float(high)
 
 
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
@@ -313,8 +327,11 @@ def evaluate_generation(config: ml_collections.ConfigDict, model: Any, params: A
   for name in config.eval.metrics:
     metrics.update(METRICS[name](predictions, targets))
   if 'rouge' in config.eval.metrics:  # What a summary must beat: the input's first sentence, as written.
-    lead = rouge([lead_sentence(text) for text in inputs], targets)
-    metrics.update({f'lead_{key}': value for key, value in lead.items()})
+    lead = rouge_per_example([lead_sentence(text) for text in inputs], targets)
+    metrics.update({f'lead_{key}': float(np.mean(value)) for key, value in lead.items()})
+    # Is the margin over the lead more than the noise of this many examples? Its paired-bootstrap 95% interval.
+    low, high = paired_bootstrap_interval(rouge_per_example(predictions, targets)['rougeL'], lead['rougeL'])
+    metrics.update(lead_margin_rougeL_low=low, lead_margin_rougeL_high=high)
   if workdir and jax.process_index() == 0:
     shown = [{'input': x, 'target': y, 'prediction': p}
              for x, y, p in list(zip(inputs, targets, predictions))[:NUM_SHOWN_EXAMPLES]]

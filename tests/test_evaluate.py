@@ -105,6 +105,16 @@ def test_bleu_tokenizes_punctuation_13a():
   assert evaluate.bleu(['the cat sat on the mat.'], ['the cat sat on the mat .'])['bleu'] == pytest.approx(100.0)
 
 
+def test_paired_bootstrap_interval():
+  rng = np.random.default_rng(1)
+  b = rng.uniform(0, 50, 400)
+  low, high = evaluate.paired_bootstrap_interval(b + 3 + rng.normal(0, 1, 400), b)
+  assert 2.8 < low < 3 < high < 3.2  # Pairing cancels b's spread: the interval is about the mean +- 0.1.
+  low, high = evaluate.paired_bootstrap_interval(rng.uniform(0, 50, 400), rng.uniform(0, 50, 400))
+  assert 3.5 < high - low < 4.5  # Differences of std 50/sqrt(6) over 400 examples: 2 x 1.96 x 1.02 = 4.0 wide.
+  assert evaluate.paired_bootstrap_interval(np.ones(5), np.zeros(5)) == (1.0, 1.0)
+
+
 def test_exact_match_strips_whitespace():
   got = evaluate.exact_match([' 42\n', 'Paris', 'paris', 'a b'], ['42', 'Paris ', 'Paris', 'a  b'])
   assert got == pytest.approx({'exact_match': 50.0})  # Case and inner whitespace still count.
@@ -249,8 +259,11 @@ def test_evaluate_generation_scores_and_records_with_the_lead_baseline(seq2seq, 
   pairs = datasets.split_pairs(config.data, 'validation')[:6]
   inputs, targets = [x for x, _ in pairs], [y for _, y in pairs]
   lead = evaluate.rouge([evaluate.lead_sentence(x) for x in inputs], targets)
-  assert set(metrics) == {'rouge1', 'rouge2', 'rougeL', 'exact_match', 'lead_rouge1', 'lead_rouge2', 'lead_rougeL'}
+  assert set(metrics) == {'rouge1', 'rouge2', 'rougeL', 'exact_match', 'lead_rouge1', 'lead_rouge2', 'lead_rougeL',
+                          'lead_margin_rougeL_low', 'lead_margin_rougeL_high'}
   assert metrics['lead_rouge1'] == pytest.approx(lead['rouge1'])
+  margin = metrics['rougeL'] - metrics['lead_rougeL']
+  assert metrics['lead_margin_rougeL_low'] <= margin <= metrics['lead_margin_rougeL_high']
   with open(tmp_path / 'eval_7.json') as f:
     report = json.load(f)['validation']
   assert report['metrics'] == pytest.approx(metrics)
