@@ -1,6 +1,6 @@
 """Train-step speed: tokens/s and MFU for nanoGPT's CPU shape and a medium shape, in float32 and bfloat16.
 
-Run: ./run.sh bench train [--steps=20] [--rounds=5] [--shapes=nano,medium] [--dtypes=float32,bfloat16]
+Run: ./run.sh bench train [--rounds=15] [--steps=N] [--shapes=nano,medium] [--dtypes=float32,bfloat16]
      ./run.sh bench train --strategies     (single vs pmap vs mesh launcher overhead on one device)
 
 MFU = model FLOPs/s (PaLM accounting, lm/flops.py) / the FLOP/s of a 4096^3 matmul of the matching kind timed
@@ -26,8 +26,9 @@ SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size); vocab
     'nano': (4, 4, 128, 64, 12),
     'medium': (6, 6, 384, 256, 16),
 }
-_STEPS = flags.DEFINE_integer('steps', 20, 'Steps per timed window.')
-_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed windows per configuration; the best counts.')
+_STEPS = flags.DEFINE_integer('steps', 0, 'Steps per timed window; 0: as many as fill about 0.3 s.')
+_ROUNDS = flags.DEFINE_integer('rounds', 15, 'Timed windows per configuration; the best counts.')
+_WINDOW_SECONDS = 0.3  # Short windows, many rounds: the best window is likelier to miss the host's noisy spells.
 _STRATEGIES = flags.DEFINE_bool('strategies', False, 'Instead: time single, pmap and mesh launchers on 1 device.')
 _SHAPES = flags.DEFINE_list('shapes', list(SHAPES), 'Shapes to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Compute dtypes to time.')
@@ -62,7 +63,12 @@ def make_step_window(num_layers, num_heads, d_model, seq_len, batch_size, dtype,
     return (time.perf_counter() - start) / steps
 
   for _ in range(3):  # Compile and warm up.
-    holder["state"], _ = step(holder["state"], batch)
+    holder['state'], _ = step(holder['state'], batch)
+  if not steps:  # As many steps as fill one window (`window` reads `steps` when called).
+    start = time.perf_counter()
+    holder['state'], metrics = step(holder['state'], batch)
+    jax.block_until_ready(metrics)
+    steps = max(1, round(_WINDOW_SECONDS / (time.perf_counter() - start)))
   return window, model.config
 
 
@@ -100,9 +106,10 @@ def make_launcher_window(strategy, num_layers, num_heads, d_model, seq_len, batc
 
 def compare_strategies():
   """Per-step time of each launcher on one device, relative to 'single' (taken in turns, best of rounds)."""
+  steps = _STEPS.value or 20
   print(f'launcher overhead on 1 device (nano shape, bfloat16; best of {_ROUNDS.value} windows of '
-        f'{_STEPS.value} steps, in turns)')
-  windows = [make_launcher_window(s, *SHAPES['nano'], 'bfloat16', _STEPS.value) for s in parallel.STRATEGIES]
+        f'{steps} steps, in turns)')
+  windows = [make_launcher_window(s, *SHAPES['nano'], 'bfloat16', steps) for s in parallel.STRATEGIES]
   best = best_interleaved(windows, _ROUNDS.value)
   for strategy, seconds in zip(parallel.STRATEGIES, best):
     print(f'{strategy:8} {seconds * 1e3:7.2f} ms/step  {seconds / best[0] - 1:+6.1%} vs single', flush=True)
@@ -141,8 +148,9 @@ def main(argv):
   print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}')
   if _STRATEGIES.value:
     return compare_strategies()
-  print('each figure is the best of --rounds windows, taken in turns with a 4096^3 matmul of the same kind, '
-        'whose best time is the peak the MFU divides by')
+  window = f'{_STEPS.value} steps' if _STEPS.value else f'about {_WINDOW_SECONDS} s'
+  print(f'each figure is the best of {_ROUNDS.value} windows of {window}, taken in turns with a 4096^3 matmul of '
+        'the same kind, whose best time is the peak the MFU divides by')
   print(f'{"shape":8} {"dtype":9} {"ms/step":>9} {"tokens/s":>10} {"GFLOP/s":>8} {"peak":>6} {"MFU":>6} '
         f'{"MFU vs f32 peak":>16}')
   for name in _SHAPES.value:

@@ -35,6 +35,23 @@ KERNEL_INITS = {
 # Matmul with a CPU-friendly backward pass.
 
 
+def transpose_rows(a: Array) -> Array:
+  """`a[..., M, N] -> [..., N, M]`, materialised row-major for use as a dot operand.
+
+  XLA:CPU runs a bf16 dot on its fast (YNNPACK) path only if its operands are row-major; otherwise it upcasts
+  the dot to float32, ~3x slower. It decides before layout assignment and takes any transpose, even one
+  behind an optimization barrier, for a column-major view. A concatenation of two transposed halves is a
+  new row-major array, so the dot stays bf16 at the price of one copy (float32 dots gain too). Other
+  backends read transposed operands natively.
+  """
+  swapped = jnp.swapaxes(a, -1, -2)
+  n = a.shape[-1]
+  if jax.default_backend() != 'cpu' or n < 2:
+    return swapped
+  halves = jnp.concatenate([swapped[..., :n // 2, :], swapped[..., n // 2:, :]], axis=-2)
+  return jax.lax.optimization_barrier(halves)  # Else XLA folds it back into a transposed dot operand.
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def matmul(x: Array, w: Array, dtype: jnp.dtype) -> Array:
   """`x[..., D] @ w[D, F]` with inputs cast to `dtype` and a float32 result."""
@@ -53,18 +70,44 @@ def _matmul_bwd(dtype, residuals, g):
   gc = g.astype(dtype)
   x2 = xc.reshape(-1, xc.shape[-1])
   g2 = gc.reshape(-1, gc.shape[-1])
-  # XLA:CPU's fast dot path needs row-major operands; a plain `x2.T @ g2` reads x2 column-major and falls
-  # back to a slow kernel. Materialising the transposes (behind a barrier XLA cannot fold) keeps both
-  # gradient dots on the fast path. GPU/TPU matmuls read transposed operands natively: no copies there.
-  x2t, wt = x2.T, wc.T
-  if jax.default_backend() == 'cpu':
-    x2t, wt = jax.lax.optimization_barrier((x2t, wt))
-  dw = jnp.matmul(x2t, g2, preferred_element_type=jnp.float32)
-  dx = jnp.matmul(gc, wt, preferred_element_type=jnp.float32)
+  if x2.shape[1] <= g2.shape[1]:  # Transpose the narrower operand: x^T g, or (g^T x)^T.
+    dw = jnp.matmul(transpose_rows(x2), g2, preferred_element_type=jnp.float32)
+  else:
+    dw = jax.lax.optimization_barrier(jnp.matmul(transpose_rows(g2), x2, preferred_element_type=jnp.float32)).T
+  dx = jnp.matmul(gc, transpose_rows(wc), preferred_element_type=jnp.float32)  # g w^T
   return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
 
 
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def matmul_transposed(x: Array, w: Array, dtype: jnp.dtype) -> Array:
+  """`x[..., D] @ w[F, D]^T` (a tied output projection) with inputs cast to `dtype` and a float32 result.
+
+  Its own backward pass, because autodiff of `matmul(x, w.T)` lets XLA fold the transposes into a dot that
+  XLA:CPU can run neither in bf16 nor fast.
+  """
+  return _matmul_transposed_fwd(x, w, dtype)[0]
+
+
+def _matmul_transposed_fwd(x, w, dtype):
+  xc, wc = x.astype(dtype), w.astype(dtype)
+  dtypes = (jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
+  y = jax.lax.dot_general(xc, wc, (((xc.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+  return y, (xc, wc, dtypes)
+
+
+def _matmul_transposed_bwd(dtype, residuals, g):
+  xc, wc, (x_like, w_like) = residuals
+  gc = g.astype(dtype)
+  dx = jnp.matmul(gc, wc, preferred_element_type=jnp.float32)
+  dw = jnp.matmul(transpose_rows(gc.reshape(-1, gc.shape[-1])), xc.reshape(-1, xc.shape[-1]),
+                  preferred_element_type=jnp.float32)  # g^T x
+  return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
+
+
+matmul_transposed.defvjp(_matmul_transposed_fwd, _matmul_transposed_bwd)
 
 
 class Dense(nn.Module):
@@ -340,11 +383,6 @@ def _bmm(a: Array, b: Array, dtype) -> Array:
   return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
 
 
-def _row_major(*arrays):
-  """Materialises transposed operands so XLA:CPU's dot reads them row-major (it cannot fold the barrier)."""
-  return jax.lax.optimization_barrier(arrays)
-
-
 def _to_groups(x: Array, groups: int) -> Array:
   """[B, L, H, K] -> [B, G, R*L, K]: the R query heads sharing a key/value head become one long row block."""
   b, l, h, d = x.shape
@@ -372,7 +410,7 @@ def _fused_attention_fwd(q, k, v, mask, dtype):
   g = k.shape[2]
   qg = _to_groups(q * (1.0 / math.sqrt(d)), g)  # [B, G, RL, K]
   kg, vg = _to_groups(k, g), _to_groups(v, g)  # [B, G, M, K]
-  kt, = _row_major(jnp.swapaxes(kg, -1, -2))  # [B, G, K, M]
+  kt = transpose_rows(kg)  # [B, G, K, M]
   full_mask = jnp.tile(mask, (1, 1, h // g, 1))  # [B, 1, RL, M]
   scores = jnp.where(full_mask, _bmm(qg, kt, dtype), jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(scores, axis=-1)  # float32.
@@ -385,7 +423,7 @@ def _fused_attention_bwd(dtype, residuals, grad_out):
   b, l, h, d = grad_out.shape
   g = kg.shape[1]
   do = _to_groups(grad_out, g)  # [B, G, RL, K]
-  vt, pt = _row_major(jnp.swapaxes(vg, -1, -2), jnp.swapaxes(probs, -1, -2))
+  vt, pt = transpose_rows(vg), transpose_rows(probs)
   dv = _bmm(pt, do, dtype)  # [B, G, M, K]
   dp = _bmm(do, vt, dtype)  # [B, G, RL, M]
   # Softmax backward: dS = P * (dP - rowsum(dO * O)); masked entries have P = 0.
@@ -393,7 +431,7 @@ def _fused_attention_bwd(dtype, residuals, grad_out):
   # A fully masked (padding) query gets a uniform softmax in the forward pass; its scores are constants, so
   # no gradient may flow through them.
   ds = jnp.where(jnp.tile(mask, (1, 1, h // g, 1)), ds, 0.0)
-  dst, = _row_major(jnp.swapaxes(ds, -1, -2))
+  dst = transpose_rows(ds)
   dq = _bmm(ds, kg, dtype) * (1.0 / math.sqrt(d))
   dk = _bmm(dst, qg, dtype)  # qg already carries the 1/sqrt(d) scale.
   m = kg.shape[2]
