@@ -339,12 +339,7 @@ class Attention(nn.Module):
         out = length_masked_attention(q, k, v, segment_ids, kv_segment_ids, self.causal, self.dtype, bias=bias)
       else:
         mask = attention_mask(segment_ids, kv_segment_ids, self.causal)
-        if bias is None:
-          out = ATTENTION_IMPLEMENTATIONS[self.implementation](q, k, v, mask, self.dtype)
-        elif self.implementation == 'dot_product_attention':
-          out = jax_dot_product_attention(q, k, v, mask, self.dtype, bias)
-        else:  # The hand-written backward has no bias gradient: autodiff of the einsum formula.
-          out = dot_product_attention(q, k, v, mask, self.dtype, bias)
+        out = ATTENTION_IMPLEMENTATIONS[self.implementation](q, k, v, mask, self.dtype, bias)
     out = out.reshape(b, l, self.num_heads * self.head_dim)
     return dense(d, kernel_axes=('heads', 'embed'), name='out')(out)
 
@@ -395,33 +390,42 @@ def _from_groups(x: Array, length: int) -> Array:
   return x.reshape(b, g, rl // length, length, d).transpose(0, 3, 1, 2, 4).reshape(b, length, -1, d)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def fused_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype) -> Array:
-  """softmax(Q K^T / sqrt(K)) V like `dot_product_attention`, with a backward pass written for XLA:CPU.
+def fused_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
+                    bias: Array | None = None) -> Array:
+  """softmax(Q K^T / sqrt(K) + bias) V like `dot_product_attention`, with a backward pass written for XLA:CPU.
 
   All dots are batched `[N, I, J] @ [N, J, K]` over row-major operands, and grouped queries are stacked so
   each key/value head is read once. Autodiff of the einsum version spends ~5x longer in transposed dots.
+  `bias` (T5's relative positions) broadcasts to [B, H, L, M] and gets its gradient.
   """
-  return _fused_attention_fwd(q, k, v, mask, dtype)[0]
+  return _fused_attention(q, k, v, mask, bias, dtype)
 
 
-def _fused_attention_fwd(q, k, v, mask, dtype):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _fused_attention(q, k, v, mask, bias, dtype):
+  return _fused_attention_fwd(q, k, v, mask, bias, dtype)[0]
+
+
+def _fused_attention_fwd(q, k, v, mask, bias, dtype):
   b, l, h, d = q.shape
-  g = k.shape[2]
+  g, m = k.shape[2], k.shape[1]
   qg = _to_groups(q * (1.0 / math.sqrt(d)), g)  # [B, G, RL, K]
   kg, vg = _to_groups(k, g), _to_groups(v, g)  # [B, G, M, K]
   kt = transpose_rows(kg)  # [B, G, K, M]
   full_mask = jnp.tile(mask, (1, 1, h // g, 1))  # [B, 1, RL, M]
-  scores = jnp.where(full_mask, _bmm(qg, kt, dtype), jnp.finfo(jnp.float32).min)
+  scores = _bmm(qg, kt, dtype)
+  if bias is not None:  # Head h = g * R + r, so [B, H, L, M] is [B, G, RL, M] by a reshape.
+    scores = scores + jnp.broadcast_to(bias, (b, h, l, m)).reshape(b, g, -1, m)
+  scores = jnp.where(full_mask, scores, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(scores, axis=-1)  # float32.
   out = _bmm(probs, vg, dtype)  # [B, G, RL, K]
-  return _from_groups(out, l), (qg, kg, vg, probs, out, mask)
+  return _from_groups(out, l), (qg, kg, vg, probs, out, mask, bias)
 
 
 def _fused_attention_bwd(dtype, residuals, grad_out):
-  qg, kg, vg, probs, out, mask = residuals
+  qg, kg, vg, probs, out, mask, bias = residuals
   b, l, h, d = grad_out.shape
-  g = kg.shape[1]
+  g, m = kg.shape[1], kg.shape[2]
   do = _to_groups(grad_out, g)  # [B, G, RL, K]
   vt, pt = transpose_rows(vg), transpose_rows(probs)
   dv = _bmm(pt, do, dtype)  # [B, G, M, K]
@@ -434,11 +438,16 @@ def _fused_attention_bwd(dtype, residuals, grad_out):
   dst = transpose_rows(ds)
   dq = _bmm(ds, kg, dtype) * (1.0 / math.sqrt(d))
   dk = _bmm(dst, qg, dtype)  # qg already carries the 1/sqrt(d) scale.
-  m = kg.shape[2]
-  return _from_groups(dq, l), _from_groups(dk, m), _from_groups(dv, m), None
+  dbias = None
+  if bias is not None:  # The scores' gradient, summed over the axes the bias was broadcast along.
+    dbias = ds.reshape(b, h, l, m)
+    dbias = jnp.sum(dbias, axis=tuple(range(4 - bias.ndim)))
+    dbias = jnp.sum(dbias, axis=tuple(i for i, n in enumerate(bias.shape) if n == 1), keepdims=True)
+    dbias = dbias.astype(bias.dtype)
+  return _from_groups(dq, l), _from_groups(dk, m), _from_groups(dv, m), None, dbias
 
 
-fused_attention.defvjp(_fused_attention_fwd, _fused_attention_bwd)
+_fused_attention.defvjp(_fused_attention_fwd, _fused_attention_bwd)
 
 
 # config.model.attention -> implementation. 'einsum' is the explicit formula (its gradient hand-written for

@@ -130,27 +130,31 @@ def test_rope_is_relative():
   assert score(7, 3) != pytest.approx(score(7, 4), rel=1e-3)
 
 
+@pytest.mark.parametrize('bias_shape', [None, (2, 4, 6, 6), (1, 4, 6, 6)])  # T5's per-row bias; broadcast rows.
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize('kv_heads', [4, 2, 1])
-def test_fused_attention_gradients_match_autodiff_of_the_einsum_formula(kv_heads, dtype):
+def test_fused_attention_gradients_match_autodiff_of_the_einsum_formula(kv_heads, dtype, bias_shape):
   rng = np.random.default_rng(3)
   q = jnp.asarray(rng.normal(size=(2, 6, 4, 8)), jnp.float32)
   k = jnp.asarray(rng.normal(size=(2, 6, kv_heads, 8)), jnp.float32)
   v = jnp.asarray(rng.normal(size=(2, 6, kv_heads, 8)), jnp.float32)
+  bias = None if bias_shape is None else jnp.asarray(rng.normal(size=bias_shape), jnp.float32)
   segments = jnp.array([[1, 1, 1, 2, 2, 2], [1, 1, 1, 1, 0, 0]])  # The zeros are padding queries and keys.
   mask = layers.attention_mask(segments, segments, causal=True)
   probe = jnp.asarray(rng.normal(size=(2, 6, 4, 8)), jnp.float32)
 
   def loss(attention):
-    return lambda q, k, v: jnp.sum(jnp.sin(attention(q, k, v, mask, dtype)) * probe)
+    return lambda q, k, v, bias: jnp.sum(jnp.sin(attention(q, k, v, mask, dtype, bias)) * probe)
 
-  got_out = layers.fused_attention(q, k, v, mask, dtype)
-  want_out = layers.dot_product_attention(q, k, v, mask, dtype)
-  got = jax.grad(loss(layers.fused_attention), argnums=(0, 1, 2))(q, k, v)
-  want = jax.grad(loss(layers.dot_product_attention), argnums=(0, 1, 2))(q, k, v)
+  got_out = layers.fused_attention(q, k, v, mask, dtype, bias)
+  want_out = layers.dot_product_attention(q, k, v, mask, dtype, bias)
+  argnums = (0, 1, 2) if bias is None else (0, 1, 2, 3)
+  got = jax.grad(loss(layers.fused_attention), argnums=argnums)(q, k, v, bias)
+  want = jax.grad(loss(layers.dot_product_attention), argnums=argnums)(q, k, v, bias)
   tol = 1e-5 if dtype == jnp.float32 else 3e-2
   np.testing.assert_allclose(got_out, want_out, rtol=tol, atol=tol)
   for g, w in zip(got, want):
+    assert g.shape == w.shape
     np.testing.assert_allclose(g, w, rtol=tol, atol=tol * float(jnp.abs(w).max()))
 
 
@@ -188,7 +192,7 @@ def test_relative_position_buckets_match_t5(bidirectional):
   assert table[1] == (17 if bidirectional else 0) and table[500] == (31 if bidirectional else 0)
 
 
-@pytest.mark.parametrize('implementation', ['reference', 'dot_product_attention'])
+@pytest.mark.parametrize('implementation', ['reference', 'fused', 'dot_product_attention'])
 def test_attention_bias_is_added_to_the_scores(implementation):
   rng = np.random.default_rng(4)
   q = rng.normal(size=(2, 5, 4, 8)).astype(np.float32)
@@ -196,7 +200,8 @@ def test_attention_bias_is_added_to_the_scores(implementation):
   v = rng.normal(size=(2, 7, 2, 8)).astype(np.float32)
   bias = rng.normal(size=(1, 4, 5, 7)).astype(np.float32)
   mask = np.ones((2, 1, 5, 7), bool)
-  fn = layers.dot_product_attention if implementation == 'reference' else layers.jax_dot_product_attention
+  fn = {'reference': layers.dot_product_attention, 'fused': layers.fused_attention,
+        'dot_product_attention': layers.jax_dot_product_attention}[implementation]
   got = np.asarray(fn(q, k, v, mask, jnp.float32, bias))
   rep = np.repeat
   kf, vf = rep(k, 2, axis=2), rep(v, 2, axis=2)
