@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.pack = False  # lm: False concatenates and chunks; True first-fit packs documents with segment ids.
   d.prefix = ''  # seq2seq: prepended to every input, e.g. 'summarize: '.
   d.docstrings_site_packages = False  # python_docstrings: also train on the installed packages' docstrings.
-  d.split_identifiers = False  # seq2seq: the model reads code identifiers as words ('get_value' -> 'get value').
+  d.split_identifiers = False  # Identifiers read as words ('get_value' -> 'get value'): seq2seq inputs, other documents.
   d.max_input_len = 512  # seq2seq / span_corruption: encoder tokens per row (inputs are truncated to it).
   d.example_input_len = 0  # seq2seq: each input cut to this many tokens before packing (0: max_input_len).
   d.max_target_len = 64  # seq2seq / span_corruption: decoder tokens per row (targets are truncated to it).

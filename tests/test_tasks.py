@@ -556,6 +556,19 @@ def test_span_corruption_pipeline(corpus):
                                     for b in batches)
 
 
+def test_split_identifiers_reach_span_corruption_documents(corpus,
+                                                           monkeypatch):
+  records = [{'text': b'def get_value(key)'}]
+  monkeypatch.setattr(datasets, 'load_split', lambda c, split: records)
+  config = _data_config(name='text_files', path=str(corpus),
+                        data_dir=str(corpus / 'tfds'), task='span_corruption',
+                        split_identifiers=True, pack=True)
+  assert pipeline.tokenizer_texts(config, 'train') == ['def get value(key)']
+  tokenizer = _SentinelTokenizer('def get value(key)')  # No '_': raw fails.
+  doc, = pipeline.document_tokens(config, tokenizer, 'train')
+  assert tokenizer.decode(doc) == 'def get value(key)'
+
+
 def test_span_corruption_needs_sentinels(lm_config, tokenizer):
   config = _data_config(**{**lm_config.to_dict(), 'task': 'span_corruption'})
   with pytest.raises(ValueError, match='sentinel'):

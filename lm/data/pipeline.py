@@ -118,7 +118,14 @@ def tokenizer_texts(data_config, split: str) -> list[str]:
     return [text for inputs, targets in datasets.split_pairs(data_config, split)
             for text in (prefix + tasks.model_input(inputs, data_config),
                          targets)]
-  return datasets.split_texts(data_config, split) + ([prefix] if prefix else [])
+  return model_texts(data_config, split) + ([prefix] if prefix else [])
+
+
+def model_texts(data_config, split: str) -> list[str]:
+  """The documents of `split` as the model reads them (tasks.model_input: with
+  data.split_identifiers, identifiers split into words)."""
+  return [tasks.model_input(text, data_config)
+          for text in datasets.split_texts(data_config, split)]
 
 
 def token_stream(data_config, tokenizer, split: str) -> np.ndarray:
@@ -311,10 +318,10 @@ _DOCUMENTS: dict[tuple[str, str, str], list[np.ndarray]] = {}
 def document_tokens(data_config, tokenizer, split: str) -> list[np.ndarray]:
   """int32 ids of each document of `split` (no eos), cached per process."""
   key = (str(datasets.make_builder(data_config).data_path), split,
-         repr(tokenizer.to_dict()))
+         repr(tokenizer.to_dict()), bool(data_config.get('split_identifiers')))
   if key not in _DOCUMENTS:
     _DOCUMENTS[key] = [np.asarray(tokenizer.encode(text), np.int32)
-                       for text in datasets.split_texts(data_config, split)]
+                       for text in model_texts(data_config, split)]
   return _DOCUMENTS[key]
 
 
