@@ -312,7 +312,7 @@ def row_lengths(data_config) -> dict[str, int]:
 
 
 # (prepared dataset dir, split, tokenizer description) -> per-document ids.
-_DOCUMENTS: dict[tuple[str, str, str], list[np.ndarray]] = {}
+_DOCUMENTS: dict[tuple[str, str, str, bool], list[np.ndarray]] = {}
 
 
 def document_tokens(data_config, tokenizer, split: str) -> list[np.ndarray]:
