@@ -26,7 +26,7 @@ SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size); vocab
     'nano': (4, 4, 128, 64, 12),
     'medium': (6, 6, 384, 256, 16),
 }
-_STEPS = flags.DEFINE_integer('steps', 0, 'Steps per timed window; 0: as many as fill about 0.3 s.')
+_STEPS = flags.DEFINE_integer('steps', 0, 'Steps per timed window; 0: as many as fill about 0.3 s, at least 10.')
 _ROUNDS = flags.DEFINE_integer('rounds', 15, 'Timed windows per configuration; the best counts.')
 _WINDOW_SECONDS = 0.3  # Short windows, many rounds: the best window is likelier to miss the host's noisy spells.
 _STRATEGIES = flags.DEFINE_bool('strategies', False, 'Instead: time single, pmap and mesh launchers on 1 device.')

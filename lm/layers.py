@@ -70,7 +70,8 @@ def _matmul_bwd(dtype, residuals, g):
   gc = g.astype(dtype)
   x2 = xc.reshape(-1, xc.shape[-1])
   g2 = gc.reshape(-1, gc.shape[-1])
-  if x2.shape[1] <= g2.shape[1]:  # Transpose the narrower operand: x^T g, or (g^T x)^T.
+  # On CPU transpose the narrower operand, x^T g or (g^T x)^T; other backends read x^T in place.
+  if x2.shape[1] <= g2.shape[1] or jax.default_backend() != 'cpu':
     dw = jnp.matmul(transpose_rows(x2), g2, preferred_element_type=jnp.float32)
   else:
     dw = jax.lax.optimization_barrier(jnp.matmul(transpose_rows(g2), x2, preferred_element_type=jnp.float32)).T
