@@ -97,8 +97,9 @@ def beam_search_t5_small(rounds):
 
   @jax.jit
   def run(params, inputs):
-    cache = model_lib.encode_for_decoding(model, params, inputs, segment_ids, new_tokens + 1)
-    return decode.beam_search(model_lib.make_logits_fn(model, params), cache, jnp.zeros((batch,), jnp.int32),
+    cache, encoded = model_lib.encode_for_decoding(model, params, inputs, segment_ids, new_tokens + 1)
+    logits_fn = model_lib.make_logits_fn(model, params, decode.expand_beams(encoded, beams))
+    return decode.beam_search(logits_fn, cache, jnp.zeros((batch,), jnp.int32),
                               num_beams=beams, max_new_tokens=new_tokens, eos_id=config.vocab_size, alpha=0.6)
 
   start = time.perf_counter()

@@ -85,6 +85,7 @@ def get_config() -> ml_collections.ConfigDict:
   t.beta2 = 0.95  # Adam beta2.
   t.eps = 1e-8  # Adam epsilon.
   t.grad_clip = 1.0  # Global-norm clipping threshold; 0 disables.
+  t.label_smoothing = 0.0  # Train on (1 - s) one-hot + s / V targets; the logged loss stays the plain NLL.
   t.log_every = 50  # Steps between train-metric log lines.
   t.eval_every = 500  # Steps between full validation passes (and at the end).
   t.eval_batch_size = 64  # Rows per eval batch.

@@ -272,6 +272,9 @@ class RelativePositionBias(nn.Module):
     return jnp.take(table, buckets, axis=0).transpose(0, 3, 1, 2)  # [B, H, L, M]
 
 
+ENCODER_KV = 'encoder_kv'  # The variable collection of cross-attention's decoding keys/values.
+
+
 class Attention(nn.Module):
   """Multi-head attention, self or cross, with grouped key/value heads, segment masks, optional RoPE, an
   optional additive bias (T5 relative positions) and a key/value cache for decoding.
@@ -280,8 +283,8 @@ class Attention(nn.Module):
   `kv_segment_ids`; queries attend to keys of the same segment id.
 
   Decoding (`decode=True`): the first call (made by `model.init_decode_cache` or `model.encode_for_decoding`
-  on a full-length input) creates the 'cache' variables: self-attention keys/values of that length, or the
-  cross-attention keys/values of `kv`, computed once. Each later call takes one token `x[B, 1]` at
+  on a full-length input) creates the decoding variables: in 'cache', self-attention keys/values of that length;
+  in ENCODER_KV, the cross-attention keys/values of `kv`, computed once. Each later call takes one token `x[B, 1]` at
   `decode_index`, writes its key/value there and attends to positions <= decode_index; cross-attention reads
   its cached keys/values and ignores `kv`. `bias_fn(q_positions, k_positions)` supplies the bias then.
   """
@@ -307,11 +310,11 @@ class Attention(nn.Module):
     project_kv = lambda source: tuple(
         dense(self.num_kv_heads * self.head_dim, name=name)(source).reshape(
             source.shape[0], source.shape[1], self.num_kv_heads, self.head_dim) for name in ('key', 'value'))
-    if cross and decode:
-      cached = self.has_variable('cache', 'cached_key')
+    if cross and decode:  # Their own collection: decoding steps read it but never write it.
+      cached = self.has_variable(ENCODER_KV, 'cached_key')
       k, v = (None, None) if cached else project_kv(kv)
-      k = self.variable('cache', 'cached_key', lambda: k.astype(self.dtype)).value
-      v = self.variable('cache', 'cached_value', lambda: v.astype(self.dtype)).value
+      k = self.variable(ENCODER_KV, 'cached_key', lambda: k.astype(self.dtype)).value
+      v = self.variable(ENCODER_KV, 'cached_value', lambda: v.astype(self.dtype)).value
     else:
       k, v = project_kv(x if kv is None else kv)
     if self.rope_base is not None and not cross:

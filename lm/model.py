@@ -384,30 +384,39 @@ def init_decode_cache(model: DecoderLM, params: Any, batch_size: int, max_decode
 
 
 def encode_for_decoding(model: EncoderDecoder, params: Any, encoder_input_tokens: Array,
-                        encoder_segment_ids: Array, max_decode_len: int) -> dict:
-  """Runs the encoder once and returns the decoding cache: empty self-attention KV caches for
-  `max_decode_len` positions, the cross-attention keys/values of the encoder output, and the encoder's
-  segment ids (its padding mask). Every leaf is batch-first, so beam search can repeat and reorder it."""
+                        encoder_segment_ids: Array, max_decode_len: int) -> tuple[dict, dict]:
+  """Runs the encoder once and returns (cache, encoded) for `make_logits_fn(model, params, encoded)`.
+
+  `cache`: empty self-attention KV caches for `max_decode_len` positions, which each step writes. `encoded`: the
+  cross-attention keys/values of the encoder output and its segment ids (its padding mask), which steps only read,
+  so they stay out of the cache that beam search reorders (repeat them per beam with decode.expand_beams first).
+  Every leaf is batch-first."""
   encoded = model.apply({'params': params}, encoder_input_tokens, encoder_segment_ids, method=EncoderDecoder.encode)
   tokens = jnp.zeros((encoder_input_tokens.shape[0], max_decode_len), jnp.int32)
   _, variables = model.apply({'params': params}, encoded, encoder_segment_ids, tokens, decode=True,
-                             method=EncoderDecoder.decode, mutable=['cache'])
-  return {'decoder': variables['cache'], 'encoder_segment_ids': encoder_segment_ids}
+                             method=EncoderDecoder.decode, mutable=['cache', layers.ENCODER_KV])
+  return {'decoder': variables['cache']}, {'kv': variables[layers.ENCODER_KV], 'segment_ids': encoder_segment_ids}
 
 
-def make_logits_fn(model: DecoderLM | EncoderDecoder, params: Any):
+def make_logits_fn(model: DecoderLM | EncoderDecoder, params: Any, encoded: dict | None = None):
   """`logits_fn(tokens[N], index, cache) -> (logits[N, V], cache)` for lm/decode.py: feeds one token per row
-  at position `index` through the cached model."""
+  at position `index` through the cached model. An encoder-decoder reads `encoded` (from encode_for_decoding,
+  with N rows)."""
+  if isinstance(model, EncoderDecoder) and encoded is None:
+    raise ValueError('an encoder-decoder decodes over its encoded inputs: pass make_logits_fn(model, params, '
+                     'encoded) with encoded from encode_for_decoding')
+
   def logits_fn(tokens: Array, index: Array, cache: dict) -> tuple[Array, dict]:
     n = tokens.shape[0]
     tokens, positions = tokens[:, None], jnp.full((n, 1), index, jnp.int32)
     segment_ids = jnp.ones_like(tokens)
     variables = {'params': params, 'cache': cache['decoder']}
     if isinstance(model, EncoderDecoder):
-      logits, new = model.apply(variables, None, cache['encoder_segment_ids'], tokens, segment_ids, positions,
+      variables[layers.ENCODER_KV] = encoded['kv']
+      logits, new = model.apply(variables, None, encoded['segment_ids'], tokens, segment_ids, positions,
                                 decode=True, decode_index=index, method=EncoderDecoder.decode, mutable=['cache'])
     else:
       logits, new = model.apply(variables, tokens, segment_ids, positions, decode=True, decode_index=index,
                                 mutable=['cache'])
-    return logits[:, 0], {**cache, 'decoder': new['cache']}
+    return logits[:, 0], {'decoder': new['cache']}
   return logits_fn

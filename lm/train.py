@@ -72,8 +72,9 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: Array, s
 
 def train_step(state: TrainState, batch: dict[str, Array], *, model: nn.Module,
                tx: optax.GradientTransformation, token_bytes: Array, grad_accum_steps: int = 1,
-               axis_name: str | None = None) -> tuple[TrainState, dict[str, Array]]:
-  """One optimizer step on the mean token loss of `batch`. Metrics are sums plus norms, all float32.
+               label_smoothing: float = 0.0, axis_name: str | None = None) -> tuple[TrainState, dict[str, Array]]:
+  """One optimizer step on the mean token loss of `batch` (with `label_smoothing`, of the smoothed cross entropy;
+  the metrics keep the NLL). Metrics are sums plus norms, all float32.
 
   Each microbatch's summed token loss is divided by the target count of the whole batch, so
   `grad_accum_steps` microbatches (a `lax.scan`) and devices (`lax.psum` over `axis_name`, under pmap) add up
@@ -93,7 +94,10 @@ def train_step(state: TrainState, batch: dict[str, Array], *, model: nn.Module,
     def scaled_loss(params):
       logits = model_lib.forward(model, params, micro, rng=micro_rng)
       nats, count = loss_lib.cross_entropy(logits, targets, weights)
-      return nats / total, (nats, count)
+      if not label_smoothing:
+        return nats / total, (nats, count)
+      smoothed = loss_lib.smoothed_cross_entropy(logits, targets, weights, label_smoothing)
+      return smoothed / total, (nats, count)
 
     (_, (nats, count)), grads = jax.value_and_grad(scaled_loss, has_aux=True)(state.params)
     return grads, {'nats': nats, 'tokens': count, 'bytes': loss_lib.target_bytes(targets, weights, token_bytes)}
@@ -175,6 +179,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       (0 <= t.beta1 < 1, 'train.beta1', t.beta1, 'must be in [0, 1)'),
       (0 <= t.beta2 < 1, 'train.beta2', t.beta2, 'must be in [0, 1)'),
       (t.grad_clip >= 0, 'train.grad_clip', t.grad_clip, 'must be >= 0 (0 disables clipping)'),
+      (0 <= t.label_smoothing < 1, 'train.label_smoothing', t.label_smoothing, 'must be in [0, 1)'),
       (t.schedule in ('cosine', 'constant', 'wsd'), 'train.schedule', t.schedule,
        'must be "cosine", "constant" or "wsd"'),
       (t.keep_checkpoints > 0, 'train.keep_checkpoints', t.keep_checkpoints, 'must be positive'),
@@ -355,7 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       init_fn=functools.partial(init_state, model, tx, seq_len=seq_len, input_len=input_len),
       boxed_init_fn=functools.partial(init_state, model, tx, seq_len=seq_len, input_len=input_len, boxed=True),
       step_fn=functools.partial(train_step, model=model, tx=tx, token_bytes=token_bytes,
-                                grad_accum_steps=t.grad_accum_steps),
+                                grad_accum_steps=t.grad_accum_steps, label_smoothing=t.label_smoothing),
       eval_fn=functools.partial(eval_step, model=model, token_bytes=token_bytes))
   state = launcher.init(jax.random.PRNGKey(config.seed))
   train_iter = pipeline.make_train_iterator(
@@ -619,10 +624,11 @@ def predict(model: nn.Module, params: Any, encoder_input_tokens: np.ndarray, enc
 @functools.partial(jax.jit, static_argnames=('model', 'max_new_tokens', 'temperature', 'top_k', 'eos_id'))
 def _predict(params, encoder_input_tokens, encoder_segment_ids, rng, *, model, max_new_tokens, temperature, top_k,
              eos_id):
-  cache = model_lib.encode_for_decoding(model, params, encoder_input_tokens, encoder_segment_ids, max_new_tokens)
+  cache, encoded = model_lib.encode_for_decoding(model, params, encoder_input_tokens, encoder_segment_ids,
+                                                 max_new_tokens)
   batch = encoder_input_tokens.shape[0]
   start = jnp.zeros((batch, 1), jnp.int32)  # T5's decoder start token is the pad id 0.
-  return decode.temperature_sample(model_lib.make_logits_fn(model, params), cache, start,
+  return decode.temperature_sample(model_lib.make_logits_fn(model, params, encoded), cache, start,
                                    jnp.ones((batch,), jnp.int32), num_new_tokens=max_new_tokens, rng=rng,
                                    temperature=temperature, top_k=top_k, eos_id=eos_id)
 

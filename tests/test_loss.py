@@ -1,7 +1,9 @@
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from lm import loss
@@ -17,6 +19,20 @@ def test_cross_entropy_matches_numpy_and_honours_weights():
   nats, count = loss.cross_entropy(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights))
   assert float(count) == 3.0
   assert float(nats) == pytest.approx(float((nll * weights).sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize('smoothing', [0.0, 0.1, 0.5])
+def test_smoothed_cross_entropy_is_optax_on_smoothed_labels(smoothing):
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(2, 3, 7)).astype(np.float32)
+  targets = rng.integers(0, 7, (2, 3))
+  weights = np.array([[1, 1, 0], [1, 0, 1]], np.float32)
+  labels = optax.smooth_labels(jax.nn.one_hot(targets, 7), smoothing)
+  want = (optax.softmax_cross_entropy(jnp.asarray(logits), labels) * weights).sum()
+  got = loss.smoothed_cross_entropy(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights), smoothing)
+  assert float(got) == pytest.approx(float(want), rel=1e-5)
+  if smoothing == 0:
+    assert float(got) == pytest.approx(float(loss.cross_entropy(logits, targets, weights)[0]), rel=1e-6)
 
 
 def test_bits_per_byte_counts_utf8_bytes_of_the_targets():

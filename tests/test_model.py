@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lm import decode
 from lm import model as model_lib
 
 TINY = dict(vocab_size=11, max_len=16, num_layers=2, d_model=16, num_heads=4)
@@ -253,10 +254,35 @@ def test_encoder_decoder_cache_equals_full_sequence(options):
   enc_seg = jnp.array([[1] * 10, [1] * 7 + [0] * 3])  # The second input is padded.
   params = model.init(jax.random.PRNGKey(0), enc, dec)['params']
   full = model.apply({'params': params}, enc, dec, enc_seg)
-  cache = model_lib.encode_for_decoding(model, params, enc, enc_seg, max_decode_len=9)
-  assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves(cache)), 'every cache leaf must be batch-first'
-  got = cached_logits(jax.jit(model_lib.make_logits_fn(model, params)), cache, dec)
+  cache, encoded = model_lib.encode_for_decoding(model, params, enc, enc_seg, max_decode_len=9)
+  assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves((cache, encoded))), 'every leaf must be batch-first'
+  got = cached_logits(jax.jit(model_lib.make_logits_fn(model, params, encoded)), cache, dec)
   np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
+
+
+def test_beam_search_over_the_encoder_decoder_scores_its_sequences_by_their_own_inputs():
+  """Beam search reorders the self-attention cache but reads the encoder state from make_logits_fn's closure,
+  repeated per beam: each returned sequence must score exactly its teacher-forced log-prob given its own input."""
+  model = make_encdec(**T5_LIKE)
+  enc, _ = encdec_inputs()
+  enc_seg = jnp.array([[1] * 10, [1] * 6 + [0] * 4])
+  params = model.init(jax.random.PRNGKey(0), enc, enc[:, :6])['params']
+  beams, length = 3, 5
+  cache, encoded = model_lib.encode_for_decoding(model, params, enc, enc_seg, max_decode_len=length)
+  logits_fn = model_lib.make_logits_fn(model, params, decode.expand_beams(encoded, beams))
+  # An EOS id past the vocabulary is never chosen, and alpha 0: a score is the sequence's summed log-prob.
+  seqs, scores = jax.jit(lambda cache: decode.beam_search(
+      logits_fn, cache, jnp.zeros((2,), jnp.int32), num_beams=beams, max_new_tokens=length,
+      eos_id=TINY['vocab_size'], alpha=0.0))(cache)
+  assert not np.array_equal(seqs[0], seqs[1]), 'the two inputs should lead to different beams'
+  for b in range(2):
+    decoder_inputs = jnp.concatenate([jnp.zeros((beams, 1), jnp.int32), seqs[b, :, :-1]], axis=1)
+    logits = model.apply({'params': params}, jnp.repeat(enc[b:b + 1], beams, 0), decoder_inputs,
+                         jnp.repeat(enc_seg[b:b + 1], beams, 0))
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+    want = jnp.take_along_axis(log_probs, seqs[b][..., None], axis=-1)[..., 0].sum(-1)
+    np.testing.assert_allclose(scores[b], want, rtol=1e-5, atol=1e-5)
+    assert len({tuple(np.asarray(s)) for s in seqs[b]}) == beams, 'the beams must be distinct sequences'
 
 
 def test_forward_reads_t5x_features_for_both_models():

@@ -95,6 +95,27 @@ def test_golden_one_step_loss():
       f'second-step loss is {float(second["loss"]):.7f}; update GOLDEN_SECOND_LOSS if the change was intended')
 
 
+def test_label_smoothing_changes_the_update_not_the_logged_loss():
+  c = base.get_config()
+  c.model.update(num_layers=1, d_model=16, num_heads=2)
+  c.train.update(warmup_steps=0, learning_rate=1e-2)
+  model = train.build_model(c, vocab_size=13)
+  tx = train.optim.make_optimizer(c.train)
+  tokens = np.arange(2 * 9).reshape(2, 9) % 13
+  batch = {'decoder_input_tokens': tokens[:, :-1], 'decoder_target_tokens': tokens[:, 1:],
+           'decoder_loss_weights': np.ones((2, 8), np.float32)}
+  results = {}
+  for smoothing in (0.0, 0.2):
+    state = train.init_state(model, tx, jax.random.PRNGKey(0), seq_len=8)
+    step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, token_bytes=jnp.ones(13),
+                                     label_smoothing=smoothing))
+    results[smoothing] = step(state, batch)
+  (plain, plain_metrics), (smooth, smooth_metrics) = results[0.0], results[0.2]
+  # The same params before the step: the same logged NLL. Different objectives: different updates.
+  assert float(smooth_metrics['loss']) == pytest.approx(float(plain_metrics['loss']), rel=1e-6)
+  assert not np.allclose(jax.tree.leaves(smooth.params)[0], jax.tree.leaves(plain.params)[0])
+
+
 class DigitTokenizer:
   """'0'..'9' <-> ids 0..9; eos is 1 (so a greedy model may stop early, as a real one does)."""
   eos_id = 1
@@ -193,7 +214,8 @@ def test_bad_config_values_name_the_key(corpus_dir):
            ('model', 'attention', 'cudnn'): "model.attention='cudnn' needs model.dtype='bfloat16'",
            ('model', 'kernel_init', 'xavier'): "model.kernel_init='xavier'",
            ('data', 'example_input_len', 513): 'data.example_input_len=513 must be between 0 and data.max_input_len',
-           ('data', 'pack', True): None}
+           ('data', 'pack', True): None,
+           ('train', 'label_smoothing', 1.0): 'train.label_smoothing=1.0 must be in'}
   for (group, key, value), message in cases.items():
     c = tiny_config(corpus_dir)
     c[group][key] = value
