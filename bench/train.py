@@ -1,6 +1,7 @@
 """Train-step speed: tokens/s and MFU for nanoGPT's CPU shape and a medium shape, in float32 and bfloat16.
 
-Run: ./run.sh bench train [--rounds=15] [--steps=N] [--shapes=nano,medium] [--dtypes=float32,bfloat16]
+Run: ./run.sh bench train [--rounds=15] [--min_seconds=30] [--steps=N] [--shapes=nano,medium]
+                          [--dtypes=float32,bfloat16]
      ./run.sh bench train --strategies     (single vs pmap vs mesh launcher overhead on one device)
 
 MFU = model FLOPs/s (PaLM accounting, lm/flops.py) / the FLOP/s of a 4096^3 matmul of the matching kind timed
@@ -27,7 +28,10 @@ SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size); vocab
     'medium': (6, 6, 384, 256, 16),
 }
 _STEPS = flags.DEFINE_integer('steps', 0, 'Steps per timed window; 0: as many as fill about 0.3 s, at least 10.')
-_ROUNDS = flags.DEFINE_integer('rounds', 15, 'Timed windows per configuration; the best counts.')
+_ROUNDS = flags.DEFINE_integer('rounds', 15, 'Timed windows per configuration (at least); the best counts.')
+_MIN_SECONDS = flags.DEFINE_float(
+    'min_seconds', 30.0, 'Keep taking rounds until a configuration has been timed for this long: spells of '
+    'contention on this shared host last tens of seconds (two processes in a row at 19 ms/step against 14).')
 _WINDOW_SECONDS = 0.3  # Short windows, many rounds: the best window is likelier to miss the host's noisy spells.
 _STRATEGIES = flags.DEFINE_bool('strategies', False, 'Instead: time single, pmap and mesh launchers on 1 device.')
 _SHAPES = flags.DEFINE_list('shapes', list(SHAPES), 'Shapes to time.')
@@ -127,12 +131,15 @@ def make_matmul_window(dtype, n=4096):
   return window, 2 * n**3
 
 
-def best_interleaved(windows, rounds):
-  """Best time of each window over `rounds`, taking turns, so a noisy spell hits all of them alike."""
+def best_interleaved(windows, rounds, min_seconds=0.0):
+  """Best time of each window over `rounds` or more, taking turns, so a noisy spell hits all of them alike; rounds
+  go on until `min_seconds` have passed."""
   best = [float('inf')] * len(windows)
-  for _ in range(rounds):
+  start, done = time.perf_counter(), 0
+  while done < rounds or time.perf_counter() - start < min_seconds:
     for i, window in enumerate(windows):
       best[i] = min(best[i], window())
+    done += 1
   return best
 
 
@@ -148,8 +155,9 @@ def main(argv):
   if _STRATEGIES.value:
     return compare_strategies()
   window = f'{_STEPS.value} steps' if _STEPS.value else f'about {_WINDOW_SECONDS} s'
-  print(f'each figure is the best of {_ROUNDS.value} windows of {window}, taken in turns with a 4096^3 matmul of '
-        'the same kind, whose best time is the peak the MFU divides by')
+  print(f'each figure is the best of at least {_ROUNDS.value} windows of {window} over at least '
+        f'{_MIN_SECONDS.value:.0f} s, taken in turns with a 4096^3 matmul of the same kind, whose best time is the '
+        'peak the MFU divides by')
   print(f'{"shape":8} {"dtype":9} {"ms/step":>9} {"tokens/s":>10} {"GFLOP/s":>8} {"peak":>6} {"MFU":>6} '
         f'{"MFU vs f32 peak":>16}')
   for name in _SHAPES.value:
@@ -158,7 +166,8 @@ def main(argv):
       step_window, config = make_step_window(layers, heads, width, seq_len, batch_size, dtype, _STEPS.value)
       f32_window, flops = make_matmul_window('float32')
       own_window, _ = make_matmul_window(dtype)
-      seconds, f32_s, own_s = best_interleaved([step_window, f32_window, own_window], _ROUNDS.value)
+      seconds, f32_s, own_s = best_interleaved([step_window, f32_window, own_window], _ROUNDS.value,
+                                               _MIN_SECONDS.value)
       tokens_per_s = batch_size * seq_len / seconds
       model_flops = tokens_per_s * flops_lib.flops_per_token(config, seq_len)
       print(f'{name:8} {dtype:9} {seconds * 1e3:9.1f} {tokens_per_s:10,.0f} {model_flops / 1e9:8.1f} '
