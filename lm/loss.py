@@ -7,11 +7,16 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
+def _float32_logits(logits: Array, targets: Array) -> tuple[Array, Array, Array]:
+  """(float32 logits, log partition function, target logit), each but the first [B, L]."""
+  logits = logits.astype(jnp.float32)
+  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  return logits, jax.nn.logsumexp(logits, axis=-1), target_logit
+
+
 def cross_entropy(logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
   """Summed weighted negative log-likelihood (nats) and the summed weight. logits [B, L, V], targets [B, L]."""
-  logits = logits.astype(jnp.float32)
-  log_z = jax.nn.logsumexp(logits, axis=-1)
-  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  _, log_z, target_logit = _float32_logits(logits, targets)
   return jnp.sum((log_z - target_logit) * weights), jnp.sum(weights)
 
 
@@ -19,9 +24,7 @@ def smoothed_cross_entropy(logits: Array, targets: Array, weights: Array, label_
   """Summed weighted cross entropy against label-smoothed targets, (1 - s) one-hot + s / V as optax.smooth_labels
   makes them: the NLL plus s * (target logit - mean logit). s = 0 is cross_entropy's NLL. A training objective
   only: the NLL stays the reported loss, so bits per byte stay comparable across runs."""
-  logits = logits.astype(jnp.float32)
-  log_z = jax.nn.logsumexp(logits, axis=-1)
-  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  logits, log_z, target_logit = _float32_logits(logits, targets)
   per_token = log_z - target_logit + label_smoothing * (target_logit - jnp.mean(logits, axis=-1))
   return jnp.sum(per_token * weights)
 
