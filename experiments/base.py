@@ -40,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   # flash attention: GPU, bfloat16, one document per row so not with data.pack).
   m.attention = 'einsum'
   m.remat = 'none'  # Activation rematerialisation per block: 'none' | 'full' | 'save_matmuls'.
+  m.pointer_generator = False  # encoder_decoder: mix a copy distribution over the input tokens into the output.
   m.max_len = 0  # Longest sequence: learned-position table size and sampling window; 0: data.seq_len.
 
   c.data = d = ml_collections.ConfigDict()

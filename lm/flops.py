@@ -33,14 +33,22 @@ def _mlp_params(config: model_lib.ModelConfig) -> int:
 def matmul_params(config: model_lib.ModelConfig) -> int:
   """Parameters that take part in matmuls: every dense kernel and the output projection (tied or not).
 
-  For an encoder-decoder: encoder blocks, decoder blocks (self- and cross-attention) and the output projection.
+  For an encoder-decoder: encoder blocks, decoder blocks (self- and cross-attention), the output projection and
+  a pointer generator's key, query and gate.
   """
   qo, kv = _attention_params(config)
   block = qo + kv + _mlp_params(config)
   output = config.d_model * config.vocab_size
   if config.architecture == 'encoder_decoder':
-    return config.encoder_layers * block + config.num_layers * (block + qo + kv) + output
+    return (config.encoder_layers * block + config.num_layers * (block + qo + kv) + output
+            + _pointer_generator_params(config))
   return config.num_layers * block + output
+
+
+def _pointer_generator_params(config: model_lib.ModelConfig) -> int:
+  """Its key kernel (per input token), query kernel and gate (per target token); 0 without one."""
+  d = config.d_model
+  return 2 * d * d + 2 * d if config.pointer_generator else 0
 
 
 def count_params(params) -> int:
@@ -63,6 +71,8 @@ def flops_per_row(config: model_lib.ModelConfig, *, target_len: int, input_len: 
   applied to (encoder blocks and the cross-attention keys/values per input token; decoder blocks, cross-
   attention queries/outputs and the output projection per target token), plus QK^T and AV over the lengths
   each attention spans: encoder self (input x input), decoder self (target x target), cross (target x input).
+  A pointer generator adds its key per input token, its query and gate per target token, and one head of
+  width d_model over the input.
   """
   if config.architecture != 'encoder_decoder':
     return flops_per_token(config, target_len) * target_len
@@ -73,6 +83,10 @@ def flops_per_row(config: model_lib.ModelConfig, *, target_len: int, input_len: 
   cross_kv = input_len * 6 * config.num_layers * kv
   decoder = target_len * (6 * (config.num_layers * (block + qo) + config.d_model * config.vocab_size)
                           + 12 * config.num_layers * hk * (target_len + input_len))
+  if config.pointer_generator:
+    d = config.d_model
+    cross_kv += input_len * 6 * d * d
+    decoder += target_len * (6 * (d * d + 2 * d) + 12 * d * input_len)
   return float(encoder + cross_kv + decoder)
 
 

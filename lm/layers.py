@@ -272,7 +272,9 @@ class RelativePositionBias(nn.Module):
     return jnp.take(table, buckets, axis=0).transpose(0, 3, 1, 2)  # [B, H, L, M]
 
 
-ENCODER_KV = 'encoder_kv'  # The variable collection of cross-attention's decoding keys/values.
+# The variable collection of the encoder-side decoding state (cross-attention keys/values, PointerGenerator's
+# copy keys and tokens): computed once per input, read by every step.
+ENCODER_KV = 'encoder_kv'
 
 
 class Attention(nn.Module):
@@ -346,6 +348,53 @@ class Attention(nn.Module):
         out = ATTENTION_IMPLEMENTATIONS[self.implementation](q, k, v, mask, self.dtype, bias)
     out = out.reshape(b, l, self.num_heads * self.head_dim)
     return dense(d, kernel_axes=('heads', 'embed'), name='out')(out)
+
+
+class PointerGenerator(nn.Module):
+  """A copy mechanism over the encoder's tokens (See et al. 2017, "Get To The Point"), applied to the logits.
+
+  One attention head from the decoder output `x[B, L, D]` over the encoder output `source[B, M, D]` (same
+  segment only) gives copy weights a[B, L, M]; a gate g = sigmoid(w . [x; a @ keys] + b) mixes
+      p(w) = g * softmax(logits)(w) + (1 - g) * sum of a over the source positions holding token w.
+  Returns log p [B, L, V] in float32 in place of the logits: softmax and log_softmax leave it as it is, so the
+  losses and samplers read it as logits. It lets a small model repeat words of its input (a function's name
+  words) that it has rarely produced in training, which it would otherwise have to learn to generate.
+
+  Decoding (`decode=True`): the first call stores the source keys and tokens in ENCODER_KV, as cross-attention
+  does; later calls read them and ignore `source`/`source_tokens`.
+  """
+  use_bias: bool = True
+  dtype: jnp.dtype = jnp.float32
+  kernel_init: Callable = default_kernel_init
+
+  @nn.compact
+  def __call__(self, x: Array, logits: Array, source: Array | None, source_tokens: Array | None,
+               segment_ids: Array, source_segment_ids: Array, *, decode: bool = False) -> Array:
+    b, l, d = x.shape
+    if source_tokens is None and not (decode and self.has_variable(ENCODER_KV, 'copy_tokens')):
+      raise ValueError('a pointer generator copies the encoder tokens: pass encoder_tokens to the decoder')
+    dense = functools.partial(Dense, d, kernel_axes=('embed', 'heads'), use_bias=self.use_bias, dtype=self.dtype,
+                              kernel_init=self.kernel_init)
+    if decode:  # Computed once per input, like cross-attention's keys/values.
+      cached = self.has_variable(ENCODER_KV, 'copy_key')
+      key = None if cached else dense(name='key')(source)
+      key = self.variable(ENCODER_KV, 'copy_key', lambda: key.astype(self.dtype)).value
+      source_tokens = self.variable(ENCODER_KV, 'copy_tokens', lambda: source_tokens.astype(jnp.int32)).value
+      segment_ids = jnp.ones_like(segment_ids)  # One target per row while decoding.
+    else:
+      key = dense(name='key')(source)
+    query = dense(name='query')(x)
+    scores = _bmm(query, jnp.swapaxes(key, 1, 2), self.dtype) * d**-0.5  # [B, L, M]
+    mask = attention_mask(segment_ids, source_segment_ids, causal=False)[:, 0]
+    weights = jax.nn.softmax(jnp.where(mask, scores, jnp.finfo(jnp.float32).min), axis=-1)
+    context = _bmm(weights, key, self.dtype)  # [B, L, D]
+    # Always with a bias: the gate's prior between generating and copying.
+    gate = jax.nn.sigmoid(Dense(1, dtype=self.dtype, kernel_init=self.kernel_init, name='gate')(
+        jnp.concatenate([x, context], axis=-1)))  # [B, L, 1]
+    rows, steps = jnp.arange(b)[:, None, None], jnp.arange(l)[None, :, None]
+    copy = jnp.zeros(logits.shape, jnp.float32).at[rows, steps, source_tokens[:, None, :]].add(weights)
+    probs = gate * jax.nn.softmax(logits.astype(jnp.float32), axis=-1) + (1 - gate) * copy
+    return jnp.log(jnp.maximum(probs, jnp.finfo(jnp.float32).tiny))
 
 
 class Mlp(nn.Module):

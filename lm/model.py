@@ -62,6 +62,7 @@ class ModelConfig:
   dtype: str = 'float32'
   attention: str = 'einsum'
   remat: str = 'none'
+  pointer_generator: bool = False
 
   def __post_init__(self):
     for key, choices in _CHOICES.items():
@@ -88,6 +89,9 @@ class ModelConfig:
       raise ValueError("model.attention='cudnn' needs model.dtype='bfloat16': cuDNN's fused kernel has no float32")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f'model.dropout={self.dropout} must be in [0, 1)')
+    if self.pointer_generator and self.architecture != 'encoder_decoder':
+      raise ValueError("model.pointer_generator=True copies from an encoder's input: it needs "
+                       "model.architecture='encoder_decoder'")
 
   @property
   def kv_heads(self) -> int:
@@ -277,13 +281,14 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-  """Causal stack with cross-attention over the encoder output (the encoder-decoder's second half)."""
+  """Causal stack with cross-attention over the encoder output (the encoder-decoder's second half); with
+  `pointer_generator`, its output distribution also copies `encoder_tokens` (see layers.PointerGenerator)."""
   config: ModelConfig
 
   @nn.compact
   def __call__(self, embedding: Array, encoded: Array | None, encoder_segment_ids: Array, tokens: Array,
                segment_ids: Array, positions: Array, deterministic: bool, decode: bool = False,
-               decode_index: Array | None = None) -> Array:
+               decode_index: Array | None = None, encoder_tokens: Array | None = None) -> Array:
     c = self.config
     x = _embed(c, embedding, tokens, positions, self, deterministic)
     bias = bias_fn = None
@@ -302,7 +307,13 @@ class Decoder(nn.Module):
     unembed = None if c.tie_embeddings else layers.Dense(
         c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
         kernel_init=layers.KERNEL_INITS[c.kernel_init], name='unembed')
-    return _logits(c, x, embedding, unembed)
+    logits = _logits(c, x, embedding, unembed)
+    if c.pointer_generator:
+      logits = layers.PointerGenerator(c.use_bias, c.compute_dtype, layers.KERNEL_INITS[c.kernel_init],
+                                       name='pointer_generator')(
+          x, logits, encoded, encoder_tokens, segment_ids, encoder_segment_ids, decode=decode)
+      logits = nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
+    return logits
 
 
 class EncoderDecoder(nn.Module):
@@ -329,14 +340,16 @@ class EncoderDecoder(nn.Module):
 
   def decode(self, encoded: Array | None, encoder_segment_ids: Array, tokens: Array,
              segment_ids: Array | None = None, positions: Array | None = None, *, deterministic: bool = True,
-             decode: bool = False, decode_index: Array | None = None) -> Array:
+             decode: bool = False, decode_index: Array | None = None,
+             encoder_tokens: Array | None = None) -> Array:
     """Decoder tokens `[B, L]` (targets shifted right, start token 0) -> logits `[B, L, V]`.
 
-    While decoding, `encoded` may be None: cross-attention reads its cached keys/values.
+    `encoder_tokens` (the input tokens) are read only by a pointer-generator model, which copies them. While
+    decoding, `encoded` and `encoder_tokens` may be None: the steps read the values cached by the first call.
     """
     segment_ids, positions = _default_ids(tokens, segment_ids, positions)
     return self.decoder(self.embedding, encoded, encoder_segment_ids, tokens, segment_ids, positions,
-                        deterministic, decode, decode_index)
+                        deterministic, decode, decode_index, encoder_tokens)
 
   def __call__(self, encoder_tokens: Array, decoder_tokens: Array, encoder_segment_ids: Array | None = None,
                decoder_segment_ids: Array | None = None, encoder_positions: Array | None = None,
@@ -345,7 +358,7 @@ class EncoderDecoder(nn.Module):
       encoder_segment_ids = jnp.ones_like(encoder_tokens)
     encoded = self.encode(encoder_tokens, encoder_segment_ids, encoder_positions, deterministic=deterministic)
     return self.decode(encoded, encoder_segment_ids, decoder_tokens, decoder_segment_ids, decoder_positions,
-                       deterministic=deterministic)
+                       deterministic=deterministic, encoder_tokens=encoder_tokens)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -388,13 +401,14 @@ def encode_for_decoding(model: EncoderDecoder, params: Any, encoder_input_tokens
   """Runs the encoder once and returns (cache, encoded) for `make_logits_fn(model, params, encoded)`.
 
   `cache`: empty self-attention KV caches for `max_decode_len` positions, which each step writes. `encoded`: the
-  cross-attention keys/values of the encoder output and its segment ids (its padding mask), which steps only read,
-  so they stay out of the cache that beam search reorders (repeat them per beam with decode.expand_beams first).
-  Every leaf is batch-first."""
+  cross-attention keys/values of the encoder output (and a pointer generator's copy keys and tokens) and its
+  segment ids (its padding mask), which steps only read, so they stay out of the cache that beam search reorders
+  (repeat them per beam with decode.expand_beams first). Every leaf is batch-first."""
   encoded = model.apply({'params': params}, encoder_input_tokens, encoder_segment_ids, method=EncoderDecoder.encode)
   tokens = jnp.zeros((encoder_input_tokens.shape[0], max_decode_len), jnp.int32)
   _, variables = model.apply({'params': params}, encoded, encoder_segment_ids, tokens, decode=True,
-                             method=EncoderDecoder.decode, mutable=['cache', layers.ENCODER_KV])
+                             encoder_tokens=encoder_input_tokens, method=EncoderDecoder.decode,
+                             mutable=['cache', layers.ENCODER_KV])
   return {'decoder': variables['cache']}, {'kv': variables[layers.ENCODER_KV], 'segment_ids': encoder_segment_ids}
 
 

@@ -665,6 +665,7 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   saved = run_config.load(workdir)  # Raises first if `workdir` is no run directory.
+  _fill_model_defaults(saved)
   config = saved if config is None else config
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=1, read_only=True)
   try:
@@ -681,6 +682,18 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None
   finally:
     checkpointer.close()
   return config, tokenizer, model, state.params, step
+
+
+def _fill_model_defaults(config: ml_collections.ConfigDict) -> None:
+  """Gives a run's model config the keys added since the run was made, at their defaults.
+
+  A model option is added with the default that builds the model as before (model.architecture came with the
+  encoder-decoder, and runs made before it are decoder-only), so an older run directory loads as it was trained.
+  """
+  with config.unlocked():
+    for field in dataclasses.fields(model_lib.ModelConfig):
+      if field.name not in config.model and field.default is not dataclasses.MISSING:
+        config.model[field.name] = field.default
 
 
 def sample_from_workdir(workdir: str, prompt: str | None = None, *, num_tokens: int | None = None,

@@ -11,7 +11,8 @@ from lm import model as model_lib
 @pytest.mark.parametrize('options', [dict(), dict(mlp='swiglu', num_kv_heads=2), dict(head_dim=8),
                                      dict(architecture='encoder_decoder', num_encoder_layers=3),
                                      dict(architecture='encoder_decoder', mlp='gated_gelu', num_kv_heads=2,
-                                          position='relative', use_bias=False)])
+                                          position='relative', use_bias=False),
+                                     dict(architecture='encoder_decoder', pointer_generator=True)])
 def test_matmul_params_are_the_model_kernels(options):
   config = model_lib.ModelConfig(vocab_size=37, max_len=16, num_layers=2, d_model=32, num_heads=4,
                                  tie_embeddings=False, **options)
@@ -37,5 +38,9 @@ def test_encoder_decoder_flops_count_each_weight_per_token_it_touches():
   decoder = 4 * (6 * (attn + attn // 2 + mlp + 8 * 50) + 12 * 8 * (4 + 10))  # Self, cross q/o, MLP, output.
   cross_kv = 10 * 6 * (attn // 2)  # Cross-attention keys/values of each input token.
   assert flops.flops_per_row(config, target_len=4, input_len=10) == encoder + decoder + cross_kv
+  # A pointer generator: its key per input token; query, gate and one width-8 head over 10 inputs per target.
+  copying = config.replace(pointer_generator=True)
+  assert flops.flops_per_row(copying, target_len=4, input_len=10) == (
+      encoder + decoder + cross_kv + 10 * 6 * 8 * 8 + 4 * (6 * (8 * 8 + 2 * 8) + 12 * 8 * 10))
   decoder_only = config.replace(architecture='decoder_only')
   assert flops.flops_per_row(decoder_only, target_len=4) == 4 * flops.flops_per_token(decoder_only, 4)

@@ -130,7 +130,8 @@ def encdec_inputs(seed=0):
 
 @pytest.mark.parametrize('options', [dict(), T5_LIKE, dict(position='rope', num_kv_heads=2),
                                      dict(tie_embeddings=False, mlp='relu'), dict(remat='full'),
-                                     dict(attention='dot_product_attention', position='relative')],
+                                     dict(attention='dot_product_attention', position='relative'),
+                                     dict(T5_LIKE, pointer_generator=True)],
                          ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()) or 'default')
 def test_encoder_decoder_options_build_and_run(options):
   model = make_encdec(**options)
@@ -220,6 +221,35 @@ def test_encoder_decoder_segments_stay_apart():
     assert (jac[i, j] > 0) == same, (i, j)
 
 
+def test_pointer_generator_outputs_log_probs_that_copy_only_their_own_segments_tokens():
+  """Its logits are normalised log-probs; with the gate shut (all copy), the mass is the copy attention's:
+  each decoder segment's on the tokens of its own encoder segment, none on another's or on padding."""
+  model = make_encdec(**T5_LIKE, pointer_generator=True, vocab_size=40)
+  enc = jnp.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]] * 2)
+  enc_seg = jnp.array([[1, 1, 1, 1, 2, 2, 2, 0, 0, 0], [1] * 10])
+  dec = jnp.array([[0, 11, 12, 0, 13, 14]] * 2)
+  dec_seg = jnp.array([[1, 1, 1, 2, 2, 2], [1] * 6])
+  params = nn_unbox(model.init(jax.random.PRNGKey(0), enc, dec)['params'])
+  log_probs = model.apply({'params': params}, enc, dec, enc_seg, dec_seg)
+  np.testing.assert_allclose(jax.nn.logsumexp(log_probs, axis=-1), 0.0, atol=1e-5)
+  assert float(jnp.min(jnp.exp(log_probs[..., 11:]))) > 0, 'the vocabulary softmax must keep every token possible'
+
+  gate = params['decoder']['pointer_generator']['gate']
+  shut = {**gate, 'kernel': jnp.zeros_like(gate['kernel']), 'bias': jnp.full_like(gate['bias'], -1e4)}
+  params = {**params, 'decoder': {**params['decoder'],
+                                  'pointer_generator': {**params['decoder']['pointer_generator'], 'gate': shut}}}
+  probs = np.asarray(jnp.exp(model.apply({'params': params}, enc, dec, enc_seg, dec_seg)))
+  np.testing.assert_allclose(probs[0, :3, 1:5].sum(-1), 1.0, rtol=1e-5)  # Segment 1: tokens 1-4.
+  np.testing.assert_allclose(probs[0, 3:, 5:8].sum(-1), 1.0, rtol=1e-5)  # Segment 2: tokens 5-7.
+  np.testing.assert_allclose(probs[1, :, 1:11].sum(-1), 1.0, rtol=1e-5)  # One unpadded segment: all ten.
+  assert np.all(probs[0, :3, 1:5] > 0) and np.all(probs[0, 3:, 5:8] > 0)
+
+
+def test_pointer_generator_needs_an_encoder():
+  with pytest.raises(ValueError, match='model.pointer_generator'):
+    model_lib.ModelConfig(**TINY, pointer_generator=True)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # KV-cache decoding equals full-sequence logits.
 
@@ -246,7 +276,8 @@ def test_decoder_only_cache_equals_full_sequence(options):
   np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('options', [dict(), T5_LIKE, dict(position='rope', num_kv_heads=2)],
+@pytest.mark.parametrize('options', [dict(), T5_LIKE, dict(position='rope', num_kv_heads=2),
+                                     dict(T5_LIKE, pointer_generator=True)],
                          ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()) or 'default')
 def test_encoder_decoder_cache_equals_full_sequence(options):
   model = make_encdec(**options)
@@ -260,10 +291,11 @@ def test_encoder_decoder_cache_equals_full_sequence(options):
   np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
 
 
-def test_beam_search_over_the_encoder_decoder_scores_its_sequences_by_their_own_inputs():
+@pytest.mark.parametrize('pointer_generator', [False, True])
+def test_beam_search_over_the_encoder_decoder_scores_its_sequences_by_their_own_inputs(pointer_generator):
   """Beam search reorders the self-attention cache but reads the encoder state from make_logits_fn's closure,
   repeated per beam: each returned sequence must score exactly its teacher-forced log-prob given its own input."""
-  model = make_encdec(**T5_LIKE)
+  model = make_encdec(**T5_LIKE, pointer_generator=pointer_generator)
   enc, _ = encdec_inputs()
   enc_seg = jnp.array([[1] * 10, [1] * 6 + [0] * 4])
   params = model.init(jax.random.PRNGKey(0), enc, enc[:, :6])['params']

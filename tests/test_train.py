@@ -59,6 +59,14 @@ def test_loss_falls_and_run_directory_is_complete(corpus_dir, tmp_path):
   text = train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
   assert text.startswith('the ') and len(text) <= 4 + 12
   assert text == train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
+  # A run made before some model options existed (its config.json lacks them) loads at their defaults.
+  with open(tmp_path / 'config.json') as f:
+    saved = json.load(f)
+  for key in ('architecture', 'pointer_generator', 'kernel_init'):
+    del saved['model'][key]
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump(saved, f)
+  assert text == train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
   accounting, = read_metrics(tmp_path, split='data')  # Train-split token accounting, logged once.
   assert accounting['target_tokens'] > 0
   assert (accounting['input_tokens'] + accounting['target_tokens'] + accounting['truncated_tokens']
