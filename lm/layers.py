@@ -58,10 +58,14 @@ def matmul(x: Array, w: Array, dtype: jnp.dtype) -> Array:
   return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
 
 
+def _cast_operands(x, w, dtype):
+  """(x and w cast to dtype, zero-size arrays of their own dtypes): the residuals of the matmuls' backward passes,
+  whose cotangents must take the primal dtypes (and residuals must be arrays)."""
+  return x.astype(dtype), w.astype(dtype), (jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
+
+
 def _matmul_fwd(x, w, dtype):
-  xc, wc = x.astype(dtype), w.astype(dtype)
-  # Zero-size arrays carry the primal dtypes (residuals must be arrays) so cotangents match them.
-  dtypes = (jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
+  xc, wc, dtypes = _cast_operands(x, w, dtype)
   return jnp.matmul(xc, wc, preferred_element_type=jnp.float32), (xc, wc, dtypes)
 
 
@@ -93,8 +97,7 @@ def matmul_transposed(x: Array, w: Array, dtype: jnp.dtype) -> Array:
 
 
 def _matmul_transposed_fwd(x, w, dtype):
-  xc, wc = x.astype(dtype), w.astype(dtype)
-  dtypes = (jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
+  xc, wc, dtypes = _cast_operands(x, w, dtype)
   y = jax.lax.dot_general(xc, wc, (((xc.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
   return y, (xc, wc, dtypes)
 
