@@ -160,7 +160,7 @@ def validate_eval_config(config: ml_collections.ConfigDict) -> None:
 
 # Prefixes of T5's multi-task mixture, used by the command line when the run's data.prefix is empty.
 TASK_PREFIXES = {'summarize': 'summarize: ', 'translate': 'translate English to German: ', 'answer': ''}
-NUM_SHOWN_EXAMPLES = 5  # (input, target, prediction) triples kept in eval_<step>.json.
+NUM_SHOWN_EXAMPLES = 5  # Examples kept in eval_<step>.json (predictions_<step>_<split>.jsonl holds them all).
 _MIN_PADDED_LEN = 16  # Inputs pad to a power of two at least this long: few shapes, few compilations.
 
 
@@ -317,7 +317,8 @@ def evaluate_generation(config: ml_collections.ConfigDict, model: Any, params: A
   each of eval.metrics; with 'rouge', also the lead-sentence baseline's ROUGE of the inputs (`lead_rouge1`, ...).
 
   With `workdir`, process 0 records the metrics, the decoding config and the first NUM_SHOWN_EXAMPLES
-  (input, target, prediction) triples in workdir/eval_<step>.json under `split`.
+  (input, target, prediction) triples in workdir/eval_<step>.json under `split`, and every example in
+  workdir/predictions_<step>_<split>.jsonl.
   """
   from lm.data import datasets  # Imports tensorflow_datasets.
   pairs = datasets.split_pairs(config.data, split)
@@ -331,18 +332,32 @@ def evaluate_generation(config: ml_collections.ConfigDict, model: Any, params: A
   metrics = {}
   for name in config.eval.metrics:
     metrics.update(METRICS[name](predictions, targets))
+  examples = [{'input': x, 'target': y, 'prediction': p} for x, y, p in zip(inputs, targets, predictions)]
   if 'rouge' in config.eval.metrics:  # What a summary must beat: the input's first sentence, as written.
-    lead = rouge_per_example([lead_sentence(text) for text in inputs], targets)
+    leads = [lead_sentence(text) for text in inputs]
+    lead = rouge_per_example(leads, targets)
     metrics.update({f'lead_{key}': float(np.mean(value)) for key, value in lead.items()})
     # Is the margin over the lead more than the noise of this many examples? Its paired-bootstrap 95% interval.
-    low, high = paired_bootstrap_interval(rouge_per_example(predictions, targets)['rougeL'], lead['rougeL'])
+    scores = rouge_per_example(predictions, targets)['rougeL']
+    low, high = paired_bootstrap_interval(scores, lead['rougeL'])
     metrics.update(lead_margin_rougeL_low=low, lead_margin_rougeL_high=high)
+    for example, text, score, lead_score in zip(examples, leads, scores, lead['rougeL']):
+      example.update(rougeL=float(score), lead=text, lead_rougeL=float(lead_score))
   if workdir and jax.process_index() == 0:
-    shown = [{'input': x, 'target': y, 'prediction': p}
-             for x, y, p in list(zip(inputs, targets, predictions))[:NUM_SHOWN_EXAMPLES]]
     _record(workdir, step, split, {'metrics': metrics, 'num_examples': len(pairs), 'prefix': config.data.prefix,
-                                   'decode': config.decode.to_dict(), 'examples': shown})
+                                   'decode': config.decode.to_dict(), 'examples': examples[:NUM_SHOWN_EXAMPLES]})
+    _write_predictions(workdir, step, split, examples)
   return metrics
+
+
+def _write_predictions(workdir: str, step: int, split: str, examples: list[dict]) -> str:
+  """Every example of an evaluation, one JSON object a line, to predictions_<step>_<split>.jsonl: for error
+  analysis and notebooks (with 'rouge', each has its ROUGE-L and the lead's). Returns the path."""
+  path = os.path.join(workdir, f'predictions_{step}_{split}.jsonl')
+  with open(path + '.tmp', 'w') as f:
+    f.writelines(json.dumps(example) + '\n' for example in examples)
+  os.replace(path + '.tmp', path)
+  return path
 
 
 def teacher_forced(config: ml_collections.ConfigDict, model: Any, params: Any, tokenizer: Any,

@@ -271,6 +271,12 @@ def test_evaluate_generation_scores_and_records_with_the_lead_baseline(seq2seq, 
   assert [e['input'] for e in report['examples']] == inputs[:evaluate.NUM_SHOWN_EXAMPLES]
   predictions = [e['prediction'] for e in report['examples']]
   assert predictions == evaluate.predict(model, params, tokenizer, inputs[:5], config.decode)
+  with open(tmp_path / 'predictions_7_validation.jsonl') as f:
+    every = [json.loads(line) for line in f]
+  assert [e['input'] for e in every] == inputs and [e['target'] for e in every] == targets
+  assert [e['prediction'] for e in every[:5]] == predictions
+  assert np.mean([e['rougeL'] for e in every]) == pytest.approx(metrics['rougeL'])
+  assert np.mean([e['lead_rougeL'] for e in every]) == pytest.approx(metrics['lead_rougeL'])
   # Another split at the same step is added to the file, not written over it.
   evaluate.evaluate_generation(config, model, params, tokenizer, 'test', 7, workdir=str(tmp_path))
   with open(tmp_path / 'eval_7.json') as f:
