@@ -316,9 +316,9 @@ def evaluate_generation(config: ml_collections.ConfigDict, model: Any, params: A
   """Decodes the inputs of `split` (its first eval.num_examples; 0: all) and scores them against the targets with
   each of eval.metrics; with 'rouge', also the lead-sentence baseline's ROUGE of the inputs (`lead_rouge1`, ...).
 
-  With `workdir`, process 0 records the metrics, the decoding config and the first NUM_SHOWN_EXAMPLES
-  (input, target, prediction) triples in workdir/eval_<step>.json under `split`, and every example in
-  workdir/predictions_<step>_<split>.jsonl.
+  With `workdir`, process 0 records the metrics, the decoding config and the first NUM_SHOWN_EXAMPLES examples
+  (input, target, prediction; with 'rouge' also its ROUGE-L, the lead and the lead's ROUGE-L) in
+  workdir/eval_<step>.json under `split`, and every example in workdir/predictions_<step>_<split>.jsonl.
   """
   from lm.data import datasets  # Imports tensorflow_datasets.
   pairs = datasets.split_pairs(config.data, split)
@@ -416,7 +416,8 @@ def predict_from_workdir(workdir: str, texts: Sequence[str], *, task: str,
 def eval_hook(config: ml_collections.ConfigDict, workdir: str) -> Callable[[int, Any, Any], None] | None:
   """The generation eval that `train.train_and_evaluate(..., eval_hook=...)` runs at its validation points:
   evaluate_generation on eval.split at the points that eval.every_steps divides (0: all) and at the last step,
-  logged as split 'eval_generation' and recorded in eval_<step>.json. None when eval.metrics is empty.
+  logged as split 'eval_generation' and recorded in eval_<step>.json and predictions_<step>_<split>.jsonl. None
+  when eval.metrics is empty.
 
   The tokenizer and model are built at the first call, when training has saved the run's tokenizer. Multi-process
   runs skip it (decoding runs on one process): score them with `./run.sh eval` afterwards.

@@ -41,14 +41,14 @@ def matmul_params(config: model_lib.ModelConfig) -> int:
   output = config.d_model * config.vocab_size
   if config.architecture == 'encoder_decoder':
     return (config.encoder_layers * block + config.num_layers * (block + qo + kv) + output
-            + _pointer_generator_params(config))
+            + sum(_pointer_generator_params(config)))
   return config.num_layers * block + output
 
 
-def _pointer_generator_params(config: model_lib.ModelConfig) -> int:
-  """Its key kernel (per input token), query kernel and gate (per target token); 0 without one."""
+def _pointer_generator_params(config: model_lib.ModelConfig) -> tuple[int, int]:
+  """(kernel params applied per input token: its key; per target token: its query and gate); 0s without one."""
   d = config.d_model
-  return 2 * d * d + 2 * d if config.pointer_generator else 0
+  return (d * d, d * d + 2 * d) if config.pointer_generator else (0, 0)
 
 
 def count_params(params) -> int:
@@ -84,9 +84,9 @@ def flops_per_row(config: model_lib.ModelConfig, *, target_len: int, input_len: 
   decoder = target_len * (6 * (config.num_layers * (block + qo) + config.d_model * config.vocab_size)
                           + 12 * config.num_layers * hk * (target_len + input_len))
   if config.pointer_generator:
-    d = config.d_model
-    cross_kv += input_len * 6 * d * d
-    decoder += target_len * (6 * (d * d + 2 * d) + 12 * d * input_len)
+    per_input, per_target = _pointer_generator_params(config)
+    cross_kv += input_len * 6 * per_input
+    decoder += target_len * (6 * per_target + 12 * config.d_model * input_len)
   return float(encoder + cross_kv + decoder)
 
 

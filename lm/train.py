@@ -665,8 +665,8 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   saved = run_config.load(workdir)  # Raises first if `workdir` is no run directory.
-  _fill_model_defaults(saved)
   config = saved if config is None else config
+  _fill_model_defaults(config)  # The command line's config is the run's own config.json too.
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=1, read_only=True)
   try:
     step = checkpointer.latest_step()

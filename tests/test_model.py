@@ -222,8 +222,9 @@ def test_encoder_decoder_segments_stay_apart():
 
 
 def test_pointer_generator_outputs_log_probs_that_copy_only_their_own_segments_tokens():
-  """Its logits are normalised log-probs; with the gate shut (all copy), the mass is the copy attention's:
-  each decoder segment's on the tokens of its own encoder segment, none on another's or on padding."""
+  """Its logits are normalised log-probs. With the gate open (all generate) they are the plain model's
+  log-softmax; with it shut (all copy), the mass is the copy attention's: each decoder segment's on the tokens
+  of its own encoder segment, none on another's or on padding."""
   model = make_encdec(**T5_LIKE, pointer_generator=True, vocab_size=40)
   enc = jnp.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]] * 2)
   enc_seg = jnp.array([[1, 1, 1, 1, 2, 2, 2, 0, 0, 0], [1] * 10])
@@ -232,17 +233,24 @@ def test_pointer_generator_outputs_log_probs_that_copy_only_their_own_segments_t
   params = nn_unbox(model.init(jax.random.PRNGKey(0), enc, dec)['params'])
   log_probs = model.apply({'params': params}, enc, dec, enc_seg, dec_seg)
   np.testing.assert_allclose(jax.nn.logsumexp(log_probs, axis=-1), 0.0, atol=1e-5)
-  assert float(jnp.min(jnp.exp(log_probs[..., 11:]))) > 0, 'the vocabulary softmax must keep every token possible'
+  assert float(jnp.min(jnp.exp(log_probs[..., 11:]))) > 1e-6, 'the vocabulary softmax keeps every token possible'
 
-  gate = params['decoder']['pointer_generator']['gate']
-  shut = {**gate, 'kernel': jnp.zeros_like(gate['kernel']), 'bias': jnp.full_like(gate['bias'], -1e4)}
-  params = {**params, 'decoder': {**params['decoder'],
-                                  'pointer_generator': {**params['decoder']['pointer_generator'], 'gate': shut}}}
-  probs = np.asarray(jnp.exp(model.apply({'params': params}, enc, dec, enc_seg, dec_seg)))
+  def with_gate_bias(bias):
+    gate = {'kernel': jnp.zeros_like(params['decoder']['pointer_generator']['gate']['kernel']),
+            'bias': jnp.full((1,), bias)}
+    return {**params, 'decoder': {**params['decoder'],
+                                  'pointer_generator': {**params['decoder']['pointer_generator'], 'gate': gate}}}
+
+  plain = make_encdec(**T5_LIKE, vocab_size=40)
+  plain_params = {**params, 'decoder': {k: v for k, v in params['decoder'].items() if k != 'pointer_generator'}}
+  np.testing.assert_allclose(model.apply({'params': with_gate_bias(1e4)}, enc, dec, enc_seg, dec_seg),
+                             jax.nn.log_softmax(plain.apply({'params': plain_params}, enc, dec, enc_seg, dec_seg)),
+                             atol=1e-5)
+  probs = np.asarray(jnp.exp(model.apply({'params': with_gate_bias(-1e4)}, enc, dec, enc_seg, dec_seg)))
   np.testing.assert_allclose(probs[0, :3, 1:5].sum(-1), 1.0, rtol=1e-5)  # Segment 1: tokens 1-4.
   np.testing.assert_allclose(probs[0, 3:, 5:8].sum(-1), 1.0, rtol=1e-5)  # Segment 2: tokens 5-7.
   np.testing.assert_allclose(probs[1, :, 1:11].sum(-1), 1.0, rtol=1e-5)  # One unpadded segment: all ten.
-  assert np.all(probs[0, :3, 1:5] > 0) and np.all(probs[0, 3:, 5:8] > 0)
+  assert np.all(probs[0, :3, 1:5] > 1e-3) and np.all(probs[0, 3:, 5:8] > 1e-3)
 
 
 def test_pointer_generator_needs_an_encoder():

@@ -50,9 +50,10 @@ def encoder_decoder_batches(n, input_len):
   rng = np.random.default_rng(1)
   segment_ids = np.repeat([[1] * (input_len // 2) + [2] * (input_len // 2 - 2) + [0, 0]], BATCH, 0).astype(np.int32)
   decoder_segments = np.repeat([[1] * (SEQ_LEN // 2) + [2] * (SEQ_LEN // 2)], BATCH, 0).astype(np.int32)
+  restart = lambda length: np.tile(np.arange(length, dtype=np.int32) % (length // 2), (BATCH, 1))
   return [{**batch, 'encoder_input_tokens': rng.integers(1, VOCAB, (BATCH, input_len)).astype(np.int32),
            'encoder_segment_ids': segment_ids, 'decoder_segment_ids': decoder_segments,
-           'encoder_positions': np.tile(np.arange(input_len, dtype=np.int32), (BATCH, 1))}
+           'encoder_positions': restart(input_len), 'decoder_positions': restart(SEQ_LEN)}
           for batch in batches(n)]
 
 

@@ -17,6 +17,7 @@ import pytest
 from experiments import base
 from lm import checkpoint as checkpoint_lib
 from lm import evaluate
+from lm import run_config
 from lm import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,6 +68,8 @@ def test_loss_falls_and_run_directory_is_complete(corpus_dir, tmp_path):
   with open(tmp_path / 'config.json', 'w') as f:
     json.dump(saved, f)
   assert text == train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
+  config, *_ = train.load_run(str(tmp_path), run_config.load(str(tmp_path)))  # As eval and summarize load it.
+  assert config.model.architecture == 'decoder_only' and config.model.kernel_init == 'normal'
   accounting, = read_metrics(tmp_path, split='data')  # Train-split token accounting, logged once.
   assert accounting['target_tokens'] > 0
   assert (accounting['input_tokens'] + accounting['target_tokens'] + accounting['truncated_tokens']
