@@ -12,8 +12,8 @@ Expect:   validation loss 3.962 nats per target token (bits per byte 2.332) at s
           vocabulary, differed by one version (platformdirs 4.14.8 against 4.14.9). These are with the copy
           mechanism (`model.pointer_generator`) that docstrings_summarize uses: span corruption's masked words
           often appear elsewhere in the input. Without it (t5_pretrain.py's model, development checkout): 4.165 at
-          step 600 (4.520 at 200, 4.268 at 400); with --config.train.num_steps=1200 (6.6 min) 3.997 at step 1200, but the
-          summarizer fine-tuned from that scored no better (see docstrings_summarize.py).
+          step 600 (4.520 at 200, 4.268 at 400); with --config.train.num_steps=1200 (6.6 min) 3.997 at step 1200,
+          but the summarizer fine-tuned from that scored no better (see docstrings_summarize.py).
 """
 from experiments import t5_pretrain
 
