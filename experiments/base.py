@@ -67,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.synthetic_length = 12  # copy/reverse/sort/addition: digits per example.
   d.synthetic_examples = 100_000  # copy/reverse/sort/addition: training examples (eval splits are 1/10).
   d.tokenizer = 'char'  # 'char' | 'byte' | 'sentencepiece'.
-  d.vocab_size = 8000  # sentencepiece: vocabulary size, special and sentinel ids included.
+  d.spm_vocab_size = 8000  # sentencepiece: pieces to train, special and sentinel ids included (not model.vocab_size).
   d.spm_model_type = 'unigram'  # sentencepiece: 'unigram' | 'bpe'.
   d.seq_len = 256  # Tokens per training row (the model's context).
   d.num_workers = 0  # grain worker processes feeding the train iterator (0: in process).

@@ -523,7 +523,7 @@ def _copy_tokenizer(run_dir: str, workdir: str, config: ml_collections.ConfigDic
   kind = tokenizer.to_dict()['kind']
   wanted = {'tokenizer': kind}
   if kind == 'sentencepiece':
-    wanted.update(spm_model_type=tokenizer.model_type, vocab_size=tokenizer.vocab_size)
+    wanted.update(spm_model_type=tokenizer.model_type, spm_vocab_size=tokenizer.vocab_size)
   if any(data[key] != value for key, value in wanted.items()):
     raise ValueError(f'init_from={run_dir!r} trained with its own tokenizer, which this run must use (its '
                      f'embeddings index its ids): set ' + ' '.join(f'data.{k}={v!r}' for k, v in wanted.items())

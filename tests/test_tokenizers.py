@@ -335,7 +335,7 @@ def test_pipeline_trains_spm_on_train_only_and_caches_it_with_the_dataset(
   corpus.write_text(''.join(_corpus()), encoding='utf-8')
   config = _data_config(name='text_files', path=str(corpus),
                         data_dir=str(tmp_path / 'tfds'),
-                        tokenizer='sentencepiece', vocab_size=SPM_VOCAB_SIZE,
+                        tokenizer='sentencepiece', spm_vocab_size=SPM_VOCAB_SIZE,
                         spm_model_type='bpe')
   calls = []
   make_tokenizer = tokenizers.make_tokenizer
@@ -361,7 +361,7 @@ def test_pipeline_trains_spm_on_train_only_and_caches_it_with_the_dataset(
   # The run's own copy wins, and must match the config.
   assert pipeline.get_tokenizer(config, str(tmp_path / 'run1')).to_dict() == (
       built.to_dict())
-  config.vocab_size = SPM_VOCAB_SIZE - 10
+  config.spm_vocab_size = SPM_VOCAB_SIZE - 10
   with pytest.raises(ValueError, match=r"\('bpe', 500\) but data asks for "
                                        r"\('bpe', 490\)"):
     pipeline.get_tokenizer(config, str(tmp_path / 'run1'))

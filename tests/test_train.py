@@ -311,7 +311,7 @@ def seq2seq_config(root, task='seq2seq', **train_overrides):
   c.data.update(name='reverse', task=task, data_dir=str(root / 'tfds'), synthetic_length=6, synthetic_examples=400,
                 max_input_len=8, max_target_len=8)
   if task == 'span_corruption':
-    c.data.update(tokenizer='sentencepiece', vocab_size=400, max_input_len=16, max_target_len=8)
+    c.data.update(tokenizer='sentencepiece', spm_vocab_size=400, max_input_len=16, max_target_len=8)
   c.train.update({'batch_size': 16, 'num_steps': 30, 'warmup_steps': 5, 'learning_rate': 1e-2, 'log_every': 1,
                   'eval_every': 15, 'checkpoint_every': 15, 'eval_batch_size': 16, **train_overrides})
   c.sample.num_tokens = 0  # No end-of-training sample (its decoder compiles): one test looks at it.
@@ -357,7 +357,7 @@ def test_fine_tuning_starts_from_the_pretrained_params(digits_root, tmp_path, mo
   train.train_and_evaluate(seq2seq_config(digits_root, 'span_corruption', num_steps=6, eval_every=6,
                                           checkpoint_every=6), str(pretrain))
   config = seq2seq_config(digits_root, num_steps=3, eval_every=3, checkpoint_every=3)
-  config.data.update(tokenizer='sentencepiece', vocab_size=400)
+  config.data.update(tokenizer='sentencepiece', spm_vocab_size=400)
   config.parallel.strategy = 'mesh'  # Params saved from one device start a run on 8.
   config.init_from = str(pretrain)
   first_params = []
@@ -389,11 +389,11 @@ def test_fine_tuning_starts_from_the_pretrained_params(digits_root, tmp_path, mo
   with pytest.raises(FileNotFoundError, match='has no checkpoint in'):
     train.train_and_evaluate(config, str(tmp_path / 'a'))
   config.init_from = str(pretrain)
-  config.data.vocab_size = 500
+  config.data.spm_vocab_size = 500
   with pytest.raises(ValueError, match=r"set data.tokenizer='sentencepiece' data.spm_model_type='unigram' "
-                                       r"data.vocab_size=400 \(this config has .* data.vocab_size=500\)"):
+                                       r"data.spm_vocab_size=400 \(this config has .* data.spm_vocab_size=500\)"):
     train.train_and_evaluate(config, str(tmp_path / 'b'))
-  config.data.vocab_size = 400
+  config.data.spm_vocab_size = 400
   config.model.d_ff = 48
   config.parallel.strategy = 'single'  # Compiles faster.
   with pytest.raises(ValueError, match=r'parameter \S*mlp\S* has shape \((32, 48|48, 32)\) in this model but '
@@ -437,7 +437,7 @@ def test_every_experiment_documents_itself_validates_and_builds(name):
   c = module.get_config()
   train.validate_config(c)
   evaluate.validate_eval_config(c)
-  vocab_size = c.data.vocab_size if c.data.tokenizer == 'sentencepiece' else 256
+  vocab_size = c.data.spm_vocab_size if c.data.tokenizer == 'sentencepiece' else 256
   model = train.build_model(c, vocab_size)
   seq_len, input_len = train.row_lengths(c)
   state = jax.eval_shape(functools.partial(train.init_state, model, train.optim.make_optimizer(c.train),

@@ -77,7 +77,7 @@ def get_tokenizer(data_config, workdir: str | None = None):
     return tokenizer
   if kind == 'sentencepiece':
     model_type = data_config.spm_model_type
-    vocab_size = data_config.vocab_size
+    vocab_size = data_config.spm_vocab_size
     # Prepare first: preparing renames a finished folder onto data_dir, which
     # must not exist before.
     datasets.load_split(data_config, 'train')
