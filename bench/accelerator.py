@@ -4,7 +4,7 @@ Run: ./run.sh bench accelerator [--models=350m,1b] [--seq_len=2048] [--steps=10]
      ./run.sh bench accelerator --smoke      (tiny model, 2 steps: checks the driver on CPU)
 bench/accelerator.sh runs it on an NVIDIA H200 with a timeout.
 
-Each configuration (model, batch, remat) runs the real `train.train_step` (AdamW, clipping, donated state)
+Each configuration (model, batch, remat) runs the real `step.train_step` (AdamW, clipping, donated state)
 through `parallel.Launcher('single')` on random tokens (vocab 32768), with `model.attention='cudnn'`
 (jax.nn.dot_product_attention's cuDNN flash attention; 'dot_product_attention' off GPU) and bfloat16 matmuls
 (params float32). It compiles, runs --warmup steps, then times --steps steps; one line per configuration,
@@ -31,7 +31,8 @@ from experiments import base  # noqa: E402
 from lm import flops as flops_lib  # noqa: E402
 from lm import optim  # noqa: E402
 from lm import parallel  # noqa: E402
-from lm import train  # noqa: E402
+from lm import rundir  # noqa: E402
+from lm import step as step_lib  # noqa: E402
 
 MODELS = {  # name: (num_layers, d_model, num_heads); vocab 32768, GELU MLP 4x, learned positions, tied.
     '350m': (24, 1024, 16),  # 302M matmul params + 34M embedding.
@@ -83,15 +84,15 @@ def random_batch(rows, seq_len, vocab, seed=0):
 def time_config(config, rows, steps, warmup):
   """(seconds per step, compile-and-warmup seconds, final loss) of `steps` train steps after `warmup`."""
   seq_len = config.data.seq_len
-  model = train.build_model(config, config.model.vocab_size)
+  model = rundir.build_model(config, config.model.vocab_size)
   tx = optim.make_optimizer(config.train)
   token_bytes = jnp.ones((config.model.vocab_size,), jnp.float32)
   launcher = parallel.Launcher(
       'single', (1, 1, 1),
-      init_fn=functools.partial(train.init_state, model, tx, seq_len=seq_len),
-      boxed_init_fn=functools.partial(train.init_state, model, tx, seq_len=seq_len, boxed=True),
-      step_fn=functools.partial(train.train_step, model=model, tx=tx, token_bytes=token_bytes),
-      eval_fn=functools.partial(train.eval_step, model=model, token_bytes=token_bytes))
+      init_fn=functools.partial(step_lib.init_state, model, tx, seq_len=seq_len),
+      boxed_init_fn=functools.partial(step_lib.init_state, model, tx, seq_len=seq_len, boxed=True),
+      step_fn=functools.partial(step_lib.train_step, model=model, tx=tx, token_bytes=token_bytes),
+      eval_fn=functools.partial(step_lib.eval_step, model=model, token_bytes=token_bytes))
   start = time.perf_counter()
   state = launcher.init(jax.random.PRNGKey(0))
   batch = launcher.place_batch(random_batch(rows, seq_len, config.model.vocab_size))

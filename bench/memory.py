@@ -4,7 +4,7 @@ Run: ./run.sh bench memory [--sizes=tiny,25m,125m,350m,1.3b] [--strategies=singl
                            [--batch_per_device=8] [--remat=none,full,save_matmuls] [--dtype=bfloat16]
                            [--measure_max_params=30e6] [--device_memory_gb=80]
 
-Nothing full-size is ever allocated: shapes come from `jax.eval_shape` of the boxed `train.init_state`, the
+Nothing full-size is ever allocated: shapes come from `jax.eval_shape` of the boxed `step.init_state`, the
 per-device layout from `parallel.shardings_from_logical` on a mesh of 8 fake CPU devices, and the measured
 figures from `jax.jit(train_step).lower(abstract args).compile().memory_analysis()`.
 
@@ -61,7 +61,8 @@ from experiments import base  # noqa: E402
 from lm import flops as flops_lib  # noqa: E402
 from lm import optim  # noqa: E402
 from lm import parallel  # noqa: E402
-from lm import train  # noqa: E402
+from lm import rundir  # noqa: E402
+from lm import step as step_lib  # noqa: E402
 
 SIZES = {  # name: (num_layers, d_model, num_heads, vocab_size, seq_len)
     'tiny': (4, 128, 4, 256, 256),  # ~0.8M
@@ -121,11 +122,11 @@ def make_config(num_layers, d_model, num_heads, vocab_size, seq_len, dtype='bflo
 
 
 def model_and_tx(config):
-  return train.build_model(config, config.model.vocab_size), optim.make_optimizer(config.train)
+  return rundir.build_model(config, config.model.vocab_size), optim.make_optimizer(config.train)
 
 
 def boxed_state_shape(model, tx, seq_len):
-  return jax.eval_shape(functools.partial(train.init_state, model, tx, seq_len=seq_len, boxed=True),
+  return jax.eval_shape(functools.partial(step_lib.init_state, model, tx, seq_len=seq_len, boxed=True),
                         jax.random.PRNGKey(0))
 
 
@@ -200,7 +201,7 @@ def measure(config, strategy) -> tuple[dict[str, int], float]:
       ('decoder_input_tokens', jnp.int32), ('decoder_target_tokens', jnp.int32),
       ('decoder_loss_weights', jnp.float32), ('decoder_segment_ids', jnp.int32),
       ('decoder_positions', jnp.int32))}
-  step = functools.partial(train.train_step, model=model, tx=tx,
+  step = functools.partial(step_lib.train_step, model=model, tx=tx,
                            token_bytes=jnp.ones((model.config.vocab_size,), jnp.float32))
   start = time.perf_counter()
   with parallel.activation_sharding(mesh):  # As the Launcher traces the step.

@@ -21,7 +21,8 @@ from experiments import base
 from lm import flops as flops_lib
 from lm import optim
 from lm import parallel
-from lm import train
+from lm import rundir
+from lm import step as step_lib
 
 SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size); vocab 65, dropout 0.
     'nano': (4, 4, 128, 64, 12),
@@ -44,11 +45,11 @@ def make_step_window(num_layers, num_heads, d_model, seq_len, batch_size, dtype,
   config = base.get_config()
   config.model.update(num_layers=num_layers, num_heads=num_heads, d_model=d_model, dtype=dtype, dropout=0.0)
   config.data.seq_len = seq_len
-  model = train.build_model(config, vocab_size=65)
+  model = rundir.build_model(config, vocab_size=65)
   tx = optim.make_optimizer(config.train)
-  state = jax.jit(functools.partial(train.init_state, model, tx, seq_len=seq_len))(jax.random.PRNGKey(0))
+  state = jax.jit(functools.partial(step_lib.init_state, model, tx, seq_len=seq_len))(jax.random.PRNGKey(0))
   token_bytes = jnp.ones((65,), jnp.float32)
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, token_bytes=token_bytes),
+  step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, token_bytes=token_bytes),
                  donate_argnums=0)
   rng = np.random.default_rng(0)
   tokens = rng.integers(0, 65, (batch_size, seq_len + 1)).astype(np.int32)
@@ -80,14 +81,14 @@ def make_launcher_window(strategy, num_layers, num_heads, d_model, seq_len, batc
   config = base.get_config()
   config.model.update(num_layers=num_layers, num_heads=num_heads, d_model=d_model, dtype=dtype, dropout=0.0)
   config.data.seq_len = seq_len
-  model = train.build_model(config, vocab_size=65)
+  model = rundir.build_model(config, vocab_size=65)
   tx = optim.make_optimizer(config.train)
   token_bytes = jnp.ones((65,), jnp.float32)
   launcher = parallel.Launcher(
-      strategy, (1, 1, 1), init_fn=functools.partial(train.init_state, model, tx, seq_len=seq_len),
-      boxed_init_fn=functools.partial(train.init_state, model, tx, seq_len=seq_len, boxed=True),
-      step_fn=functools.partial(train.train_step, model=model, tx=tx, token_bytes=token_bytes),
-      eval_fn=functools.partial(train.eval_step, model=model, token_bytes=token_bytes))
+      strategy, (1, 1, 1), init_fn=functools.partial(step_lib.init_state, model, tx, seq_len=seq_len),
+      boxed_init_fn=functools.partial(step_lib.init_state, model, tx, seq_len=seq_len, boxed=True),
+      step_fn=functools.partial(step_lib.train_step, model=model, tx=tx, token_bytes=token_bytes),
+      eval_fn=functools.partial(step_lib.eval_step, model=model, token_bytes=token_bytes))
   tokens = np.random.default_rng(0).integers(0, 65, (batch_size, seq_len + 1)).astype(np.int32)
   batch = launcher.place_batch({
       'decoder_input_tokens': tokens[:, :-1], 'decoder_target_tokens': tokens[:, 1:],

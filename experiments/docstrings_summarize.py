@@ -63,5 +63,5 @@ def get_config():
                  eval_every=600, checkpoint_every=600, eval_batch_size=16)
   # ROUGE of beam search (4 beams) on the 84 validation pairs at each validation point.
   c.eval.update(metrics=('rouge',), batch_size=16)
-  c.decode.update(max_decode_len=64, max_input_len=512)
+  c.decode.update(max_decode_len=64)
   return c

@@ -20,5 +20,5 @@ def get_config():
   c.data.update(task='seq2seq', name='cnn_dailymail', input_key='article', target_key='highlights',
                 prefix='summarize: ', max_input_len=512, max_target_len=128, pack=True)
   t5_pretrain.catalogue_finetune(c, 'rouge')
-  c.decode.update(max_decode_len=128, max_input_len=512)
+  c.decode.update(max_decode_len=128)
   return c

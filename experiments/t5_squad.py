@@ -21,5 +21,5 @@ def get_config():
   c.data.update(task='seq2seq', name='squad', input_key='question: {question} context: {context}',
                 target_key='answers/text', max_input_len=512, max_target_len=32, pack=True)
   t5_pretrain.catalogue_finetune(c, 'exact_match')
-  c.decode.update(num_beams=1, max_decode_len=32, max_input_len=512)
+  c.decode.update(num_beams=1, max_decode_len=32)
   return c

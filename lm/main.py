@@ -8,9 +8,11 @@ Modes:
   summarize  print the model's output for TEXT (the arguments, or stdin) with T5's prefix 'summarize: '.
   translate  the same with 'translate English to German: '.
   answer     the same for --question and --context ('question: ... context: ...').
-eval, summarize, translate and answer use the run's own config.json unless --config is given; --config.KEY=VALUE
-flags override it (e.g. --config.eval.split=test, --config.decode.num_beams=1).
+train and data default to --config=experiments/shakespeare.py, and train to --workdir=runs/<experiment name> (in
+the repository); eval, summarize, translate and answer use the run's own config.json unless --config is given.
+--config.KEY=VALUE flags override either (e.g. --config.eval.split=test, --config.decode.num_beams=1).
 """
+import os
 import re
 import sys
 
@@ -19,12 +21,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from lm import run_config
-
 config_flags.DEFINE_config_file('config', None, 'Experiment file (ml_collections get_config()).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: config, metrics, checkpoints, samples.')
-# sample: each flag left unset takes the run's own config.sample value (seed: config.seed).
+# sample: each flag left unset takes the run's own config.decode.sample_* value (seed: config.seed).
 flags.DEFINE_string('prompt', None, 'sample: text to continue.')
 flags.DEFINE_integer('num_tokens', None, 'sample: tokens to generate.')
 flags.DEFINE_float('temperature', None, 'sample: softmax temperature; 0 is greedy.')
@@ -40,13 +40,39 @@ RUN_MODES = ('eval',) + TEXT_MODES  # Modes whose default config is the run's ow
 MODES = ('train', 'sample', 'data') + RUN_MODES
 
 
-def with_run_config(argv: list[str]) -> list[str]:
-  """`argv` with --config=lm/run_config.py:WORKDIR first, for a run mode given --workdir but no --config."""
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_EXPERIMENT = os.path.join(REPOSITORY, 'experiments', 'shakespeare.py')
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+  """The value of --NAME=V or --NAME V in `argv`, else None."""
+  for i, arg in enumerate(argv):
+    if m := re.fullmatch(rf'--?{name}=(.*)', arg):
+      return m.group(1)
+    if re.fullmatch(rf'--?{name}', arg) and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def with_defaults(argv: list[str]) -> list[str]:
+  """`argv` with the default --config and --workdir of its mode added where they are missing.
+
+  train, data: --config=experiments/shakespeare.py; train: --workdir=runs/<experiment file name>. eval and the
+  text modes given --workdir: --config=lm/rundir.py:WORKDIR, the run's own config, which --config.KEY=VALUE
+  flags then override (ml_collections reads them from sys.argv itself, so this runs before flag parsing).
+  """
   mode = next((a for a in argv[1:] if not a.startswith('-')), None)
-  workdir = next((m.group(1) for a in argv if (m := re.fullmatch(r'--?workdir=(.+)', a))), None)
-  if mode not in RUN_MODES or not workdir or any(re.match(r'--?config(=|$)', a) for a in argv):
-    return argv
-  return [argv[0], f'--config={run_config.__file__}:{workdir}', *argv[1:]]
+  config, workdir = _flag_value(argv, 'config'), _flag_value(argv, 'workdir')
+  added = []
+  if mode in ('train', 'data') and config is None:
+    config = DEFAULT_EXPERIMENT
+    added.append(f'--config={config}')
+  if mode == 'train' and workdir is None:
+    name = os.path.basename(config.partition(':')[0]).removesuffix('.py')
+    added.append(f'--workdir={os.path.join(REPOSITORY, "runs", name)}')
+  if mode in RUN_MODES and workdir and config is None:
+    added.append(f'--config={os.path.join(REPOSITORY, "lm", "rundir.py")}:{workdir}')
+  return [argv[0], *added, *argv[1:]]
 
 
 def main(argv):
@@ -56,20 +82,18 @@ def main(argv):
   if not FLAGS['verbosity'].present:  # orbax logs every save at INFO; --verbosity=0 shows it all.
     # Readers of a run also skip orbax's read-only and tfds' custom-config warnings.
     logging.set_verbosity(logging.WARNING if mode in ('train', 'data') else logging.ERROR)
-  if mode in ('train', 'data') and FLAGS.config is None:
-    raise app.UsageError('--config=experiments/<name>.py is required')
   if mode != 'data' and not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
-  if mode == 'data':
-    from lm.data import pipeline, report  # Imported after flag parsing so `--help` stays fast.
-    print(report.describe(FLAGS.config.data, pipeline.get_tokenizer(FLAGS.config.data, None)))
-    return
+  # The library is imported after flag parsing, so that `--help` answers at once.
   from lm import evaluate, train
-  if mode == 'train':
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_hook=evaluate.eval_hook(FLAGS.config, FLAGS.workdir))
+  from lm.data import pipeline, report
+  if mode == 'data':
+    print(report.describe(FLAGS.config.data, pipeline.get_tokenizer(FLAGS.config.data, None)))
+  elif mode == 'train':
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_hook=evaluate.generation_eval(FLAGS.config))
   elif mode == 'sample':
-    print(train.sample_from_workdir(FLAGS.workdir, FLAGS.prompt, num_tokens=FLAGS.num_tokens,
-                                    temperature=FLAGS.temperature, top_k=FLAGS.top_k, seed=FLAGS.seed))
+    print(evaluate.sample_from_workdir(FLAGS.workdir, FLAGS.prompt, num_tokens=FLAGS.num_tokens,
+                                       temperature=FLAGS.temperature, top_k=FLAGS.top_k, seed=FLAGS.seed))
   elif mode == 'eval':
     evaluate.evaluate_run(FLAGS.workdir, FLAGS.config)
   else:
@@ -87,5 +111,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  sys.argv = with_run_config(sys.argv)  # ml_collections reads the overrides from sys.argv itself.
+  sys.argv = with_defaults(sys.argv)
   app.run(main)

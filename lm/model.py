@@ -11,20 +11,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lm import config as config_lib
 from lm import layers
 
 Array = jax.Array
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-_CHOICES = {
-    'architecture': ('decoder_only', 'encoder_decoder'),
-    'position': ('learned', 'sinusoidal', 'rope', 'relative'),
-    'norm': ('layernorm', 'rmsnorm'),
-    'mlp': ('gelu', 'relu', 'swiglu', 'gated_gelu'),
-    'dtype': tuple(DTYPES),
-    'attention': (*layers.ATTENTION_IMPLEMENTATIONS, 'cudnn'),
-    'remat': ('none', 'full', 'save_matmuls'),
-    'kernel_init': tuple(layers.KERNEL_INITS),
-}
 ACTIVATION_AXES = ('batch', 'length', 'act_embed')  # Logical axes of the residual stream [B, L, D].
 # Activation rematerialisation: what a block keeps for the backward pass.
 REMAT_POLICIES = {
@@ -34,64 +25,14 @@ REMAT_POLICIES = {
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  """A resolved, validated model config; `experiments/base.py` documents each field. Derive by `.replace`."""
-  vocab_size: int
-  max_len: int
-  architecture: str = 'decoder_only'
-  num_layers: int = 4
-  num_encoder_layers: int = 0
-  d_model: int = 128
-  num_heads: int = 4
-  num_kv_heads: int = 0
-  head_dim: int = 0
-  d_ff: int = 0
-  position: str = 'learned'
-  rope_base: float = 10000.0
-  relative_buckets: int = 32
-  relative_max_distance: int = 128
-  norm: str = 'layernorm'
-  norm_eps: float = 1e-5
-  mlp: str = 'gelu'
-  use_bias: bool = True
-  dropout: float = 0.0
-  tie_embeddings: bool = True
-  scale_tied_logits: bool = False
-  embed_init_std: float = 0.02
-  kernel_init: str = 'normal'
-  dtype: str = 'float32'
-  attention: str = 'einsum'
-  remat: str = 'none'
-  pointer_generator: bool = False
+class ModelConfig(config_lib.Model):
+  """config.model resolved (vocab_size and max_len filled in) and checked; lm/config.py declares each field.
+  Derive by `.replace`."""
 
   def __post_init__(self):
-    for key, choices in _CHOICES.items():
-      if getattr(self, key) not in choices:
-        raise ValueError(f'model.{key}={getattr(self, key)!r}: expected one of {choices}')
-    for key in ('vocab_size', 'max_len', 'num_layers', 'd_model', 'num_heads'):
-      if getattr(self, key) <= 0:
-        raise ValueError(f'model.{key}={getattr(self, key)} must be positive')
-    for key in ('relative_buckets', 'relative_max_distance', 'embed_init_std'):
-      if getattr(self, key) <= 0:
-        raise ValueError(f'model.{key}={getattr(self, key)} must be positive')
-    for key in ('num_kv_heads', 'head_dim', 'd_ff', 'num_encoder_layers'):
-      if getattr(self, key) < 0:
-        raise ValueError(f'model.{key}={getattr(self, key)} must be >= 0 (0 picks the default)')
-    if not self.head_dim and self.d_model % self.num_heads:
-      raise ValueError(f'model.num_heads={self.num_heads} does not divide model.d_model={self.d_model}')
-    if self.num_heads % self.kv_heads:
-      raise ValueError(f'model.num_kv_heads={self.num_kv_heads} does not divide model.num_heads={self.num_heads}')
-    if self.position == 'rope' and self.key_dim % 2:
-      raise ValueError(f'RoPE needs an even head width, got {self.key_dim}')
-    if self.position == 'sinusoidal' and self.d_model % 2:
-      raise ValueError(f'sinusoidal positions need an even model.d_model, got {self.d_model}')
-    if self.attention == 'cudnn' and self.dtype == 'float32':
-      raise ValueError("model.attention='cudnn' needs model.dtype='bfloat16': cuDNN's fused kernel has no float32")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f'model.dropout={self.dropout} must be in [0, 1)')
-    if self.pointer_generator and self.architecture != 'encoder_decoder':
-      raise ValueError("model.pointer_generator=True copies from an encoder's input: it needs "
-                       "model.architecture='encoder_decoder'")
+    config_lib.check_model(self)
+    for key in ('vocab_size', 'max_len'):
+      config_lib.check(getattr(self, key) > 0, f'model.{key}', getattr(self, key), 'must be positive')
 
   @property
   def kv_heads(self) -> int:
@@ -124,13 +65,12 @@ class ModelConfig:
   def from_config(cls, model_config: Any, *, vocab_size: int, max_len: int) -> 'ModelConfig':
     """Builds from `config.model`; `vocab_size`/`max_len` fill the fields the config leaves at 0."""
     values = dict(model_config)
-    if values['vocab_size'] and values['vocab_size'] < vocab_size:
-      raise ValueError(f'model.vocab_size={values["vocab_size"]} is smaller than the tokenizer\'s {vocab_size}')
+    config_lib.check(not values['vocab_size'] or values['vocab_size'] >= vocab_size, 'model.vocab_size',
+                     values['vocab_size'], f"is smaller than the tokenizer's {vocab_size}")
     values['vocab_size'] = values['vocab_size'] or vocab_size
     values['max_len'] = values['max_len'] or max_len
     unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-      raise ValueError(f'unknown model config keys: {sorted(unknown)}')
+    config_lib.check(not unknown, 'model', sorted(unknown), 'holds unknown model config keys')
     return cls(**values)
 
 

@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+import types
 
 import flax.linen as nn
 import jax
@@ -14,8 +15,10 @@ import sacrebleu
 
 from experiments import base
 from lm import evaluate
+from lm import generate
 from lm import model as model_lib
 from lm import tokenizers
+from lm import train
 
 
 def test_rouge_hand_computed():
@@ -154,96 +157,9 @@ def test_metrics_by_name():
     assert all(v == pytest.approx(100.0) for v in scores.values()), (name, scores)
 
 
-# Generation ------------------------------------------------------------------------------------------------
-
-ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789 .,:'
-TEXTS = ['the cat sat.', 'a much longer input, so that it pads to another length than the others: 123 456 789',
-         'x', 'summaries of 42 words']
-
-
-def random_model(architecture='encoder_decoder', position='relative', max_len=128, seed=0):
-  """A tiny randomly initialised model over a char vocabulary. Untied: with tied embeddings the untrained
-  model predicts its input token (the start token 0) again and again, the same for every input."""
-  tokenizer = tokenizers.make_tokenizer('char', [ALPHABET])
-  config = model_lib.ModelConfig(vocab_size=tokenizer.vocab_size, max_len=max_len, architecture=architecture,
-                                 num_layers=2, d_model=32, num_heads=4, position=position, tie_embeddings=False)
-  model = model_lib.build_model(config)
-  params = model_lib.init_variables(model, jax.random.PRNGKey(seed), target_len=8, input_len=8)['params']
-  return tokenizer, model, nn.meta.unbox(params)
-
-
-def decode_config(**overrides):
-  c = base.get_config().decode
-  c.update({'max_decode_len': 12, **overrides})
-  return c
-
-
-@pytest.fixture(scope='module')
-def seq2seq():
-  return random_model()
-
-
-@pytest.mark.parametrize('num_beams', [1, 4])
-def test_predict_gives_text_without_special_tokens_within_the_length(seq2seq, num_beams):
-  tokenizer, model, params = seq2seq
-  config = decode_config(num_beams=num_beams)
-  got = evaluate.predict(model, params, tokenizer, TEXTS, config, prefix='summarize: ')
-  assert len(got) == len(TEXTS) and all(isinstance(p, str) for p in got)
-  assert all(len(tokenizer.encode(p)) <= config.max_decode_len for p in got), got  # Char: a token per char.
-  assert all(set(p) <= set(ALPHABET) for p in got), got  # pad and EOS decode to '': check the ids too, below.
-  assert len(set(got)) > 1, f'the random model predicts the same for every input: {got}'
-  assert got == evaluate.predict(model, params, tokenizer, TEXTS, config, prefix='summarize: ')  # Deterministic.
-
-
-@pytest.mark.parametrize('num_beams', [1, 4])
-def test_prediction_does_not_depend_on_its_batch(seq2seq, num_beams):
-  # Alone, the short input pads to 16 tokens; in a batch with the long one, to 128. (Filling a batch with copies
-  # is checked by test_evaluate_generation_scores_and_records_with_the_lead_baseline.)
-  tokenizer, model, params = seq2seq
-  config = decode_config(num_beams=num_beams)
-  long, short = TEXTS[1], TEXTS[0]
-  together = evaluate.predict(model, params, tokenizer, [long, short], config)
-  assert together[1] == evaluate.predict(model, params, tokenizer, [short], config)[0]
-  assert together[0] != together[1]
-
-
-def test_inputs_are_truncated_to_max_input_len(seq2seq):
-  # Only the first max_input_len tokens (prefix and EOS included) are read: what follows cannot matter.
-  tokenizer, model, params = seq2seq
-  config = decode_config(num_beams=1, max_input_len=10)
-  long = 'abcdefghijklmnop'
-  assert (evaluate.predict(model, params, tokenizer, [long + 'one ending'], config)
-          == evaluate.predict(model, params, tokenizer, [long + 'another'], config))
-
-
-def test_text_stops_at_eos_and_skips_special_tokens():
-  class Sentinels:  # SentencePiece's layout: pad 0, eos 1, unk 2, pieces, then sentinels at the top.
-    pad_id, eos_id, unk_id, vocab_size, num_sentinels = 0, 1, 2, 10, 3
-
-    def decode(self, ids):
-      return ' '.join(map(str, ids))
-
-  assert evaluate._text(Sentinels(), np.array([3, 0, 2, 4, 8, 5, 1, 6, 1])) == '3 4 5'  # 8: a sentinel.
-  assert evaluate._text(Sentinels(), np.array([6, 12, 5])) == '6 5'  # 12: past the tokenizer's vocabulary.
-  char = tokenizers.make_tokenizer('char', ['ab'])
-  a, b = char.encode('ab')
-  assert evaluate._text(char, np.array([a, b, char.pad_id, a, char.eos_id, b, b])) == 'aba'
-
-
-def test_decoder_only_continues_with_the_kv_cache():
-  tokenizer, model, params = random_model('decoder_only', position='learned', max_len=32)
-  config = decode_config(num_beams=1)
-  got = evaluate.predict(model, params, tokenizer, TEXTS, config, batch_size=3)
-  assert all(len(p) <= 12 and set(p) <= set(ALPHABET) for p in got), got
-  assert got == [evaluate.predict(model, params, tokenizer, [text], config)[0] for text in TEXTS]
-  with pytest.raises(ValueError, match='beam search needs an encoder-decoder'):
-    evaluate.predict(model, params, tokenizer, TEXTS, decode_config(num_beams=4))
-  with pytest.raises(ValueError, match='no room for a prompt'):
-    evaluate.predict(model, params, tokenizer, TEXTS, decode_config(num_beams=1, max_decode_len=32))
-
-
 def seq2seq_config(tmp_path, **eval_overrides):
   c = base.get_config()
+  c.model.architecture = 'encoder_decoder'
   c.data.update(name='reverse', task='seq2seq', synthetic_length=6, synthetic_examples=100,
                 data_dir=str(tmp_path / 'tfds'), max_input_len=8, max_target_len=8)
   c.eval.update({'metrics': ('rouge', 'exact_match'), 'num_examples': 6, 'batch_size': 4, **eval_overrides})
@@ -270,7 +186,7 @@ def test_evaluate_generation_scores_and_records_with_the_lead_baseline(seq2seq, 
   assert report['num_examples'] == 6 and report['decode']['num_beams'] == 4
   assert [e['input'] for e in report['examples']] == inputs[:evaluate.NUM_SHOWN_EXAMPLES]
   predictions = [e['prediction'] for e in report['examples']]
-  assert predictions == evaluate.predict(model, params, tokenizer, inputs[:5], config.decode)
+  assert predictions == evaluate.predict(config, model, params, tokenizer, inputs[:5])
   with open(tmp_path / 'predictions_7_validation.jsonl') as f:
     every = [json.loads(line) for line in f]
   assert [e['input'] for e in every] == inputs and [e['target'] for e in every] == targets
@@ -283,7 +199,7 @@ def test_evaluate_generation_scores_and_records_with_the_lead_baseline(seq2seq, 
     assert set(json.load(f)) == {'validation', 'test'}
 
 
-def test_eval_hook_runs_at_the_points_every_steps_selects(seq2seq, tmp_path, monkeypatch):
+def test_generation_eval_runs_at_the_points_every_steps_selects(seq2seq, tmp_path, monkeypatch):
   _, model, params = seq2seq
   config = seq2seq_config(tmp_path, every_steps=20)
   config.train.update(eval_every=10, num_steps=35)
@@ -295,45 +211,15 @@ def test_eval_hook_runs_at_the_points_every_steps_selects(seq2seq, tmp_path, mon
     def write(self, step, split, metrics):
       writes.append((step, split, metrics))
 
-  os.makedirs(tmp_path / 'tokenizer')
-  tokenizers.make_tokenizer('char', ['0123456789']).save(str(tmp_path / 'tokenizer'))
-  hook = evaluate.eval_hook(config, str(tmp_path))
+  run = types.SimpleNamespace(model=model, tokenizer=tokenizers.make_tokenizer('char', ['0123456789']),
+                              workdir=str(tmp_path), log=Log(), say=print)
+  hook = evaluate.generation_eval(config)
   for step in (10, 20, 30, 35):
-    hook(step, params, Log())
+    hook(run, step, params)
   assert calls == [20, 35]  # every_steps divides 20; 35 is the last step.
   assert writes == [(20, 'eval_generation', {'x': 1.0}), (35, 'eval_generation', {'x': 1.0})]
   config.eval.metrics = ()
-  assert evaluate.eval_hook(config, str(tmp_path)) is None
-
-
-@pytest.mark.parametrize('key, value, message', [
-    ('eval.split', 'dev', "eval.split='dev' must be one of"),
-    ('eval.metrics', ('rouge', 'meteor'), 'eval.metrics='),
-    ('eval.every_steps', 7, 'must be 0 or a multiple of train.eval_every (500)'),
-    ('eval.num_examples', -1, 'eval.num_examples=-1'),
-    ('eval.batch_size', 0, 'eval.batch_size=0'),
-    ('decode.num_beams', 0, 'decode.num_beams=0'),
-    ('decode.max_decode_len', 0, 'decode.max_decode_len=0'),
-    ('decode.alpha', -0.5, 'decode.alpha=-0.5'),
-    ('decode.temperature', -1.0, 'decode.temperature=-1.0'),
-    ('decode.top_k', -1, 'decode.top_k=-1'),
-    ('decode.top_p', 0.0, 'decode.top_p=0.0'),
-    ('decode.max_input_len', 0, 'decode.max_input_len=0'),
-])
-def test_bad_eval_and_decode_values_name_the_key(tmp_path, key, value, message):
-  config = seq2seq_config(tmp_path)
-  section, name = key.split('.')
-  config[section][name] = value
-  with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
-    evaluate.validate_eval_config(config)
-
-
-def test_generation_metrics_need_seq2seq_data():
-  config = base.get_config()
-  evaluate.validate_eval_config(config)  # The LM default: no generation metrics.
-  config.eval.metrics = ('rouge',)
-  with pytest.raises(ValueError, match="needs data.task='seq2seq'"):
-    evaluate.validate_eval_config(config)
+  assert evaluate.generation_eval(config) is None
 
 
 def test_split_identifiers_change_what_the_model_reads_not_the_lead(seq2seq, tmp_path, monkeypatch):
@@ -351,12 +237,7 @@ def test_split_identifiers_change_what_the_model_reads_not_the_lead(seq2seq, tmp
   with open(tmp_path / 'eval_3.json') as f:
     report = json.load(f)['validation']
   split_inputs = ['def get value: key. the value.', 'class cat sat. it sat.']
-  assert [e['prediction'] for e in report['examples']] == evaluate.predict(
-      model, params, tokenizer, split_inputs, config.decode, prefix=config.data.prefix)
+  assert [e['prediction'] for e in report['examples']] == generate.predict(
+      model, params, tokenizer, split_inputs, generate.Decoding.from_config(config.decode),
+      max_input_len=config.data.max_input_len, prefix=config.data.prefix)
   assert leads_of == [x for x, _ in pairs]  # The lead is the input's as written.
-
-
-def test_importing_evaluate_does_not_import_the_data_stack():
-  code = ('import sys, lm.evaluate; bad = [m for m in ("tensorflow_datasets", "grain", "tensorflow") '
-          'if m in sys.modules]; assert not bad, bad')
-  subprocess.run([sys.executable, '-c', code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))

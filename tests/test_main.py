@@ -10,6 +10,7 @@ from experiments import base
 from lm import evaluate
 from lm import main
 from lm import model as model_lib
+from lm import rundir
 from lm import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +34,7 @@ def run_dir(tmp_path_factory):
   """3 steps of a tiny encoder-decoder on 6-digit reversal, with the generation eval hook main.py wires."""
   root = tmp_path_factory.mktemp('main')
   config, workdir = tiny_seq2seq_config(root), str(root / 'run')
-  train.train_and_evaluate(config, workdir, eval_hook=evaluate.eval_hook(config, workdir))
+  train.train_and_evaluate(config, workdir, eval_hook=evaluate.generation_eval(config))
   return workdir
 
 
@@ -53,7 +54,7 @@ def test_training_runs_the_generation_eval(run_dir):
 
 
 def test_load_run(run_dir):
-  config, tokenizer, model, params, step = train.load_run(run_dir)
+  config, tokenizer, model, params, step = rundir.load_run(run_dir)
   assert step == 3 and isinstance(model, model_lib.EncoderDecoder)
   assert config.eval.metrics == ('exact_match',)  # Tuples survive config.json.
   assert tokenizer.encode('0123').tolist() == [2, 3, 4, 5]
@@ -66,7 +67,7 @@ def test_summarize_prints_the_prediction(run_dir):
   from_stdin = run_main('summarize', *flags, stdin='654321')
   assert from_argument.returncode == 0, from_argument.stderr
   assert from_stdin.returncode == 0, from_stdin.stderr
-  config, *_ = train.load_run(run_dir)
+  config, *_ = rundir.load_run(run_dir)
   config.decode.num_beams = 2
   want = evaluate.predict_from_workdir(run_dir, ['123456', '654321'], task='summarize', config=config, prefix='')
   assert [from_argument.stdout, from_stdin.stdout] == [p + '\n' for p in want]
@@ -97,11 +98,21 @@ def test_command_line_errors(args, message):
   assert message in result.stderr, result.stderr
 
 
-def test_run_modes_default_to_the_run_config():
-  config_flag = f'--config={main.run_config.__file__}:runs/x'
-  assert main.with_run_config(['m', 'eval', '--workdir=runs/x', '--config.eval.split=test']) == [
-      'm', config_flag, 'eval', '--workdir=runs/x', '--config.eval.split=test']
-  assert main.with_run_config(['m', 'summarize', '--workdir=runs/x', 'text'])[1] == config_flag
+def test_each_mode_gets_its_default_config_and_workdir():
+  run_config = f'--config={main.REPOSITORY}/lm/rundir.py:runs/x'
+  assert main.with_defaults(['m', 'eval', '--workdir=runs/x', '--config.eval.split=test']) == [
+      'm', run_config, 'eval', '--workdir=runs/x', '--config.eval.split=test']
+  assert main.with_defaults(['m', 'summarize', '--workdir', 'runs/x', 'text'])[1] == (
+      f'--config={main.REPOSITORY}/lm/rundir.py:runs/x')
+  shakespeare = f'{main.REPOSITORY}/experiments/shakespeare.py'
+  assert main.with_defaults(['m', 'train']) == [
+      'm', f'--config={shakespeare}', f'--workdir={main.REPOSITORY}/runs/shakespeare', 'train']
+  assert main.with_defaults(['m', 'train', '--config=experiments/reverse.py', '--config.seed=1']) == [
+      'm', f'--workdir={main.REPOSITORY}/runs/reverse', 'train', '--config=experiments/reverse.py', '--config.seed=1']
+  assert main.with_defaults(['m', 'train', '--config', 'x/t5_pretrain.py:arg'])[1] == (
+      f'--workdir={main.REPOSITORY}/runs/t5_pretrain')
+  assert main.with_defaults(['m', 'data'])[1] == f'--config={shakespeare}'
   for argv in (['m', 'eval', '--workdir=runs/x', '--config=experiments/reverse.py'],  # Given: kept.
-               ['m', 'train', '--workdir=runs/x'], ['m', 'eval']):
-    assert main.with_run_config(argv) == argv
+               ['m', 'train', '--workdir=runs/x', '--config=experiments/reverse.py'], ['m', 'eval'],
+               ['m', 'sample', '--workdir=runs/x']):
+    assert main.with_defaults(argv) == argv

@@ -9,7 +9,10 @@ from jax.sharding import PartitionSpec as P
 
 from experiments import base
 from lm import checkpoint as checkpoint_lib
+from lm import optim
 from lm import parallel
+from lm import rundir
+from lm import step as step_lib
 from lm import train
 
 VOCAB, SEQ_LEN, BATCH = 29, 16, 16
@@ -20,17 +23,17 @@ def make_launcher(strategy, mesh_shape=(-1, 1, 1), grad_accum_steps=1, input_len
   c.model.update(num_layers=2, d_model=32, num_heads=4, d_ff=64, **model_overrides)
   c.data.seq_len = SEQ_LEN
   c.train.update(warmup_steps=0, learning_rate=3e-3)
-  model = train.build_model(c, vocab_size=VOCAB)
-  tx = train.optim.make_optimizer(c.train)
+  model = rundir.build_model(c, vocab_size=VOCAB)
+  tx = optim.make_optimizer(c.train)
   token_bytes = jnp.ones(VOCAB)
   return parallel.Launcher(
       strategy, mesh_shape,
-      init_fn=functools.partial(train.init_state, model, tx, seq_len=SEQ_LEN, input_len=input_len),
-      boxed_init_fn=functools.partial(train.init_state, model, tx, seq_len=SEQ_LEN, input_len=input_len,
+      init_fn=functools.partial(step_lib.init_state, model, tx, seq_len=SEQ_LEN, input_len=input_len),
+      boxed_init_fn=functools.partial(step_lib.init_state, model, tx, seq_len=SEQ_LEN, input_len=input_len,
                                       boxed=True),
-      step_fn=functools.partial(train.train_step, model=model, tx=tx, token_bytes=token_bytes,
+      step_fn=functools.partial(step_lib.train_step, model=model, tx=tx, token_bytes=token_bytes,
                                 grad_accum_steps=grad_accum_steps),
-      eval_fn=functools.partial(train.eval_step, model=model, token_bytes=token_bytes))
+      eval_fn=functools.partial(step_lib.eval_step, model=model, token_bytes=token_bytes))
 
 
 def batches(n, seed=0):

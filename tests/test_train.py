@@ -16,8 +16,12 @@ import pytest
 
 from experiments import base
 from lm import checkpoint as checkpoint_lib
+from lm import config as config_lib
 from lm import evaluate
-from lm import run_config
+from lm import generate
+from lm import optim
+from lm import rundir
+from lm import step as step_lib
 from lm import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +42,7 @@ def tiny_config(corpus_dir, **train_overrides):
                 seq_len=32)
   c.train.update({'batch_size': 8, 'num_steps': 40, 'warmup_steps': 5, 'learning_rate': 3e-3, 'log_every': 1,
                   'eval_every': 20, 'checkpoint_every': 20, 'eval_batch_size': 8, **train_overrides})
-  c.sample.num_tokens = 10
+  c.decode.sample_num_tokens = 10
   return c
 
 
@@ -57,9 +61,9 @@ def test_loss_falls_and_run_directory_is_complete(corpus_dir, tmp_path):
     assert os.path.exists(tmp_path / name), name
   assert os.listdir(tmp_path / 'tensorboard'), 'no TensorBoard event file'
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['20', '40']
-  text = train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
+  text = evaluate.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
   assert text.startswith('the ') and len(text) <= 4 + 12
-  assert text == train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
+  assert text == evaluate.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
   # A run made before some model options existed (its config.json lacks them) loads at their defaults.
   with open(tmp_path / 'config.json') as f:
     saved = json.load(f)
@@ -67,9 +71,18 @@ def test_loss_falls_and_run_directory_is_complete(corpus_dir, tmp_path):
     del saved['model'][key]
   with open(tmp_path / 'config.json', 'w') as f:
     json.dump(saved, f)
-  assert text == train.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
-  config, *_ = train.load_run(str(tmp_path), run_config.load(str(tmp_path)))  # As eval and summarize load it.
+  assert text == evaluate.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
+  config, *_ = rundir.load_run(str(tmp_path), rundir.load_config(str(tmp_path)))  # As eval and summarize load it.
   assert config.model.architecture == 'decoder_only' and config.model.kernel_init == 'normal'
+  # The config.json of this run as the code before the one config schema wrote it (config.sample,
+  # data.vocab_size, decode.max_input_len; kept in tests/data): the run still samples and evaluates alike.
+  with open(os.path.join(REPO, 'tests', 'data', 'config_before_schema.json')) as f:
+    kept = f.read().replace('CORPUS_DIR', str(corpus_dir))
+  (tmp_path / 'config.json').write_text(kept)
+  assert 'sample' in json.loads(kept) and 'spm_vocab_size' not in json.loads(kept)['data']
+  assert text == evaluate.sample_from_workdir(str(tmp_path), 'the ', num_tokens=12, temperature=0.0)
+  assert rundir.load_config(str(tmp_path)).decode.sample_num_tokens == 10  # Was sample.num_tokens.
+  assert evaluate.evaluate_run(str(tmp_path))['loss'] == pytest.approx(final['loss'], rel=1e-5)
   accounting, = read_metrics(tmp_path, split='data')  # Train-split token accounting, logged once.
   assert accounting['target_tokens'] > 0
   assert (accounting['input_tokens'] + accounting['target_tokens'] + accounting['truncated_tokens']
@@ -90,14 +103,14 @@ def test_golden_one_step_loss():
   c.model.update(num_layers=2, d_model=32, num_heads=4)
   c.data.seq_len = 16
   c.train.update(warmup_steps=0, learning_rate=1e-2)
-  model = train.build_model(c, vocab_size=13)
-  tx = train.optim.make_optimizer(c.train)
-  state = train.init_state(model, tx, jax.random.PRNGKey(0), seq_len=16)
+  model = rundir.build_model(c, vocab_size=13)
+  tx = optim.make_optimizer(c.train)
+  state = step_lib.init_state(model, tx, jax.random.PRNGKey(0), seq_len=16)
   tokens = np.arange(4 * 17).reshape(4, 17) % 13
   batch = {'decoder_input_tokens': tokens[:, :-1], 'decoder_target_tokens': tokens[:, 1:],
            'decoder_loss_weights': np.ones((4, 16), np.float32), 'decoder_segment_ids': np.ones((4, 16), np.int32),
            'decoder_positions': np.tile(np.arange(16), (4, 1))}
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, token_bytes=jnp.ones(13)))
+  step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, token_bytes=jnp.ones(13)))
   state, first = step(state, batch)
   state, second = step(state, batch)
   assert float(first['loss']) == pytest.approx(np.log(13), abs=0.1)  # Near-uniform logits at init.
@@ -110,15 +123,15 @@ def test_label_smoothing_changes_the_update_not_the_logged_loss():
   c = base.get_config()
   c.model.update(num_layers=1, d_model=16, num_heads=2)
   c.train.update(warmup_steps=0, learning_rate=1e-2)
-  model = train.build_model(c, vocab_size=13)
-  tx = train.optim.make_optimizer(c.train)
+  model = rundir.build_model(c, vocab_size=13)
+  tx = optim.make_optimizer(c.train)
   tokens = np.arange(2 * 9).reshape(2, 9) % 13
   batch = {'decoder_input_tokens': tokens[:, :-1], 'decoder_target_tokens': tokens[:, 1:],
            'decoder_loss_weights': np.ones((2, 8), np.float32)}
   results = {}
   for smoothing in (0.0, 0.2):
-    state = train.init_state(model, tx, jax.random.PRNGKey(0), seq_len=8)
-    step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, token_bytes=jnp.ones(13),
+    state = step_lib.init_state(model, tx, jax.random.PRNGKey(0), seq_len=8)
+    step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, token_bytes=jnp.ones(13),
                                      label_smoothing=smoothing))
     results[smoothing] = step(state, batch)
   (plain, plain_metrics), (smooth, smooth_metrics) = results[0.0], results[0.2]
@@ -146,10 +159,10 @@ def test_generate_slides_its_cached_window_like_a_full_forward_pass():
   c = base.get_config()
   c.model.update(num_layers=2, d_model=32, num_heads=4, max_len=8)
   c.data.seq_len = 8
-  model = train.build_model(c, vocab_size=10)
-  params = train.init_state(model, train.optim.make_optimizer(c.train), jax.random.PRNGKey(3), seq_len=8).params
+  model = rundir.build_model(c, vocab_size=10)
+  params = step_lib.init_state(model, optim.make_optimizer(c.train), jax.random.PRNGKey(3), seq_len=8).params
   prompt, num_tokens, n = '908070', 11, 4  # The prompt is longer than the window of 4: only its end is read.
-  text = train.generate(model, params, DigitTokenizer(), prompt, num_tokens=num_tokens, temperature=0.0)
+  text = generate.continue_text(model, params, DigitTokenizer(), prompt, num_tokens=num_tokens, temperature=0.0)
   new = []
   while len(new) < num_tokens:
     chunk = len(new) // n
@@ -223,7 +236,7 @@ def test_bad_config_values_name_the_key(corpus_dir):
            ('data', 'seq_len', 0): 'data.seq_len=0',
            ('train', 'schedule', 'wsd'): None,
            ('model', 'max_len', 16): 'model.max_len=16 must be 0 or >= data.seq_len (32)',
-           ('sample', 'temperature', -0.5): 'sample.temperature=-0.5',
+           ('decode', 'sample_temperature', -0.5): 'decode.sample_temperature=-0.5',
            ('model', 'attention', 'cudnn'): "model.attention='cudnn' needs model.dtype='bfloat16'",
            ('model', 'kernel_init', 'xavier'): "model.kernel_init='xavier'",
            ('data', 'example_input_len', 513): 'data.example_input_len=513 must be between 0 and data.max_input_len',
@@ -254,14 +267,14 @@ def test_unknown_config_key_stops_the_command_line(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus_dir, tmp_path, monkeypatch):
-  real_step = train.train_step
+  real_step = step_lib.train_step
 
   def poisoned_step(state, batch, **kwargs):
     state, metrics = real_step(state, batch, **kwargs)
     metrics['loss'] = jnp.where(state.step >= 7, jnp.nan, metrics['loss'])  # The 7th step goes bad.
     return state, metrics
 
-  monkeypatch.setattr(train, 'train_step', poisoned_step)
+  monkeypatch.setattr(step_lib, 'train_step', poisoned_step)
   with pytest.raises(train.NonFiniteLossError, match=r'loss=nan .* at step 7.*last good checkpoint \(step 6\)'):
     train.train_and_evaluate(tiny_config(corpus_dir, checkpoint_every=3), str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
@@ -273,7 +286,7 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
                  f'--config.data.path={corpus_dir / "corpus.txt"}', f'--config.data.data_dir={corpus_dir / "tfds"}',
                  '--config.data.seq_len=32', '--config.train.batch_size=8', '--config.train.log_every=1',
                  '--config.train.checkpoint_every=100000', '--config.train.eval_batch_size=8',
-                 '--config.sample.num_tokens=5']
+                 '--config.decode.sample_num_tokens=5']
   env = {**os.environ, 'PYTHONPATH': REPO, 'XLA_FLAGS': ''}
   proc = subprocess.Popen([sys.executable, '-m', 'lm.main', 'train', *config_args,
                            '--config.train.num_steps=100000'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
@@ -314,7 +327,7 @@ def seq2seq_config(root, task='seq2seq', **train_overrides):
     c.data.update(tokenizer='sentencepiece', spm_vocab_size=400, max_input_len=16, max_target_len=8)
   c.train.update({'batch_size': 16, 'num_steps': 30, 'warmup_steps': 5, 'learning_rate': 1e-2, 'log_every': 1,
                   'eval_every': 15, 'checkpoint_every': 15, 'eval_batch_size': 16, **train_overrides})
-  c.sample.num_tokens = 0  # No end-of-training sample (its decoder compiles): one test looks at it.
+  c.decode.sample_num_tokens = 0  # No end-of-training sample (its decoder compiles): one test looks at it.
   return c
 
 
@@ -327,7 +340,7 @@ def test_encoder_decoder_learns_to_reverse_and_predicts(digits_root, tmp_path):
   config = seq2seq_config(digits_root, num_steps=40)
   config.model.num_layers = 2
   config.parallel.strategy = 'mesh'  # Over the 8 fake devices: the encoder-decoder's params shard too.
-  config.sample.num_tokens = 1  # Any but 0: the end-of-training sample is a few validation predictions.
+  config.decode.sample_num_tokens = 1  # Any but 0: the end-of-training sample is a few validation predictions.
   final = train.train_and_evaluate(config, str(tmp_path))
   losses = [m['loss'] for m in read_metrics(tmp_path)]
   assert len(losses) == 40
@@ -339,9 +352,9 @@ def test_encoder_decoder_learns_to_reverse_and_predicts(digits_root, tmp_path):
   samples = (tmp_path / 'samples.txt').read_text().splitlines()
   assert samples[0].startswith('--- step 40, validation input -> prediction (target)')
   assert len(samples) == 5 and all(' -> ' in line for line in samples[1:]), samples
-  prediction = train.sample_from_workdir(str(tmp_path), '123456')
+  prediction = evaluate.sample_from_workdir(str(tmp_path), '123456')
   assert set(prediction) <= set('0123456789') and len(prediction) <= 8
-  assert prediction == train.sample_from_workdir(str(tmp_path), '123456')
+  assert prediction == evaluate.sample_from_workdir(str(tmp_path), '123456')
 
 
 def test_encoder_decoder_resume_is_exact(digits_root, tmp_path, monkeypatch):
@@ -436,10 +449,9 @@ def test_every_experiment_documents_itself_validates_and_builds(name):
     assert field in module.__doc__, f'experiments/{name}.py: no {field!r} in its docstring'
   c = module.get_config()
   train.validate_config(c)
-  evaluate.validate_eval_config(c)
   vocab_size = c.data.spm_vocab_size if c.data.tokenizer == 'sentencepiece' else 256
-  model = train.build_model(c, vocab_size)
-  seq_len, input_len = train.row_lengths(c)
-  state = jax.eval_shape(functools.partial(train.init_state, model, train.optim.make_optimizer(c.train),
+  model = rundir.build_model(c, vocab_size)
+  seq_len, input_len = config_lib.row_lengths(c)
+  state = jax.eval_shape(functools.partial(step_lib.init_state, model, optim.make_optimizer(c.train),
                                            seq_len=seq_len, input_len=input_len), jax.random.PRNGKey(0))
   assert train.flops_lib.count_params(state.params) > 0

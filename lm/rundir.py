@@ -1,0 +1,228 @@
+"""A run directory (`--workdir`): its files, and the run read back from them.
+
+    config.json      the resolved config (`write_config`; `load_config` reads older versions' keys too)
+    metrics.jsonl    one JSON object per log event, mirrored to tensorboard/ (`MetricsLog`)
+    checkpoints/     orbax steps: train state + data iterator (`lm/checkpoint.py`)
+    tokenizer/       the tokenizer the run used
+    samples.txt      the samples printed at the end of training (`append_sample`)
+
+`load_run` gives (config, tokenizer, model, params, step) of the latest checkpoint; `pretrained_params` and
+`copy_tokenizer` start a fine-tuning run from another run (config.init_from). Also a config file for
+ml_collections: `--config=lm/rundir.py:WORKDIR` is the run's own config, so `--config.KEY=VALUE` overrides it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import typing
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from lm import checkpoint as checkpoint_lib
+from lm import config as config_lib
+from lm import model as model_lib
+from lm import tokenizers
+
+CONFIG_FILE = 'config.json'
+METRICS_FILE = 'metrics.jsonl'
+SAMPLES_FILE = 'samples.txt'
+TOKENIZER_DIR = 'tokenizer'
+CHECKPOINT_DIR = 'checkpoints'
+
+
+def resolve(workdir: str) -> str:
+  return os.path.abspath(os.path.expanduser(workdir))
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def _tuples(value):
+  """JSON has no tuples: configs hold tuples (mesh_shape, eval.metrics), so lists become tuples again."""
+  if isinstance(value, dict):
+    return {key: _tuples(item) for key, item in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(item) for item in value)
+  return value
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config that `./run.sh train` saved in `workdir`, in today's keys (`config.upgrade`)."""
+  path = os.path.join(os.path.expanduser(workdir), CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: is {workdir!r} a run directory made by `./run.sh train`?')
+  with open(path) as f:
+    return ml_collections.ConfigDict(config_lib.upgrade(_tuples(json.load(f))))
+
+
+def get_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config-file entry point (ml_collections passes what follows the ':' of --config=FILE:ARG)."""
+  return load_config(workdir)
+
+
+class MetricsLog:
+  """Appends one JSON object per event to metrics.jsonl and mirrors scalars to TensorBoard.
+
+  A resumed run first drops the events logged after `start_step` (steps it will redo), so curves never
+  zig-zag.
+  """
+
+  def __init__(self, workdir: str, start_step: int):
+    from tensorboardX import SummaryWriter  # Only runs that log pay for the import.
+    path = os.path.join(workdir, METRICS_FILE)
+    if os.path.exists(path):
+      with open(path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line)['step'] <= start_step]
+      with open(path + '.tmp', 'w') as f:
+        f.writelines(kept)
+      os.replace(path + '.tmp', path)
+    self._jsonl = open(path, 'a')
+    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=start_step + 1)
+
+  def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
+    self._jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
+    self._jsonl.flush()
+    for key, value in metrics.items():
+      self._tensorboard.add_scalar(f'{split}/{key}', value, step)
+    self._tensorboard.flush()
+
+  def close(self) -> None:
+    self._jsonl.close()
+    self._tensorboard.close()
+
+
+class NullLog:
+  """What processes other than 0 log: nothing."""
+
+  def write(self, *args, **kwargs) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
+def append_sample(workdir: str, heading: str, text: str) -> None:
+  with open(os.path.join(workdir, SAMPLES_FILE), 'a') as f:
+    f.write(f'{heading}\n{text}\n')
+
+
+def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> model_lib.DecoderLM | model_lib.EncoderDecoder:
+  """The model of `config` for a tokenizer of `vocab_size` ids; model.max_len 0 becomes the longest row."""
+  return model_lib.build_model(model_lib.ModelConfig.from_config(
+      config.model, vocab_size=vocab_size, max_len=max(config_lib.row_lengths(config))))
+
+
+class Run(typing.NamedTuple):
+  """A run directory's latest checkpoint, ready to generate or evaluate."""
+  config: ml_collections.ConfigDict
+  tokenizer: Any
+  model: Any
+  params: Any
+  step: int
+
+
+def _read_only_checkpoints(workdir: str) -> checkpoint_lib.Checkpointer | None:
+  """A checkpointer that can never write or delete, over `workdir`'s checkpoints; None if there is none."""
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  if os.path.isdir(directory):
+    checkpointer = checkpoint_lib.Checkpointer(directory, keep=1, read_only=True)
+    if checkpointer.latest_step() is not None:
+      return checkpointer
+    checkpointer.close()
+  return None
+
+
+def _latest_params(checkpointer: checkpoint_lib.Checkpointer) -> tuple[Any, int]:
+  """(params as saved, step) of the latest checkpoint. Read as saved (float32, host arrays): the optimizer's
+  state is read and dropped, so any strategy and any optimizer config can load them."""
+  try:
+    step = checkpointer.latest_step()
+    return checkpointer.restore(step)['params'], step
+  finally:
+    checkpointer.close()
+
+
+def load_run(workdir: str, config: ml_collections.ConfigDict | None = None) -> Run:
+  """The latest checkpoint of a run directory, with its tokenizer and model.
+
+  `config` None reads the run's own config.json (with the keys added since the run was made, at their
+  defaults); a given one must describe the same model.
+  """
+  workdir = resolve(workdir)
+  saved = load_config(workdir)  # Raises first if `workdir` is no run directory.
+  config = saved if config is None else config
+  checkpointer = _read_only_checkpoints(workdir)
+  if checkpointer is None:
+    raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}: train first '
+                            f'(./run.sh train --workdir={workdir})')
+  tokenizer = tokenizers.load_tokenizer(os.path.join(workdir, TOKENIZER_DIR))
+  model = build_model(config, tokenizer.vocab_size)
+  params, step = _latest_params(checkpointer)
+  fresh = jax.eval_shape(lambda: model_lib.init_variables(model, jax.random.PRNGKey(0), **_lengths(config)))
+  check_same_params(nn.meta.unbox(fresh['params']), params, f'{workdir} step {step}')
+  return Run(config, tokenizer, model, params, step)
+
+
+def _lengths(config: ml_collections.ConfigDict) -> dict[str, int]:
+  target_len, input_len = config_lib.row_lengths(config)
+  return {'target_len': target_len, 'input_len': input_len}
+
+
+def _pretrained_checkpoints(run_dir: str) -> checkpoint_lib.Checkpointer:
+  checkpointer = _read_only_checkpoints(run_dir)
+  if checkpointer is None:
+    raise FileNotFoundError(f'init_from={run_dir!r} has no checkpoint in {os.path.join(run_dir, CHECKPOINT_DIR)}: '
+                            'train that run first, or set init_from to a run directory that has one.')
+  return checkpointer
+
+
+def pretrained_step(run_dir: str) -> int:
+  """The latest step of `run_dir` (config.init_from); raises if it has no checkpoint."""
+  checkpointer = _pretrained_checkpoints(run_dir)
+  try:
+    return checkpointer.latest_step()
+  finally:
+    checkpointer.close()
+
+
+def pretrained_params(run_dir: str) -> tuple[Any, int]:
+  """(params, step) of `run_dir`'s latest checkpoint, for config.init_from; raises if there is none."""
+  return _latest_params(_pretrained_checkpoints(run_dir))
+
+
+def copy_tokenizer(run_dir: str, workdir: str, data_config: ml_collections.ConfigDict) -> None:
+  """Gives this run `run_dir`'s tokenizer (unless it has one): pretrained embeddings index its ids."""
+  source, target = (os.path.join(d, TOKENIZER_DIR) for d in (run_dir, workdir))
+  if not os.path.isdir(source):
+    raise FileNotFoundError(f'init_from={run_dir!r} has no tokenizer in {source}: is it a run directory?')
+  tokenizer, data = tokenizers.load_tokenizer(source), data_config
+  kind = tokenizer.to_dict()['kind']
+  wanted = {'tokenizer': kind}
+  if kind == 'sentencepiece':
+    wanted.update(spm_model_type=tokenizer.model_type, spm_vocab_size=tokenizer.vocab_size)
+  if any(data[key] != value for key, value in wanted.items()):
+    raise ValueError(f'init_from={run_dir!r} trained with its own tokenizer, which this run must use (its '
+                     f'embeddings index its ids): set ' + ' '.join(f'data.{k}={v!r}' for k, v in wanted.items())
+                     + ' (this config has ' + ' '.join(f'data.{k}={data[k]!r}' for k in wanted) + ').')
+  if not os.path.isdir(target):
+    tokenizer.save(target)
+
+
+def check_same_params(want: Any, got: Any, source: str) -> None:
+  """Raises naming the first parameter whose presence or shape differs between `want` and `got`."""
+  def shapes(tree):
+    return {'/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path): tuple(np.shape(leaf))
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+  want, got = shapes(want), shapes(got)
+  for name in sorted(want.keys() | got.keys()):
+    if want.get(name) != got.get(name):
+      raise ValueError(
+          f'{source}: parameter {name} has shape {want.get(name, "(missing)")} in this model but '
+          f'{got.get(name, "(missing)")} in the checkpoint; use the config.model the checkpoint was trained with.')

@@ -1,0 +1,93 @@
+"""The one generation path: `generate.predict` on strings over both model families (greedy, sampling, beam
+search), `continue_text` and `text`, on tiny randomly initialised models."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ALPHABET
+from conftest import random_model
+from experiments import base
+from lm import generate
+from lm import tokenizers
+
+TEXTS = ['the cat sat.', 'a much longer input, so that it pads to another length than the others: 123 456 789',
+         'x', 'summaries of 42 words']
+
+
+def decode_config(**overrides):
+  c = base.get_config().decode
+  c.update({'max_decode_len': 12, **overrides})
+  return c
+
+
+def predict(model, params, tokenizer, texts, decode_config, *, max_input_len=512, **kwargs):
+  return generate.predict(model, params, tokenizer, texts, generate.Decoding.from_config(decode_config),
+                          max_input_len=max_input_len, **kwargs)
+
+
+@pytest.mark.parametrize('num_beams', [1, 4])
+def test_predict_gives_text_without_special_tokens_within_the_length(seq2seq, num_beams):
+  tokenizer, model, params = seq2seq
+  config = decode_config(num_beams=num_beams)
+  got = predict(model, params, tokenizer, TEXTS, config, prefix='summarize: ')
+  assert len(got) == len(TEXTS) and all(isinstance(p, str) for p in got)
+  assert all(len(tokenizer.encode(p)) <= config.max_decode_len for p in got), got  # Char: a token per char.
+  assert all(set(p) <= set(ALPHABET) for p in got), got  # pad and EOS decode to '': check the ids too, below.
+  assert len(set(got)) > 1, f'the random model predicts the same for every input: {got}'
+  assert got == predict(model, params, tokenizer, TEXTS, config, prefix='summarize: ')  # Deterministic.
+
+
+@pytest.mark.parametrize('num_beams', [1, 4])
+def test_prediction_does_not_depend_on_its_batch(seq2seq, num_beams):
+  # Alone, the short input pads to 16 tokens; in a batch with the long one, to 128. (Filling a batch with copies
+  # is checked by test_evaluate_generation_scores_and_records_with_the_lead_baseline.)
+  tokenizer, model, params = seq2seq
+  config = decode_config(num_beams=num_beams)
+  long, short = TEXTS[1], TEXTS[0]
+  together = predict(model, params, tokenizer, [long, short], config)
+  assert together[1] == predict(model, params, tokenizer, [short], config)[0]
+  assert together[0] != together[1]
+
+
+def test_inputs_are_truncated_to_max_input_len(seq2seq):
+  # Only the first max_input_len tokens (prefix and EOS included) are read: what follows cannot matter.
+  tokenizer, model, params = seq2seq
+  config = decode_config(num_beams=1)
+  long = 'abcdefghijklmnop'
+  assert (predict(model, params, tokenizer, [long + 'one ending'], config, max_input_len=10)
+          == predict(model, params, tokenizer, [long + 'another'], config, max_input_len=10))
+
+
+def test_text_stops_at_eos_and_skips_special_tokens():
+  class Sentinels:  # SentencePiece's layout: pad 0, eos 1, unk 2, pieces, then sentinels at the top.
+    pad_id, eos_id, unk_id, vocab_size, num_sentinels = 0, 1, 2, 10, 3
+
+    def decode(self, ids):
+      return ' '.join(map(str, ids))
+
+  assert generate.text(Sentinels(), np.array([3, 0, 2, 4, 8, 5, 1, 6, 1])) == '3 4 5'  # 8: a sentinel.
+  assert generate.text(Sentinels(), np.array([6, 12, 5])) == '6 5'  # 12: past the tokenizer's vocabulary.
+  char = tokenizers.make_tokenizer('char', ['ab'])
+  a, b = char.encode('ab')
+  assert generate.text(char, np.array([a, b, char.pad_id, a, char.eos_id, b, b])) == 'aba'
+
+
+def test_decoder_only_continues_with_the_kv_cache():
+  tokenizer, model, params = random_model('decoder_only', position='learned', max_len=32)
+  config = decode_config(num_beams=1)
+  got = predict(model, params, tokenizer, TEXTS, config, batch_size=3)
+  assert all(len(p) <= 12 and set(p) <= set(ALPHABET) for p in got), got
+  assert got == [predict(model, params, tokenizer, [text], config)[0] for text in TEXTS]
+  with pytest.raises(ValueError, match='needs an encoder-decoder model for beam search'):
+    predict(model, params, tokenizer, TEXTS, decode_config(num_beams=4))
+  with pytest.raises(ValueError, match='no room for a prompt'):
+    predict(model, params, tokenizer, TEXTS, decode_config(num_beams=1, max_decode_len=32))
+
+
+def test_importing_generate_does_not_import_the_data_stack():
+  code = ('import sys, lm.generate; bad = [m for m in ("tensorflow_datasets", "grain", "tensorflow") '
+          'if m in sys.modules]; assert not bad, bad')
+  subprocess.run([sys.executable, '-c', code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
