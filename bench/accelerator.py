@@ -8,7 +8,8 @@ Each configuration (model, batch, remat) runs the real `step.train_step` (AdamW,
 through `parallel.Launcher('single')` on random tokens (vocab 32768), with `model.attention='cudnn'`
 (jax.nn.dot_product_attention's cuDNN flash attention; 'dot_product_attention' off GPU) and bfloat16 matmuls
 (params float32). It compiles, runs --warmup steps, then times --steps steps; one line per configuration,
-the models taking turns (so a short --budget_s still reaches every model), then the best per model. MFU = tokens/s * training FLOPs per token (PaLM accounting, lm/flops.py) / the device's dense bf16
+the models taking turns (so a short --budget_s still reaches every model), then the best per model.
+MFU = tokens/s * training FLOPs per token (PaLM accounting, lm/flops.py) / the device's dense bf16
 peak (lm/flops.py PEAK_BF16_FLOPS: H100/H200 989 TFLOP/s; on CPU a timed 1024^3 bf16 matmul). A
 configuration that runs out of memory prints OOM and the run goes on; configurations left when --budget_s
 is spent are skipped.

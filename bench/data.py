@@ -17,8 +17,8 @@ import sys
 import time
 
 from absl import app
-from absl import logging
 from absl import flags
+from absl import logging
 
 # `.venv/bin/python bench/data.py` works as `./run.sh bench data` does: the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
