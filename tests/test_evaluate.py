@@ -214,6 +214,10 @@ def test_inputs_are_truncated_to_max_input_len(seq2seq):
   long = 'abcdefghijklmnop'
   assert (evaluate.predict(model, params, tokenizer, [long + 'one ending'], config)
           == evaluate.predict(model, params, tokenizer, [long + 'another'], config))
+  # The control: read whole, the endings do change the prediction.
+  config.max_input_len = 512
+  whole = evaluate.predict(model, params, tokenizer, [long + 'one ending', long + 'another'], config)
+  assert whole[0] != whole[1], whole
 
 
 def test_text_stops_at_eos_and_skips_special_tokens():
