@@ -62,16 +62,28 @@ def test_load_run(run_dir):
 
 
 def test_summarize_prints_the_prediction(run_dir):
+  config, tokenizer, model, params, _ = train.load_run(run_dir)
+  assert config.decode.num_beams == 4  # The run's own: the command below asks for 2.
+  # What 2 and 4 beams predict, without the command's code (the run config, predict_from_workdir).
+  candidates = [f'{i * 123457 % 10**6:06d}' for i in range(1, 17)]
+  beams = {}
+  for num_beams in (2, 4):
+    decoding = config.decode.copy_and_resolve_references()
+    decoding.num_beams = num_beams
+    beams[num_beams] = dict(zip(candidates, evaluate.predict(model, params, tokenizer, candidates, decoding,
+                                                             batch_size=len(candidates))))
+  # A text whose prediction 2 beams change shows the override is read; another text, that the text is.
+  text = next((x for x in candidates if beams[2][x] != beams[4][x]), None)
+  assert text, f'2 and 4 beams predict alike for every candidate: {beams[2]}'
+  other = next((x for x in candidates if beams[2][x] != beams[2][text]), None)
+  assert other, f'2 beams predict the same for every candidate: {beams[2]}'
   # The run's char vocabulary has only digits: T5's 'summarize: ' could not be encoded, so --prefix= clears it.
   flags = (f'--workdir={run_dir}', '--prefix=', '--config.decode.num_beams=2')
-  from_argument = run_main('summarize', *flags, '123456')
-  from_stdin = run_main('summarize', *flags, stdin='654321')
+  from_argument = run_main('summarize', *flags, text)
+  from_stdin = run_main('summarize', *flags, stdin=other)
   assert from_argument.returncode == 0, from_argument.stderr
   assert from_stdin.returncode == 0, from_stdin.stderr
-  config, *_ = train.load_run(run_dir)
-  config.decode.num_beams = 2
-  want = evaluate.predict_from_workdir(run_dir, ['123456', '654321'], task='summarize', config=config, prefix='')
-  assert [from_argument.stdout, from_stdin.stdout] == [p + '\n' for p in want]
+  assert [from_argument.stdout, from_stdin.stdout] == [beams[2][text] + '\n', beams[2][other] + '\n']
 
 
 def test_eval_scores_another_split_with_overrides(run_dir):
