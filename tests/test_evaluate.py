@@ -101,6 +101,12 @@ def test_sacrebleu_readme_example_on_the_defaults_bleu_uses():
           ['The dog had bit the man.', 'No one was surprised.', 'The man had bitten the dog.']]
   hyps = ['The dog bit the man.', "It wasn't surprising.", 'The man had just bitten him.']
   assert sacrebleu.corpus_bleu(hyps, refs).score == pytest.approx(48.53, abs=5e-3)
+  # bleu() on the first references, by hand (13a splits off each final '.', keeps "wasn't"; case kept):
+  # 6 + 4 + 7 = 17 hyp tokens, 6 + 5 + 6 = 17 ref tokens, BP = 1. Matches: p1 = (6 + 2 + 4)/17 (It, .; The, man,
+  # him, .), p2 = (5 + 0 + 1)/14 (The man), p3 = (4 + 0 + 0)/11, p4 = (3 + 0 + 0)/8.
+  want = 100 * (12 / 17 * 6 / 14 * 4 / 11 * 3 / 8) ** 0.25
+  assert want == pytest.approx(45.07, abs=1e-2)
+  assert evaluate.bleu(hyps, refs[0])['bleu'] == pytest.approx(want, abs=1e-2)
 
 
 def test_bleu_tokenizes_punctuation_13a():

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -59,6 +60,9 @@ def test_inputs_are_truncated_to_max_input_len(seq2seq):
   long = 'abcdefghijklmnop'
   assert (predict(model, params, tokenizer, [long + 'one ending'], config, max_input_len=10)
           == predict(model, params, tokenizer, [long + 'another'], config, max_input_len=10))
+  # The control: read whole, the endings do change the prediction.
+  whole = predict(model, params, tokenizer, [long + 'one ending', long + 'another'], config, max_input_len=512)
+  assert whole[0] != whole[1], whole
 
 
 def test_text_stops_at_eos_and_skips_special_tokens():
@@ -75,12 +79,37 @@ def test_text_stops_at_eos_and_skips_special_tokens():
   assert generate.text(char, np.array([a, b, char.pad_id, a, char.eos_id, b, b])) == 'aba'
 
 
+def greedy_without_cache(model, params, prompts, num_tokens, eos_id):
+  """Greedy continuations of each prompt (a list of ids), running the model on the whole sequence at every step.
+
+  Rows are right-padded to model.max_len: causal attention keeps the padding out of the positions read."""
+  forward = jax.jit(lambda tokens: model.apply({'params': params}, tokens))
+  rows, new = [list(p) for p in prompts], [[] for _ in prompts]
+  for _ in range(num_tokens):
+    tokens = np.zeros((len(rows), model.config.max_len), np.int32)
+    for r, row in enumerate(rows):
+      tokens[r, :len(row)] = row
+    logits = np.asarray(forward(tokens))
+    for r, row in enumerate(rows):
+      if eos_id not in new[r]:
+        row.append(int(logits[r, len(row) - 1].argmax()))
+        new[r].append(row[-1])
+  return new
+
+
 def test_decoder_only_continues_with_the_kv_cache():
   tokenizer, model, params = random_model('decoder_only', position='learned', max_len=32)
   config = decode_config(num_beams=1)
+  assert config.temperature == 0  # Greedy.
   got = predict(model, params, tokenizer, TEXTS, config, batch_size=3)
   assert all(len(p) <= 12 and set(p) <= set(ALPHABET) for p in got), got
   assert got == [predict(model, params, tokenizer, [text], config)[0] for text in TEXTS]
+  # The same as a loop without a cache: EOS + the text, its last 32 - 12 = 20 tokens, continued by 12 tokens;
+  # the text stops before EOS, and leaves out the pad token.
+  prompts = [np.concatenate([[tokenizer.eos_id], tokenizer.encode(text)])[-20:] for text in TEXTS]
+  new = greedy_without_cache(model, params, prompts, 12, tokenizer.eos_id)
+  assert got == [tokenizer.decode([i for i in ids if i not in (tokenizer.pad_id, tokenizer.eos_id)]) for ids in new]
+  assert len(set(got)) > 1, f'the prompt does not change the output: {got}'
   with pytest.raises(ValueError, match='needs an encoder-decoder model for beam search'):
     predict(model, params, tokenizer, TEXTS, decode_config(num_beams=4))
   with pytest.raises(ValueError, match='no room for a prompt'):

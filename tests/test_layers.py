@@ -96,7 +96,7 @@ def dot_operand_dtypes(hlo_text: str) -> list[tuple[str, ...]]:
           for operands in re.findall(r' dot\(([^)]*)\)', hlo_text)]
 
 
-@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='XLA:CPU dot selection')
+@pytest.mark.backend('cpu')  # XLA:CPU dot selection; conftest.py skips it elsewhere, also under CI=true.
 def test_bf16_backward_dots_stay_bf16_on_cpu():
   """XLA:CPU upcasts a bf16 dot with a transposed operand to a ~3x slower float32 one; the hand-written
   backward passes of matmul, matmul_transposed and fused_attention must give it none."""

@@ -48,3 +48,17 @@ def test_bits_per_byte_counts_utf8_bytes_of_the_targets():
 def test_token_accuracy():
   logits = jnp.array([[[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
   assert float(loss.token_accuracy(logits, jnp.array([[1, 1, 0]]), jnp.array([[1.0, 1.0, 0.0]]))) == 1.0
+  # On those inputs argmin also gives 1.0: a numpy reference on random logits with uneven weights.
+  rng = np.random.default_rng(4)
+  logits = rng.normal(size=(3, 8, 7)).astype(np.float32)
+  # Half the targets are the argmax, half another token: a hit rate far from both 0 and 1.
+  best = logits.argmax(-1)
+  targets = np.where(rng.random((3, 8)) < 0.5, best, (best + rng.integers(1, 7, (3, 8))) % 7)
+  weights = rng.choice([0.0, 0.5, 1.0, 2.0], size=(3, 8)).astype(np.float32)
+  want = float(((best == targets) * weights).sum())
+  # The reference tells apart the bugs a loose check would miss: argmin, the misses counted, weights ignored.
+  assert want != float(((logits.argmin(-1) == targets) * weights).sum())
+  assert want != float(((best != targets) * weights).sum())
+  assert want != float((best == targets).sum())
+  got = loss.token_accuracy(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights))
+  assert float(got) == pytest.approx(want, rel=1e-6)
