@@ -69,7 +69,7 @@ def get_tokenizer(data_config, workdir: str | None = None):
           f'data.tokenizer is {kind!r}; use a new workdir.')
     if kind == 'sentencepiece':
       saved = (tokenizer.model_type, tokenizer.vocab_size)
-      wanted = (data_config.spm_model_type, data_config.vocab_size)
+      wanted = (data_config.spm_model_type, data_config.spm_vocab_size)
       if saved != wanted:
         raise ValueError(
             f'{directory!r} holds a SentencePiece (model_type, vocab_size) '
