@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import train as train_bench  # noqa: E402
 from experiments import shakespeare  # noqa: E402
 from lm.data import pipeline  # noqa: E402
+from lm.data import tokenizer_cache  # noqa: E402
 
 SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size) of the train step it must feed.
     'default': (4, 4, 256, 128, 32),  # experiments/shakespeare.py
@@ -57,7 +58,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # tfds logs every split it opens.
   config = shakespeare.get_config().data
   config.num_workers = _NUM_WORKERS.value
-  tokenizer = pipeline.get_tokenizer(config, None)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
   train_rates = {}
   for shape, (layers, heads, width, seq_len, batch_size) in SHAPES.items():
     seconds, _ = train_bench.time_train_step(layers, heads, width, seq_len, batch_size, 'bfloat16',

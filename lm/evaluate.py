@@ -430,8 +430,8 @@ def eval_hook(config: ml_collections.ConfigDict, workdir: str) -> Callable[[int,
   @functools.cache
   def tokenizer_and_model():
     from lm import train  # Imports the data pipeline.
-    from lm.data import pipeline
-    tokenizer = pipeline.get_tokenizer(config.data, workdir)
+    from lm.data import tokenizer_cache
+    tokenizer = tokenizer_cache.get_tokenizer(config.data, workdir)
     return tokenizer, train.build_model(config, tokenizer.vocab_size)
 
   def hook(step: int, params: Any, log: Any) -> None:

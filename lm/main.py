@@ -61,8 +61,8 @@ def main(argv):
   if mode != 'data' and not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
   if mode == 'data':
-    from lm.data import pipeline, report  # Imported after flag parsing so `--help` stays fast.
-    print(report.describe(FLAGS.config.data, pipeline.get_tokenizer(FLAGS.config.data, None)))
+    from lm.data import report, tokenizer_cache  # Imported after flag parsing so `--help` stays fast.
+    print(report.describe(FLAGS.config.data, tokenizer_cache.get_tokenizer(FLAGS.config.data, None)))
     return
   from lm import evaluate, train
   if mode == 'train':

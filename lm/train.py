@@ -35,6 +35,7 @@ from lm import run_config
 from lm import tokenizers
 from lm.data import pipeline
 from lm.data import tasks
+from lm.data import tokenizer_cache
 
 Array = jax.Array
 
@@ -51,7 +52,7 @@ class NonFiniteLossError(FloatingPointError):
   pass
 
 
-_TOKENIZER_DIR = 'tokenizer'  # In a run directory, where `pipeline.get_tokenizer` keeps the run's tokenizer.
+_TOKENIZER_DIR = tokenizer_cache.RUN_SUBDIR  # In a run directory: the run's tokenizer (`tokenizer_cache`).
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -348,7 +349,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if init_from and latest is None:
     _pretrained_checkpoints(init_from).close()  # Fails before any work if there is none.
     _copy_tokenizer(init_from, workdir, config)  # Its embeddings index its vocabulary.
-  tokenizer = pipeline.get_tokenizer(config.data, workdir)
+  tokenizer = tokenizer_cache.get_tokenizer(config.data, workdir)
   model = build_model(config, tokenizer.vocab_size)
   tx = optim.make_optimizer(config.train)
   schedule = optim.make_schedule(config.train)
@@ -673,7 +674,7 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {checkpointer.directory}: train first (./run.sh train '
                               f'--workdir={workdir})')
-    tokenizer = pipeline.get_tokenizer(config.data, workdir)
+    tokenizer = tokenizer_cache.get_tokenizer(config.data, workdir)
     model = build_model(config, tokenizer.vocab_size)
     seq_len, input_len = row_lengths(config)
     init = functools.partial(init_state, model, optim.make_optimizer(config.train), seq_len=seq_len,

@@ -9,6 +9,7 @@ import pytest
 
 from experiments import base
 from lm.data import pipeline
+from lm.data import tokenizer_cache
 
 SEQ_LEN = 16
 BATCH = 4
@@ -33,7 +34,7 @@ def config(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def tokenizer(config):
-  return pipeline.get_tokenizer(config, None)
+  return tokenizer_cache.get_tokenizer(config, None)
 
 
 def _take(iterator, n: int) -> list[dict]:
@@ -91,7 +92,7 @@ def test_stream_ends_each_document_with_eos(tmp_path):
   for name, text in [('a.txt', 'abc'), ('b.txt', 'de')]:
     (corpus / name).write_text(text)
   config = _data_config(path=str(corpus), data_dir=str(tmp_path / 'tfds'))
-  tokenizer = pipeline.get_tokenizer(config, None)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
   stream = pipeline.token_stream(config, tokenizer, 'train')
   np.testing.assert_array_equal(stream, [*tokenizer.encode('abc'), 1])
 
@@ -228,7 +229,7 @@ def test_eval_of_a_split_shorter_than_one_row(tmp_path):
   (tmp_path / 'tiny.txt').write_text('abcdefghij' * 5)  # validation: 5 chars.
   config = _data_config(path=str(tmp_path / 'tiny.txt'),
                         data_dir=str(tmp_path / 'tfds'))
-  tokenizer = pipeline.get_tokenizer(config, None)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
   (batch,) = pipeline.make_eval_batches(config, tokenizer, 'validation',
                                         batch_size=2)
   weights = batch['decoder_loss_weights']
@@ -241,21 +242,6 @@ def test_train_split_too_short_is_named(tmp_path):
   (tmp_path / 'tiny.txt').write_text('abcdefghij')
   config = _data_config(path=str(tmp_path / 'tiny.txt'),
                         data_dir=str(tmp_path / 'tfds'))
-  tokenizer = pipeline.get_tokenizer(config, None)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
   with pytest.raises(ValueError, match=r'seq_len \+ 1 = 17'):
     pipeline.make_train_iterator(config, tokenizer, batch_size=1, seed=0)
-
-
-def test_tokenizer_is_saved_in_the_workdir_and_reused(config, tmp_path):
-  built = pipeline.get_tokenizer(config, str(tmp_path))
-  assert (tmp_path / 'tokenizer' / 'tokenizer.json').exists()
-  # The saved vocabulary wins over the data: a resumed run keeps its ids.
-  other = _data_config(path=config.path, data_dir=config.data_dir,
-                       tokenizer='char')
-  (tmp_path / 'tokenizer' / 'tokenizer.json').write_text(
-      '{"kind": "char", "chars": "xyz"}')
-  assert pipeline.get_tokenizer(other, str(tmp_path)).vocab_size == 5
-  assert built.vocab_size == 2 + 12  # pad, eos and the 12 corpus characters.
-  other.tokenizer = 'byte'
-  with pytest.raises(ValueError, match=r"'char' tokenizer but .*'byte'"):
-    pipeline.get_tokenizer(other, str(tmp_path))

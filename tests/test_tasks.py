@@ -13,6 +13,7 @@ from lm.data import datasets
 from lm.data import pipeline
 from lm.data import report
 from lm.data import tasks
+from lm.data import tokenizer_cache
 
 SEQ_LEN = 16
 BATCH = 4
@@ -66,7 +67,7 @@ def lm_config(corpus):
 
 @pytest.fixture(scope='module')
 def tokenizer(lm_config):
-  return pipeline.get_tokenizer(lm_config, None)
+  return tokenizer_cache.get_tokenizer(lm_config, None)
 
 
 def _docs_with_eos(config, tokenizer, split):
@@ -147,7 +148,7 @@ def test_concat_stats_count_the_dropped_partial_row(tmp_path):
   (tmp_path / 'a.txt').write_text('abcdefghij' * 10)
   config = _data_config(name='text_files', path=str(tmp_path / 'a.txt'),
                         data_dir=str(tmp_path / 'tfds'), pack=False)
-  tokenizer = pipeline.get_tokenizer(config, None)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
   stream = pipeline.token_stream(config, tokenizer, 'train')
   stats = pipeline.split_stats(config, tokenizer, 'train')
   rows = (len(stream) - 1) // SEQ_LEN
@@ -360,7 +361,7 @@ def test_seq2seq_reads_catalogue_feature_keys(monkeypatch):
   config = _data_config(name='squad', task='seq2seq', max_input_len=32,
                         max_target_len=4, pack=False,
                         **datasets.catalogue_features('squad'))
-  tokenizer = pipeline.get_tokenizer(config, None)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
   (batch,) = pipeline.make_eval_batches(config, tokenizer, 'validation',
                                         batch_size=len(records))
   for row in range(len(records)):
@@ -378,7 +379,7 @@ def test_catalogue_seq2seq_tokenizer_reads_the_input_and_target_keys(
   monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
   config = _data_config(name='cnn_dailymail', task='seq2seq',
                         **datasets.catalogue_features('cnn_dailymail'))
-  tokenizer = pipeline.get_tokenizer(config, None)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
   assert tokenizer.chars == ''.join(sorted(set('Long article.Short!')))
 
 
@@ -388,7 +389,7 @@ def test_prefix_is_in_the_vocabulary_and_the_tokenizer_texts(tmp_path,
                         data_dir=str(tmp_path / 'tfds'), synthetic_length=5,
                         synthetic_examples=100, max_input_len=16,
                         max_target_len=8)
-  tokenizer = pipeline.get_tokenizer(config, None)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
   batch = next(pipeline.make_train_iterator(config, tokenizer, batch_size=2,
                                             seed=0))
   assert tokenizer.decode(batch['encoder_input_tokens'][0]).startswith('copy: ')
@@ -401,7 +402,7 @@ def test_prefix_is_in_the_vocabulary_and_the_tokenizer_texts(tmp_path,
 
   monkeypatch.setattr(tokenizers, 'make_tokenizer', recording_make_tokenizer)
   spm_config = _data_config(**{**config.to_dict(), 'tokenizer': 'sentencepiece'})
-  pipeline.get_tokenizer(spm_config, None)
+  tokenizer_cache.get_tokenizer(spm_config, None)
   pairs = datasets.split_pairs(config, 'train')
   assert texts == [t for i, o in pairs for t in ('copy: ' + i, o)]
 
@@ -427,7 +428,7 @@ def test_split_identifiers_reach_the_encoder_and_the_tokenizer_texts(
                                       batch_size=1)
   assert tokenizer.decode(batch['encoder_input_tokens'][0]) == 'rev: get value'
   assert tokenizer.decode(batch['decoder_target_tokens'][0]) == 'Get the value.'
-  assert pipeline.tokenizer_texts(config, 'train') == ['rev: get value',
+  assert tokenizer_cache.tokenizer_texts(config, 'train') == ['rev: get value',
                                                        'Get the value.']
 
 
@@ -563,7 +564,7 @@ def test_split_identifiers_reach_span_corruption_documents(corpus,
   config = _data_config(name='text_files', path=str(corpus),
                         data_dir=str(corpus / 'tfds'), task='span_corruption',
                         split_identifiers=True, pack=True)
-  assert pipeline.tokenizer_texts(config, 'train') == ['def get value(key)']
+  assert tokenizer_cache.tokenizer_texts(config, 'train') == ['def get value(key)']
   tokenizer = _SentinelTokenizer('def get value(key)')  # No '_': raw fails.
   doc, = pipeline.document_tokens(config, tokenizer, 'train')
   assert tokenizer.decode(doc) == 'def get value(key)'

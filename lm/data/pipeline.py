@@ -29,14 +29,11 @@ keeps, truncates and drops (lm/data/report.py prints it).
 """
 
 import functools
-import hashlib
 import math
-import os
 
 import grain
 import numpy as np
 
-from lm import tokenizers
 from lm.data import datasets
 from lm.data import tasks
 
@@ -46,79 +43,6 @@ ENCODER_FEATURES = ('encoder_input_tokens', 'encoder_segment_ids',
                     'encoder_positions')
 TASKS = ('lm', 'seq2seq', 'span_corruption')
 _EVAL_SEED = 0  # span corruption noise of eval passes and of split_stats.
-_TOKENIZER_SUBDIR = 'tokenizer'
-
-
-def get_tokenizer(data_config, workdir: str | None = None):
-  """The run's tokenizer: workdir/tokenizer if saved, else built from the data.
-
-  A char vocabulary is built over all splits (as nanoGPT does), so held-out
-  text never meets an unknown character. SentencePiece trains on the train
-  split only (byte fallback covers the rest) and is cached with the prepared
-  dataset, in <dataset dir>/tokenizers/spm_<model_type>_<vocab_size>/, so
-  every run on that dataset reuses one model instead of training again.
-  """
-  kind = data_config.tokenizer
-  directory = workdir and os.path.join(workdir, _TOKENIZER_SUBDIR)
-  if directory and os.path.isdir(directory):
-    tokenizer = tokenizers.load_tokenizer(directory)
-    saved_kind = tokenizer.to_dict()['kind']
-    if saved_kind != kind:
-      raise ValueError(
-          f'{directory!r} holds a {saved_kind!r} tokenizer but '
-          f'data.tokenizer is {kind!r}; use a new workdir.')
-    if kind == 'sentencepiece':
-      saved = (tokenizer.model_type, tokenizer.vocab_size)
-      wanted = (data_config.spm_model_type, data_config.spm_vocab_size)
-      if saved != wanted:
-        raise ValueError(
-            f'{directory!r} holds a SentencePiece (model_type, vocab_size) '
-            f'{saved} but data asks for {wanted}; use a new workdir.')
-    return tokenizer
-  if kind == 'sentencepiece':
-    model_type = data_config.spm_model_type
-    vocab_size = data_config.spm_vocab_size
-    # Prepare first: preparing renames a finished folder onto data_dir, which
-    # must not exist before.
-    datasets.load_split(data_config, 'train')
-    name = f'spm_{model_type}_{vocab_size}'
-    if data_config.prefix:  # it is part of the training text.
-      name += '_prefix' + hashlib.sha256(
-          data_config.prefix.encode('utf-8')).hexdigest()[:8]
-    if data_config.get('split_identifiers'):  # so is the way inputs are written.
-      name += '_split_identifiers'
-    cache = os.path.join(datasets.make_builder(data_config).data_dir,
-                         'tokenizers', name)
-    if os.path.exists(os.path.join(cache, 'tokenizer.json')):
-      tokenizer = tokenizers.load_tokenizer(cache)
-    else:
-      tokenizer = tokenizers.make_tokenizer(
-          kind, tokenizer_texts(data_config, 'train'),
-          vocab_size=vocab_size, model_type=model_type)
-      tokenizer.save(cache)
-  else:
-    texts = [text for split in datasets.SPLITS
-             for text in tokenizer_texts(data_config, split)]
-    tokenizer = tokenizers.make_tokenizer(kind, texts)
-  if directory:
-    tokenizer.save(directory)
-  return tokenizer
-
-
-def tokenizer_texts(data_config, split: str) -> list[str]:
-  """The texts of `split` a tokenizer is built from: what the pipeline encodes.
-
-  seq2seq reads each record's data.prefix + input (as tasks.model_input writes
-  it), then its target, through data.input_key / data.target_key; the other
-  tasks read the documents (split_texts) and, if set, the prefix as one more
-  text.
-  """
-  prefix = data_config.prefix
-  if data_config.task == 'seq2seq':
-    return [text for inputs, targets in datasets.split_pairs(data_config, split)
-            for text in (prefix + tasks.model_input(inputs, data_config),
-                         targets)]
-  return model_texts(data_config, split) + ([prefix] if prefix else [])
 
 
 def model_texts(data_config, split: str) -> list[str]:
