@@ -62,7 +62,7 @@ _TOKENIZER_DIR = tokenizer_cache.RUN_SUBDIR  # In a run directory: the run's tok
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: Array, seq_len: int, *,
                input_len: int = 0, boxed: bool = False) -> TrainState:
   """A fresh state for rows of `seq_len` decoder tokens (and `input_len` encoder tokens: encoder-decoder only;
-  `row_lengths` gives both from a config). `boxed=True` keeps flax's logical-axis metadata on params and
+  `tasks.row_lengths(config.data)` gives both). `boxed=True` keeps flax's logical-axis metadata on params and
   optimizer state, which `parallel.shardings_from_logical` reads; training uses plain arrays."""
   params_rng, state_rng = jax.random.split(rng)
   params = model_lib.init_variables(model, params_rng, target_len=seq_len, input_len=input_len)['params']
@@ -161,12 +161,12 @@ def evaluate(launcher: parallel.Launcher, state: TrainState, batches: Iterable[d
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   t, d = config.train, config.data
-  seq_len, input_len = row_lengths(config)
+  seq_len, input_len = tasks.row_lengths(config.data)
   architecture = config.model.architecture
   wanted = 'decoder_only' if d.task == 'lm' else 'encoder_decoder'
   checks = [
-      (d.task in pipeline.TASKS, 'data.task', d.task, f'must be one of {pipeline.TASKS}'),
-      (d.task not in pipeline.TASKS or architecture not in ('decoder_only', 'encoder_decoder')  # Else model's.
+      (d.task in tasks.TASKS, 'data.task', d.task, f'must be one of {tasks.TASKS}'),
+      (d.task not in tasks.TASKS or architecture not in ('decoder_only', 'encoder_decoder')  # Else model's.
        or architecture == wanted, 'data.task', d.task,
        f'needs model.architecture={wanted!r}, got model.architecture={architecture!r}'),
       (t.num_steps > 0, 'train.num_steps', t.num_steps, 'must be positive'),
@@ -223,14 +223,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not ok:
       raise ValueError(f'{key}={value!r} {why}')
   model_lib.ModelConfig.from_config(config.model, vocab_size=1, max_len=max(seq_len, input_len))  # Model keys.
-
-
-def row_lengths(config: ml_collections.ConfigDict) -> tuple[int, int]:
-  """(decoder, encoder) tokens per row: (data.seq_len, 0) for the decoder-only LM, (data.max_target_len,
-  data.max_input_len) for the encoder-decoder."""
-  if config.model.architecture == 'encoder_decoder':
-    return config.data.max_target_len, config.data.max_input_len
-  return config.data.seq_len, 0
 
 
 def _length_keys(config: ml_collections.ConfigDict) -> str:
@@ -315,7 +307,7 @@ def stop_requests():
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
   """`DecoderLM` or `EncoderDecoder`, as config.model.architecture says; max_len 0 becomes the longest row."""
   return model_lib.build_model(model_lib.ModelConfig.from_config(
-      config.model, vocab_size=vocab_size, max_len=max(row_lengths(config))))
+      config.model, vocab_size=vocab_size, max_len=max(tasks.row_lengths(config.data))))
 
 
 EvalHook = Callable[[int, Any, 'MetricsLog | NullLog'], None]
@@ -353,7 +345,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   model = build_model(config, tokenizer.vocab_size)
   tx = optim.make_optimizer(config.train)
   schedule = optim.make_schedule(config.train)
-  seq_len, input_len = row_lengths(config)
+  seq_len, input_len = tasks.row_lengths(config.data)
 
   token_bytes = jnp.asarray(tokenizer.token_bytes, jnp.float32)
   launcher = parallel.Launcher(
@@ -676,7 +668,7 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None
                               f'--workdir={workdir})')
     tokenizer = tokenizer_cache.get_tokenizer(config.data, workdir)
     model = build_model(config, tokenizer.vocab_size)
-    seq_len, input_len = row_lengths(config)
+    seq_len, input_len = tasks.row_lengths(config.data)
     init = functools.partial(init_state, model, optim.make_optimizer(config.train), seq_len=seq_len,
                              input_len=input_len)
     state = checkpointer.restore(step, jax.eval_shape(init, jax.random.PRNGKey(0)))

@@ -9,6 +9,7 @@ import pytest
 
 from experiments import base
 from lm.data import pipeline
+from lm.data import tasks
 from lm.data import tokenizer_cache
 
 SEQ_LEN = 16
@@ -44,7 +45,7 @@ def _take(iterator, n: int) -> list[dict]:
 def _assert_same_batches(expected: list[dict], actual: list[dict]):
   assert len(expected) == len(actual)
   for want, got in zip(expected, actual):
-    for name in pipeline.FEATURES:
+    for name in tasks.FEATURES:
       np.testing.assert_array_equal(want[name], got[name], err_msg=name)
 
 
@@ -63,7 +64,7 @@ def _train(config, tokenizer, **kwargs):
 
 def test_batches_have_fixed_shapes_and_t5x_names(config, tokenizer):
   batch = next(_train(config, tokenizer))
-  assert sorted(batch) == sorted(pipeline.FEATURES)
+  assert sorted(batch) == sorted(tasks.FEATURES)
   for name, value in batch.items():
     assert value.shape == (BATCH, SEQ_LEN), name
   assert batch['decoder_loss_weights'].dtype == np.float32

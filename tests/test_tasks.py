@@ -93,7 +93,7 @@ def test_packed_rows_keep_every_target_inside_its_document(lm_config,
       lm_config, tokenizer, batch_size=BATCH, seed=0), 6)
   num_multi_segment_rows = 0
   for batch in batches:
-    assert sorted(batch) == sorted(pipeline.FEATURES)
+    assert sorted(batch) == sorted(tasks.FEATURES)
     for name, value in batch.items():
       assert value.shape == (BATCH, SEQ_LEN), name
       assert value.dtype == (np.float32 if name == 'decoder_loss_weights'
@@ -222,7 +222,7 @@ def test_packed_lm_eval_is_one_padded_pass(lm_config, tokenizer):
 
 def test_unknown_task_is_named(lm_config, tokenizer):
   config = _data_config(**{**lm_config.to_dict(), 'task': 'lm2'})
-  with pytest.raises(ValueError, match=r"data.task 'lm2'"):
+  with pytest.raises(ValueError, match=r"data.task='lm2' must be one of"):
     pipeline.make_train_iterator(config, tokenizer, batch_size=1, seed=0)
 
 
@@ -259,7 +259,7 @@ def test_seq2seq_prefixes_truncates_and_shifts(s2s):
   (batch, *rest) = pipeline.make_eval_batches(config, tokenizer, 'validation',
                                               batch_size=len(records))
   assert not rest
-  assert sorted(batch) == sorted(pipeline.features(config))
+  assert sorted(batch) == sorted(tasks.features(config))
   truncated = 0
   for row, record in enumerate(records):
     question, answer = record['question'].decode(), record['answer'].decode()

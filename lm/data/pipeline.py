@@ -1,35 +1,18 @@
-"""grain input pipeline: documents -> token stream -> fixed-shape LM batches.
+"""grain iterators over a split's rows: the train iterator (shuffled, process-sharded, resumable) and eval
+batches (one ordered pass).
 
-Language modelling is "concatenate and chunk" (as nanoGPT): each document's
-tokens plus eos are concatenated into one stream, and row i is the window
-`stream[i*L : i*L + L + 1]` with inputs `w[:-1]` and targets `w[1:]`.
-Windows overlap by one token (stride L), so every stream token after the first
-is a target exactly once; stride L+1 would never predict the token that
-starts each row.
+Rows are built as lm/data/tasks.py says: concat-and-chunk rows (data.task 'lm', data.pack False) by random access
+into the split's token stream; in every other mode (data.pack, data.task 'seq2seq' or 'span_corruption') each
+unit (an LM piece, a seq2seq record, a span-corruption chunk) becomes an example, and examples are padded into rows
+of their own or first-fit packed, the packer's state being part of the iterator's:
 
-    stream  = [a b c eos d e eos]        L = 3
-    row 0   inputs [a b c]   targets [b c eos]
-    row 1   inputs [eos d e] targets [d e eos]
+    units -> [process shard] -> shuffle -> repeat -> (task map)
+          -> pack or pad -> batch -> [worker processes]
 
-Batches are dicts of numpy [B, L] arrays with T5X names (see FEATURES). In
-concat-and-chunk every row is one segment (segment ids 1, positions 0..L-1).
-
-Every other mode (data.pack=True, data.task 'seq2seq' or 'span_corruption')
-turns each example into an unpadded example dict (lm/data/tasks.py), then
-either pads it into a row of its own or first-fit packs several per row with
-grain's FirstFitPackIterDataset (segment ids 1, 2, ... per example, 0 on
-padding; positions restart at 0), whose state is part of the iterator's:
-
-    examples -> [process shard] -> shuffle -> repeat -> (task map)
-             -> pack or pad -> batch -> [worker processes]
-
-Encoder-decoder tasks add ENCODER_FEATURES of length data.max_input_len; their
-decoder rows have data.max_target_len tokens. `split_stats` counts what a pass
-keeps, truncates and drops (lm/data/report.py prints it).
+`split_stats` counts what a pass keeps, truncates and drops (lm/data/report.py prints it).
 """
 
 import functools
-import math
 
 import grain
 import numpy as np
@@ -37,11 +20,6 @@ import numpy as np
 from lm.data import datasets
 from lm.data import tasks
 
-FEATURES = ('decoder_input_tokens', 'decoder_target_tokens',
-            'decoder_loss_weights', 'decoder_segment_ids', 'decoder_positions')
-ENCODER_FEATURES = ('encoder_input_tokens', 'encoder_segment_ids',
-                    'encoder_positions')
-TASKS = ('lm', 'seq2seq', 'span_corruption')
 _EVAL_SEED = 0  # span corruption noise of eval passes and of split_stats.
 
 
@@ -54,51 +32,7 @@ def model_texts(data_config, split: str) -> list[str]:
 
 def token_stream(data_config, tokenizer, split: str) -> np.ndarray:
   """int32 [n]: the split's documents, each followed by eos, concatenated."""
-  eos = np.array([tokenizer.eos_id], dtype=np.int32)
-  parts = [part for doc in document_tokens(data_config, tokenizer, split) for part in (doc, eos)]
-  return np.concatenate(parts or [np.zeros(0, np.int32)])
-
-
-class ChunkedStream:
-  """Random-access rows of L tokens cut from a token stream with stride L.
-
-  With `keep_partial`, a last row shorter than L (or the only row of a stream
-  too short for one) is padded with pad id 0 and zero weights, so the rows
-  hold every target exactly once; without it, only full rows exist.
-  """
-
-  def __init__(self, tokens: np.ndarray, seq_len: int, *, keep_partial: bool):
-    if seq_len < 1:
-      raise ValueError(f'seq_len must be positive; got {seq_len}.')
-    self._tokens = tokens
-    self._seq_len = seq_len
-    num_targets = max(len(tokens) - 1, 0)
-    self._len = (max(1, math.ceil(num_targets / seq_len)) if keep_partial
-                 else num_targets // seq_len)
-
-  def __len__(self) -> int:
-    return self._len
-
-  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    if not 0 <= index < self._len:
-      raise IndexError(f'Row {index} outside [0, {self._len}).')
-    L = self._seq_len
-    window = self._tokens[index * L:index * L + L + 1]
-    n = max(len(window) - 1, 0)  # real targets in this row, L unless last.
-    row = padding_row(L)
-    row['decoder_input_tokens'][:n] = window[:n]
-    row['decoder_target_tokens'][:n] = window[1:n + 1]
-    row['decoder_loss_weights'][:n] = 1
-    row['decoder_segment_ids'][:n] = 1
-    row['decoder_positions'][:n] = np.arange(n)
-    return row
-
-
-def padding_row(seq_len: int) -> dict[str, np.ndarray]:
-  """A row that contributes nothing: pad tokens, weight 0, segment id 0."""
-  row = {name: np.zeros(seq_len, np.int32) for name in FEATURES}
-  row['decoder_loss_weights'] = np.zeros(seq_len, np.float32)
-  return row
+  return tasks.token_stream(document_tokens(data_config, tokenizer, split), tokenizer.eos_id)
 
 
 def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
@@ -121,16 +55,16 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
                      f'[0, process_count={process_count}).')
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive; got {batch_size}.')
-  _check_task(data_config)
+  tasks.check_task(data_config)
   if data_config.task != 'lm' or data_config.pack:
     ds = _example_dataset(data_config, tokenizer, 'train', seed=seed,
                           shuffle=True, num_epochs=num_epochs,
                           shard=(process_index, process_count))
-    it = _batched_rows(ds, data_config, batch_size=batch_size, seed=seed,
+    it = tasks.pad_or_pack(ds, data_config, batch_size=batch_size, seed=seed,
                        finite=num_epochs is not None)
     return _train_iterator(it, data_config.num_workers)
   tokens = token_stream(data_config, tokenizer, 'train')
-  rows = ChunkedStream(tokens, data_config.seq_len, keep_partial=False)
+  rows = tasks.ChunkedStream(tokens, data_config.seq_len, keep_partial=False)
   if len(rows) < process_count:
     raise ValueError(
         f'The train split has {len(tokens)} tokens: {len(rows)} rows of '
@@ -141,7 +75,7 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
   ds = ds.shuffle(seed=seed).repeat(num_epochs).batch(
       batch_size, drop_remainder=num_epochs is None)
   if num_epochs is not None:
-    ds = ds.map(functools.partial(_pad_batch, batch_size=batch_size))
+    ds = ds.map(functools.partial(tasks.pad_batch, batch_size=batch_size))
   # A small read-ahead in threads overlaps batch assembly with the step.
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
                                             prefetch_buffer_size=8))
@@ -197,42 +131,22 @@ def make_eval_batches(data_config, tokenizer, split: str, *, batch_size: int):
   """
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive; got {batch_size}.')
-  _check_task(data_config)
+  tasks.check_task(data_config)
   if data_config.task != 'lm' or data_config.pack:
     ds = _example_dataset(data_config, tokenizer, split, seed=_EVAL_SEED,
                           shuffle=False, num_epochs=1)
-    return iter(_batched_rows(ds, data_config, batch_size=batch_size,
+    return iter(tasks.pad_or_pack(ds, data_config, batch_size=batch_size,
                               seed=_EVAL_SEED, finite=True))
-  rows = ChunkedStream(token_stream(data_config, tokenizer, split),
+  rows = tasks.ChunkedStream(token_stream(data_config, tokenizer, split),
                        data_config.seq_len, keep_partial=True)
   return _batches(rows, batch_size, data_config.seq_len)
 
 
-def _batches(rows: ChunkedStream, batch_size: int, seq_len: int):
+def _batches(rows: tasks.ChunkedStream, batch_size: int, seq_len: int):
   for start in range(0, len(rows), batch_size):
     batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
-    batch += [padding_row(seq_len)] * (batch_size - len(batch))
-    yield {name: np.stack([row[name] for row in batch]) for name in FEATURES}
-
-
-def _check_task(data_config) -> None:
-  if data_config.task not in TASKS:
-    raise ValueError(f'Unknown data.task {data_config.task!r}; choose one of '
-                     f'{list(TASKS)}.')
-
-
-def features(data_config) -> tuple[str, ...]:
-  """The batch's feature names for data.task."""
-  _check_task(data_config)
-  return FEATURES + (ENCODER_FEATURES if data_config.task != 'lm' else ())
-
-
-def row_lengths(data_config) -> dict[str, int]:
-  """Length of each example feature in a row, for data.task."""
-  if data_config.task == 'lm':
-    return {name: data_config.seq_len for name in FEATURES[:3]}
-  return {'encoder_input_tokens': data_config.max_input_len,
-          **{name: data_config.max_target_len for name in FEATURES[:3]}}
+    batch += [tasks.padding_row(seq_len)] * (batch_size - len(batch))
+    yield {name: np.stack([row[name] for row in batch]) for name in tasks.FEATURES}
 
 
 # (prepared dataset dir, split, tokenizer description) -> per-document ids.
@@ -355,33 +269,6 @@ def _fold_in(seed: int, index: int) -> int:
   return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _batched_rows(ds: grain.MapDataset, data_config, *, batch_size: int,
-                  seed: int, finite: bool) -> grain.IterDataset:
-  lengths = row_lengths(data_config)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
-                                            prefetch_buffer_size=8))
-  if data_config.pack:
-    # One bin per row of a batch: when an example fits no open bin, grain
-    # emits the bins; more bins pack tighter but delay and reorder more.
-    it = grain.experimental.FirstFitPackIterDataset(
-        it, length_struct=lengths, num_packing_bins=batch_size, seed=seed,
-        shuffle_bins=not finite).map(tasks.from_packed)
-  else:
-    it = it.map(functools.partial(tasks.pad_example, lengths=lengths))
-  it = it.batch(batch_size, drop_remainder=not finite)
-  if finite:
-    it = it.map(functools.partial(_pad_batch, batch_size=batch_size))
-  return it
-
-
-def _pad_batch(batch: dict[str, np.ndarray], *, batch_size: int):
-  """Fills a short last batch up with zeros: segment id 0, weight 0."""
-  missing = batch_size - len(next(iter(batch.values())))
-  return {name: np.concatenate([value, np.zeros((missing, *value.shape[1:]),
-                                                value.dtype)])
-          for name, value in batch.items()}
-
-
 def split_stats(data_config, tokenizer, split: str, *,
                 train: bool | None = None) -> tasks.Stats:
   """What one pass over `split` keeps, truncates and drops (see tasks.Stats).
@@ -392,7 +279,7 @@ def split_stats(data_config, tokenizer, split: str, *,
   catalogue ones. For span corruption they are those of the eval noise.
   Holds: input_tokens + target_tokens + truncated_tokens == source_tokens.
   """
-  _check_task(data_config)
+  tasks.check_task(data_config)
   train = split == 'train' if train is None else train
   if data_config.task == 'seq2seq':
     return _seq2seq_stats(data_config, tokenizer, split)
