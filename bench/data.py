@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import train as train_bench  # noqa: E402
 from experiments import shakespeare  # noqa: E402
 from lm.data import pipeline  # noqa: E402
+from lm.data import tokenized  # noqa: E402
 from lm.data import tokenizer_cache  # noqa: E402
 
 SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size) of the train step it must feed.
@@ -39,7 +40,7 @@ _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 10, 'Timed train steps per sh
 
 def time_pipeline(data_config, tokenizer, batch_size: int, num_batches: int) -> tuple[float, float]:
   """(seconds to the first batch from an empty token cache, tokens/s over the next num_batches)."""
-  pipeline._DOCUMENTS.clear()  # Time tokenization too.
+  tokenized._DOCUMENTS.clear()  # Time tokenization too.
   start = time.perf_counter()
   iterator = pipeline.make_train_iterator(data_config, tokenizer, batch_size=batch_size, seed=0)
   next(iterator)

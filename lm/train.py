@@ -368,8 +368,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     state, pretrained_step = _with_pretrained_params(launcher, state, init_from)
     say(f'params from {init_from} step {pretrained_step} (init_from); fresh optimizer, step 0', flush=True)
 
-  # Nothing is dropped silently. (The pipeline tokenizes the split up front, so counting costs little more.)
-  stats = pipeline.split_stats(config.data, tokenizer, 'train')
+  # Nothing is dropped silently: the iterator counts the split it tokenized up front.
+  stats = train_iter.stats
   say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
       f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
   # Model FLOPs of a row (encoder and decoder), PaLM's accounting; tokens are row positions on both sides.

@@ -10,6 +10,7 @@ import pytest
 from experiments import base
 from lm.data import pipeline
 from lm.data import tasks
+from lm.data import tokenized
 from lm.data import tokenizer_cache
 
 SEQ_LEN = 16
@@ -36,6 +37,11 @@ def config(tmp_path_factory):
 @pytest.fixture(scope='module')
 def tokenizer(config):
   return tokenizer_cache.get_tokenizer(config, None)
+
+
+def _stream(config, tokenizer, split: str) -> np.ndarray:
+  """The split's concat-and-chunk token stream, as the pipeline reads it."""
+  return tasks.token_stream(tokenized.tokenize_split(config, tokenizer, split).documents, tokenizer.eos_id)
 
 
 def _take(iterator, n: int) -> list[dict]:
@@ -76,7 +82,7 @@ def test_batches_have_fixed_shapes_and_t5x_names(config, tokenizer):
 
 
 def test_targets_are_inputs_shifted_by_one(config, tokenizer):
-  stream = pipeline.token_stream(config, tokenizer, 'train')
+  stream = _stream(config, tokenizer, 'train')
   batches = _take(_train(config, tokenizer), 3)
   inputs = [row for b in batches for row in b['decoder_input_tokens']]
   targets = [row for b in batches for row in b['decoder_target_tokens']]
@@ -94,7 +100,7 @@ def test_stream_ends_each_document_with_eos(tmp_path):
     (corpus / name).write_text(text)
   config = _data_config(path=str(corpus), data_dir=str(tmp_path / 'tfds'))
   tokenizer = tokenizer_cache.get_tokenizer(config, None)
-  stream = pipeline.token_stream(config, tokenizer, 'train')
+  stream = _stream(config, tokenizer, 'train')
   np.testing.assert_array_equal(stream, [*tokenizer.encode('abc'), 1])
 
 
@@ -108,7 +114,7 @@ def test_same_seed_same_batches_other_seed_other_batches(config, tokenizer):
 
 
 def test_each_epoch_is_a_new_permutation_of_all_rows(config, tokenizer):
-  stream = pipeline.token_stream(config, tokenizer, 'train')
+  stream = _stream(config, tokenizer, 'train')
   num_rows = (len(stream) - 1) // SEQ_LEN
   batches = _take(_train(config, tokenizer, batch_size=1), 2 * num_rows)
   ids = _row_ids(batches, stream)
@@ -119,7 +125,7 @@ def test_each_epoch_is_a_new_permutation_of_all_rows(config, tokenizer):
 
 @pytest.mark.parametrize('crosses_epoch', [False, True])
 def test_resume_from_state_continues_exactly(config, tokenizer, crosses_epoch):
-  stream = pipeline.token_stream(config, tokenizer, 'train')
+  stream = _stream(config, tokenizer, 'train')
   batches_per_epoch = (len(stream) - 1) // SEQ_LEN // BATCH
   skip = batches_per_epoch - 2 if crosses_epoch else 2
   assert batches_per_epoch > 5
@@ -187,7 +193,7 @@ def test_resume_with_other_num_workers_names_both_values(config, tokenizer,
 
 
 def test_process_shards_are_disjoint_and_cover_the_rows(config, tokenizer):
-  stream = pipeline.token_stream(config, tokenizer, 'train')
+  stream = _stream(config, tokenizer, 'train')
   num_rows = (len(stream) - 1) // SEQ_LEN
   count = 3
   shards = []
@@ -208,7 +214,7 @@ def test_bad_process_index_is_named(config, tokenizer):
 
 def test_eval_covers_every_target_once_with_a_padded_last_batch(
     config, tokenizer):
-  stream = pipeline.token_stream(config, tokenizer, 'validation')
+  stream = _stream(config, tokenizer, 'validation')
   num_rows = -(-(len(stream) - 1) // SEQ_LEN)
   batch_size = num_rows // 2 + 1  # two batches, the second one short of rows.
   batches = list(pipeline.make_eval_batches(

@@ -11,8 +11,10 @@ from experiments import base
 from lm import tokenizers
 from lm.data import datasets
 from lm.data import pipeline
+from lm.data import stats as stats_lib
 from lm.data import report
 from lm.data import tasks
+from lm.data import tokenized
 from lm.data import tokenizer_cache
 
 SEQ_LEN = 16
@@ -24,6 +26,11 @@ def _data_config(**overrides) -> ml_collections.ConfigDict:
   config.update(tokenizer='char', seq_len=SEQ_LEN, num_workers=0)
   config.update(overrides)
   return ml_collections.ConfigDict(config)
+
+
+def _stream(config, tokenizer, split: str) -> np.ndarray:
+  """The split's concat-and-chunk token stream, as the pipeline reads it."""
+  return tasks.token_stream(tokenized.tokenize_split(config, tokenizer, split).documents, tokenizer.eos_id)
 
 
 def _take(iterator, n: int) -> list[dict]:
@@ -135,7 +142,7 @@ def test_one_packed_epoch_holds_every_target_once(lm_config, tokenizer):
   want = sorted(tuple(p[1:]) for doc in docs
                 for p in tasks.lm_pieces(doc, SEQ_LEN))
   assert got == want
-  stats = pipeline.split_stats(lm_config, tokenizer, 'train')
+  stats = stats_lib.split_stats(lm_config, tokenizer, 'train')
   weights = sum(b['decoder_loss_weights'].sum() for b in batches)
   assert weights == stats.target_tokens == sum(len(d) - 1 for d in docs)
   assert stats.source_tokens == sum(map(len, docs))
@@ -149,12 +156,12 @@ def test_concat_stats_count_the_dropped_partial_row(tmp_path):
   config = _data_config(name='text_files', path=str(tmp_path / 'a.txt'),
                         data_dir=str(tmp_path / 'tfds'), pack=False)
   tokenizer = tokenizer_cache.get_tokenizer(config, None)
-  stream = pipeline.token_stream(config, tokenizer, 'train')
-  stats = pipeline.split_stats(config, tokenizer, 'train')
+  stream = _stream(config, tokenizer, 'train')
+  stats = stats_lib.split_stats(config, tokenizer, 'train')
   rows = (len(stream) - 1) // SEQ_LEN
   assert stats.target_tokens == rows * SEQ_LEN
   assert stats.truncated_tokens == len(stream) - 1 - rows * SEQ_LEN > 0
-  assert pipeline.split_stats(config, tokenizer, 'train',
+  assert stats_lib.split_stats(config, tokenizer, 'train',
                               train=False).truncated_tokens == 0
 
 
@@ -212,7 +219,7 @@ def test_packed_lm_eval_is_one_padded_pass(lm_config, tokenizer):
                                           batch_size=3))
   _assert_same_batches(batches, again)
   assert all(b['decoder_input_tokens'].shape == (3, SEQ_LEN) for b in batches)
-  stats = pipeline.split_stats(lm_config, tokenizer, 'validation')
+  stats = stats_lib.split_stats(lm_config, tokenizer, 'validation')
   assert sum(b['decoder_loss_weights'].sum() for b in batches) == (
       stats.target_tokens)
   last = batches[-1]
@@ -279,7 +286,7 @@ def test_seq2seq_prefixes_truncates_and_shifts(s2s):
     np.testing.assert_array_equal(batch['decoder_loss_weights'][row],
                                   [1] * len(dec) + [0] * (8 - len(dec)))
   assert truncated > 0  # the data does exercise truncation.
-  stats = pipeline.split_stats(config, tokenizer, 'validation')
+  stats = stats_lib.split_stats(config, tokenizer, 'validation')
   assert stats.truncated_tokens == truncated
   assert stats.target_tokens == batch['decoder_loss_weights'].sum()
   assert stats.input_tokens == (batch['encoder_segment_ids'] > 0).sum()
@@ -369,7 +376,7 @@ def test_seq2seq_reads_catalogue_feature_keys(monkeypatch):
     dec = batch['decoder_target_tokens'][row]
     assert tokenizer.decode(enc) == f'question: q{row} context: ctx'
     assert tokenizer.decode(dec) == f'a{row}'
-  stats = pipeline.split_stats(config, tokenizer, 'validation')
+  stats = stats_lib.split_stats(config, tokenizer, 'validation')
   assert stats.target_tokens == batch['decoder_loss_weights'].sum()
 
 
@@ -551,7 +558,7 @@ def test_span_corruption_pipeline(corpus):
   n = tasks.span_corruption_lengths(20, 10, 0.15, 3.0)
   assert sorted(restored) == sorted(doc[i:i + n] for doc in docs
                                     for i in range(0, len(doc), n))
-  stats = pipeline.split_stats(config, tokenizer, 'train')
+  stats = stats_lib.split_stats(config, tokenizer, 'train')
   assert stats.truncated_tokens == 0
   assert stats.target_tokens == sum(b['decoder_loss_weights'].sum()
                                     for b in batches)
@@ -566,7 +573,7 @@ def test_split_identifiers_reach_span_corruption_documents(corpus,
                         split_identifiers=True, pack=True)
   assert tokenizer_cache.tokenizer_texts(config, 'train') == ['def get value(key)']
   tokenizer = _SentinelTokenizer('def get value(key)')  # No '_': raw fails.
-  doc, = pipeline.document_tokens(config, tokenizer, 'train')
+  doc, = tokenized.tokenize_split(config, tokenizer, 'train').documents
   assert tokenizer.decode(doc) == 'def get value(key)'
 
 

@@ -40,7 +40,6 @@ seq2seq / span corruption. `encoder_input_tokens` = inputs + eos and
 right with 0 as the start token (T5), so packing restarts it per segment.
 """
 
-import dataclasses
 import functools
 import math
 import re
@@ -144,34 +143,6 @@ def padding_row(seq_len: int) -> dict[str, np.ndarray]:
   row = {name: np.zeros(seq_len, np.int32) for name in FEATURES}
   row['decoder_loss_weights'] = np.zeros(seq_len, np.float32)
   return row
-
-
-@dataclasses.dataclass
-class Stats:
-  """Token and example counts of one pass over a split, as the rows see it.
-
-  source_tokens: tokens the task makes before truncation: documents + eos
-    (lm); inputs + eos and targets + eos, prefix and sentinels included
-    (seq2seq, span corruption). bytes: UTF-8 bytes of the texts.
-  input_tokens: tokens the rows hold only as inputs: encoder inputs, or the
-    first token of each LM sequence (no token before it to predict it from).
-  target_tokens: tokens the rows hold as targets with loss weight 1.
-  truncated_tokens: source tokens in no row (cut by max lengths, the partial
-    last row of concat-and-chunk training, or of a dropped example).
-  dropped_examples: examples that give no row (e.g. empty texts).
-  So input_tokens + target_tokens + truncated_tokens == source_tokens.
-  """
-  examples: int = 0
-  bytes: int = 0
-  source_tokens: int = 0
-  input_tokens: int = 0
-  target_tokens: int = 0
-  truncated_tokens: int = 0
-  dropped_examples: int = 0
-
-  def __add__(self, other: 'Stats') -> 'Stats':
-    return Stats(*(a + b for a, b in zip(dataclasses.astuple(self),
-                                         dataclasses.astuple(other))))
 
 
 def lm_pieces(tokens: np.ndarray, seq_len: int) -> list[np.ndarray]:
@@ -291,6 +262,30 @@ def span_corruption(tokens: np.ndarray, *, noise_density: float,
   return inputs, targets
 
 
+def corrupted_lengths(length: int, noise_density: float,
+                      mean_noise_span_length: float) -> tuple[int, int]:
+  """(inputs, targets) lengths, no eos, that span_corruption gives `length` tokens, whatever the noise.
+
+  noise_counts fixes the noise tokens and spans of every mask; each span becomes one sentinel in the inputs and
+  follows one in the targets. Below 2 tokens nothing is masked: the targets are empty.
+  """
+  if length < 2:
+    return length, 0
+  noise, spans = noise_counts(length, noise_density, mean_noise_span_length)
+  return length - noise + spans, noise + spans
+
+
+def span_chunk_len(data_config) -> int:
+  """Tokens per span-corruption chunk: the longest whose corruption fits data.max_input_len / max_target_len."""
+  return span_corruption_lengths(data_config.max_input_len, data_config.max_target_len,
+                                 data_config.noise_density, data_config.mean_noise_span_length)
+
+
+def span_chunks(documents: list[np.ndarray], chunk_len: int) -> list[np.ndarray]:
+  """Each document cut into chunks of chunk_len tokens, the last one shorter; none of an empty document."""
+  return [doc[start:start + chunk_len] for doc in documents for start in range(0, len(doc), chunk_len)]
+
+
 def span_corruption_lengths(max_input_len: int, max_target_len: int,
                             noise_density: float,
                             mean_noise_span_length: float) -> int:
@@ -300,9 +295,9 @@ def span_corruption_lengths(max_input_len: int, max_target_len: int,
   truncated by design: the counts are those of `noise_counts`, which the
   mask uses, so a chunk of this length always fits (1 if none longer does).
   """
-  def lengths(n):  # n >= 2: inputs + eos, targets + eos.
-    noise, spans = noise_counts(n, noise_density, mean_noise_span_length)
-    return n - noise + spans + 1, noise + spans + 1
+  def lengths(n):  # inputs + eos, targets + eos.
+    inputs, targets = corrupted_lengths(n, noise_density, mean_noise_span_length)
+    return inputs + 1, targets + 1
 
   n = 1
   while all(a <= b for a, b in zip(lengths(n + 1),
@@ -396,7 +391,6 @@ def split_identifiers(text: str) -> str:
 
 
 def model_input(text: str, data_config) -> str:
-  """The text a seq2seq model reads for input `text`, before data.prefix: as it is, or with
-  data.split_identifiers its identifiers split into words (runs saved before that key existed lack it: as
-  they are)."""
-  return split_identifiers(text) if data_config.get('split_identifiers') else text
+  """The text a model reads for input or document `text`, before data.prefix: as it is, or with
+  data.split_identifiers its identifiers split into words."""
+  return split_identifiers(text) if data_config.split_identifiers else text

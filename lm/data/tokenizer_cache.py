@@ -14,8 +14,8 @@ import os
 from lm import tokenizers
 from lm.config import check
 from lm.data import datasets
-from lm.data import pipeline
 from lm.data import tasks
+from lm.data import tokenized
 
 RUN_SUBDIR = 'tokenizer'  # In a run directory: the tokenizer the run uses.
 
@@ -73,11 +73,11 @@ def tokenizer_texts(data_config, split: str) -> list[str]:
   """The texts of `split` a tokenizer is built from: what the pipeline encodes.
 
   seq2seq reads each record's data.prefix + input (as tasks.model_input writes it), then its target, through
-  data.input_key / data.target_key; the other tasks read the documents (pipeline.model_texts) and, if set, the
+  data.input_key / data.target_key; the other tasks read the documents (tokenized.model_texts) and, if set, the
   prefix as one more text.
   """
   prefix = data_config.prefix
   if data_config.task == 'seq2seq':
     return [text for inputs, targets in datasets.split_pairs(data_config, split)
             for text in (prefix + tasks.model_input(inputs, data_config), targets)]
-  return pipeline.model_texts(data_config, split) + ([prefix] if prefix else [])
+  return tokenized.model_texts(data_config, split) + ([prefix] if prefix else [])
