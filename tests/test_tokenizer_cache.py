@@ -9,6 +9,7 @@ import pytest
 from experiments import base
 from lm import tokenizers
 from lm.data import datasets
+from lm.data import pipeline
 from lm.data import tokenizer_cache
 
 SPM_VOCAB_SIZE = 500
@@ -87,3 +88,53 @@ def test_pipeline_trains_spm_on_train_only_and_caches_it_with_the_dataset(tmp_pa
   assert tokenizer_cache.get_tokenizer(config, None).vocab_size == SPM_VOCAB_SIZE - 10
   assert len(calls) == 2
   assert (cache.parent / f'spm_bpe_{SPM_VOCAB_SIZE - 10}').is_dir()
+
+
+def test_catalogue_seq2seq_tokenizer_reads_the_input_and_target_keys(
+    monkeypatch):
+  records = [{'article': 'Long article.', 'highlights': 'Short!'}]
+  monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
+  config = _data_config(name='cnn_dailymail', task='seq2seq',
+                        **datasets.catalogue_features('cnn_dailymail'))
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
+  assert tokenizer.chars == ''.join(sorted(set('Long article.Short!')))
+
+
+def test_prefix_is_in_the_vocabulary_and_the_tokenizer_texts(tmp_path,
+                                                             monkeypatch):
+  config = _data_config(name='copy', task='seq2seq', prefix='copy: ',
+                        data_dir=str(tmp_path / 'tfds'), synthetic_length=5,
+                        synthetic_examples=100, max_input_len=16,
+                        max_target_len=8)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
+  batch = next(pipeline.make_train_iterator(config, tokenizer, batch_size=2,
+                                            seed=0))
+  assert tokenizer.decode(batch['encoder_input_tokens'][0]).startswith('copy: ')
+  # SentencePiece trains on what the pipeline encodes: prefixed inputs.
+  texts = []
+
+  def recording_make_tokenizer(kind, train_texts, **options):
+    texts.extend(train_texts)
+    return tokenizers.ByteTokenizer()
+
+  monkeypatch.setattr(tokenizers, 'make_tokenizer', recording_make_tokenizer)
+  spm_config = _data_config(**{**config.to_dict(), 'tokenizer': 'sentencepiece'})
+  tokenizer_cache.get_tokenizer(spm_config, None)
+  pairs = datasets.split_pairs(config, 'train')
+  assert texts == [t for i, o in pairs for t in ('copy: ' + i, o)]
+
+
+def test_split_identifiers_reach_the_tokenizer_texts(monkeypatch):
+  records = [{'question': b'get_value', 'answer': b'Get the value.'}]
+  monkeypatch.setattr(datasets, 'load_split', lambda c, split: records)
+  config = _data_config(name='fake', task='seq2seq', input_key='question', target_key='answer', prefix='rev: ',
+                        split_identifiers=True)
+  assert tokenizer_cache.tokenizer_texts(config, 'train') == ['rev: get value',
+                                                              'Get the value.']
+
+
+def test_split_identifiers_reach_the_tokenizer_texts_of_documents(monkeypatch):
+  records = [{'text': b'def get_value(key)'}]
+  monkeypatch.setattr(datasets, 'load_split', lambda c, split: records)
+  config = _data_config(task='span_corruption', split_identifiers=True, pack=True)
+  assert tokenizer_cache.tokenizer_texts(config, 'train') == ['def get value(key)']
