@@ -12,6 +12,7 @@ from experiments import base
 from lm import tokenizers
 from lm.data import datasets
 from lm.data import pipeline
+from lm.data import rows
 from lm.data import tasks
 from lm.data import tokenized
 from lm.data import tokenizer_cache
@@ -44,7 +45,7 @@ def tokenizer(config):
 
 def _stream(config, tokenizer, split: str) -> np.ndarray:
   """The split's concat-and-chunk token stream, as the pipeline reads it."""
-  return tasks.token_stream(tokenized.tokenize_split(config, tokenizer, split).documents, tokenizer.eos_id)
+  return rows.token_stream(tokenized.tokenize_split(config, tokenizer, split).documents, tokenizer.eos_id)
 
 
 def _take(iterator, n: int) -> list[dict]:

@@ -9,8 +9,8 @@ from experiments import base
 from lm import tokenizers
 from lm.data import datasets
 from lm.data import pipeline
+from lm.data import rows
 from lm.data import stats as stats_lib
-from lm.data import tasks
 from lm.data import tokenized
 from lm.data import tokenizer_cache
 
@@ -85,11 +85,11 @@ def test_concat_stats_count_the_dropped_partial_row(tmp_path):
                         data_dir=str(tmp_path / 'tfds'), pack=False)
   tokenizer = tokenizer_cache.get_tokenizer(config, None)
   documents = tokenized.tokenize_split(config, tokenizer, 'train').documents
-  stream = tasks.token_stream(documents, tokenizer.eos_id)
+  stream = rows.token_stream(documents, tokenizer.eos_id)
   stats = stats_lib.split_stats(config, tokenizer, 'train')
-  rows = (len(stream) - 1) // SEQ_LEN
-  assert stats.target_tokens == rows * SEQ_LEN
-  assert stats.truncated_tokens == len(stream) - 1 - rows * SEQ_LEN > 0
+  full_rows = (len(stream) - 1) // SEQ_LEN
+  assert stats.target_tokens == full_rows * SEQ_LEN
+  assert stats.truncated_tokens == len(stream) - 1 - full_rows * SEQ_LEN > 0
   assert stats_lib.split_stats(config, tokenizer, 'train',
                                train=False).truncated_tokens == 0
 

@@ -7,7 +7,7 @@ import numpy as np
 from experiments import base
 from lm import tokenizers
 from lm.data import datasets
-from lm.data import tasks
+from lm.data import rows
 from lm.data import tokenized
 from lm.data import tokenizer_cache
 
@@ -34,7 +34,7 @@ def test_stream_ends_each_document_with_eos(tmp_path):
   config = _data_config(path=str(corpus), data_dir=str(tmp_path / 'tfds'))
   tokenizer = tokenizer_cache.get_tokenizer(config, None)
   documents = tokenized.tokenize_split(config, tokenizer, 'train').documents
-  stream = tasks.token_stream(documents, tokenizer.eos_id)
+  stream = rows.token_stream(documents, tokenizer.eos_id)
   np.testing.assert_array_equal(stream, [*tokenizer.encode('abc'), 1])
 
 

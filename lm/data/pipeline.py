@@ -1,11 +1,11 @@
 """grain iterators over a split's rows: the train iterator (shuffled, process-sharded, resumable) and eval
 batches (one ordered pass).
 
-Each reads its split tokenized up front, once (lm/data/tokenized.py). Rows are built as lm/data/tasks.py says:
-concat-and-chunk rows (data.task 'lm', data.pack False) by random access into the split's token stream; in every
-other mode (data.pack, data.task 'seq2seq' or 'span_corruption') each unit (an LM piece, a seq2seq pair, a
-span-corruption chunk) becomes an example, and examples are padded into rows of their own or first-fit packed,
-the packer's state being part of the iterator's:
+Each reads its split tokenized up front, once (lm/data/tokenized.py). Rows are built as lm/data/rows.py says:
+concat-and-chunk rows (data.task 'lm', data.pack False) by random access into the split's token stream; in
+every other mode (data.pack, data.task 'seq2seq' or 'span_corruption') each unit (an LM piece, a seq2seq pair,
+a span-corruption chunk) becomes an example (tasks.py), and examples are padded into rows of their own or
+first-fit packed, the packer's state being part of the iterator's:
 
     units -> [process shard] -> shuffle -> repeat -> (task map)
           -> pack or pad -> batch -> [worker processes]
@@ -19,6 +19,7 @@ import grain
 import numpy as np
 
 from lm.config import check
+from lm.data import rows
 from lm.data import stats as stats_lib
 from lm.data import tasks
 from lm.data import tokenized
@@ -53,10 +54,10 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
     ds = _example_dataset(data_config, tokenizer, ids, 'train', seed=seed,
                           shuffle=True, num_epochs=num_epochs,
                           shard=(process_index, process_count))
-    it = tasks.pad_or_pack(ds, data_config, batch_size=batch_size, seed=seed,
-                           finite=num_epochs is not None)
+    it = rows.pad_or_pack(ds, data_config, batch_size=batch_size, seed=seed,
+                          finite=num_epochs is not None)
   else:
-    it = _chunked_train_rows(data_config, tasks.token_stream(ids.documents, tokenizer.eos_id),
+    it = _chunked_train_rows(data_config, rows.token_stream(ids.documents, tokenizer.eos_id),
                              batch_size=batch_size, seed=seed, shard=(process_index, process_count),
                              num_epochs=num_epochs)
   if data_config.num_workers > 0:
@@ -67,18 +68,18 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
 def _chunked_train_rows(data_config, tokens: np.ndarray, *, batch_size: int, seed: int,
                         shard: tuple[int, int], num_epochs: int | None) -> grain.IterDataset:
   """Concat-and-chunk train batches: full rows only, this process's shard."""
-  rows = tasks.ChunkedStream(tokens, data_config.seq_len, keep_partial=False)
+  chunked = rows.ChunkedStream(tokens, data_config.seq_len, keep_partial=False)
   index, count = shard
-  check(len(rows) >= count, 'data.seq_len', data_config.seq_len,
-        f"cuts the train split's {len(tokens)} tokens into {len(rows)} rows of seq_len + 1 = "
+  check(len(chunked) >= count, 'data.seq_len', data_config.seq_len,
+        f"cuts the train split's {len(tokens)} tokens into {len(chunked)} rows of seq_len + 1 = "
         f'{data_config.seq_len + 1} tokens, fewer than process_count = {count}: use more text or a smaller '
         'seq_len')
-  ds = grain.MapDataset.source(rows)[index::count]
+  ds = grain.MapDataset.source(chunked)[index::count]
   # shuffle then repeat: grain reseeds the shuffle each epoch (seed + epoch).
   ds = ds.shuffle(seed=seed).repeat(num_epochs).batch(
       batch_size, drop_remainder=num_epochs is None)
   if num_epochs is not None:
-    ds = ds.map(functools.partial(tasks.pad_batch, batch_size=batch_size))
+    ds = ds.map(functools.partial(rows.pad_batch, batch_size=batch_size))
   # A small read-ahead in threads overlaps batch assembly with the step.
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
                                               prefetch_buffer_size=8))
@@ -134,17 +135,17 @@ def make_eval_batches(data_config, tokenizer, split: str, *, batch_size: int):
   if data_config.task != 'lm' or data_config.pack:
     ds = _example_dataset(data_config, tokenizer, ids, split, seed=_EVAL_SEED,
                           shuffle=False, num_epochs=1)
-    return iter(tasks.pad_or_pack(ds, data_config, batch_size=batch_size,
-                                  seed=_EVAL_SEED, finite=True))
-  rows = tasks.ChunkedStream(tasks.token_stream(ids.documents, tokenizer.eos_id),
-                             data_config.seq_len, keep_partial=True)
-  return _batches(rows, batch_size, data_config.seq_len)
+    return iter(rows.pad_or_pack(ds, data_config, batch_size=batch_size,
+                                 seed=_EVAL_SEED, finite=True))
+  chunked = rows.ChunkedStream(rows.token_stream(ids.documents, tokenizer.eos_id),
+                                data_config.seq_len, keep_partial=True)
+  return _batches(chunked, batch_size, data_config.seq_len)
 
 
-def _batches(rows: tasks.ChunkedStream, batch_size: int, seq_len: int):
-  for start in range(0, len(rows), batch_size):
-    batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
-    batch += [tasks.padding_row(seq_len)] * (batch_size - len(batch))
+def _batches(chunked: rows.ChunkedStream, batch_size: int, seq_len: int):
+  for start in range(0, len(chunked), batch_size):
+    batch = [chunked[i] for i in range(start, min(start + batch_size, len(chunked)))]
+    batch += [rows.padding_row(seq_len)] * (batch_size - len(batch))
     yield {name: np.stack([row[name] for row in batch]) for name in tasks.FEATURES}
 
 
