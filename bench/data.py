@@ -25,6 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import train as train_bench  # noqa: E402
 from experiments import shakespeare  # noqa: E402
 from lm.data import pipeline  # noqa: E402
+from lm.data import tokenized  # noqa: E402
+from lm.data import tokenizer_cache  # noqa: E402
 
 SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size) of the train step it must feed.
     'default': (4, 4, 256, 128, 32),  # experiments/shakespeare.py
@@ -38,7 +40,7 @@ _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 10, 'Timed train steps per sh
 
 def time_pipeline(data_config, tokenizer, batch_size: int, num_batches: int) -> tuple[float, float]:
   """(seconds to the first batch from an empty token cache, tokens/s over the next num_batches)."""
-  pipeline._DOCUMENTS.clear()  # Time tokenization too.
+  tokenized._DOCUMENTS.clear()  # Time tokenization too.
   start = time.perf_counter()
   iterator = pipeline.make_train_iterator(data_config, tokenizer, batch_size=batch_size, seed=0)
   next(iterator)
@@ -57,7 +59,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # tfds logs every split it opens.
   config = shakespeare.get_config().data
   config.num_workers = _NUM_WORKERS.value
-  tokenizer = pipeline.get_tokenizer(config, None)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
   train_rates = {}
   for shape, (layers, heads, width, seq_len, batch_size) in SHAPES.items():
     seconds, _ = train_bench.time_train_step(layers, heads, width, seq_len, batch_size, 'bfloat16',

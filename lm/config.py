@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from typing import Any
 
 import ml_collections
@@ -164,20 +163,6 @@ class Config:
   parallel: Parallel = Parallel()
   eval: Eval = Eval()
   decode: Decode = Decode()
-
-
-class RowLengths(typing.NamedTuple):
-  """Tokens per row: the decoder's, and the encoder's (0 for a decoder-only model)."""
-  decoder: int
-  encoder: int
-
-
-def row_lengths(c: ml_collections.ConfigDict) -> RowLengths:
-  """(data.seq_len, 0) for the decoder-only LM, (data.max_target_len, data.max_input_len) for the
-  encoder-decoder."""
-  if c.model.architecture == 'encoder_decoder':
-    return RowLengths(c.data.max_target_len, c.data.max_input_len)
-  return RowLengths(c.data.seq_len, 0)
 
 
 def defaults() -> ml_collections.ConfigDict:

@@ -85,10 +85,12 @@ def main(argv):
   if mode != 'data' and not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
   # The library is imported after flag parsing, so that `--help` answers at once.
-  from lm import evaluate, train
-  from lm.data import pipeline, report
+  from lm import evaluate
+  from lm import train
+  from lm.data import report
+  from lm.data import tokenizer_cache
   if mode == 'data':
-    print(report.describe(FLAGS.config.data, pipeline.get_tokenizer(FLAGS.config.data, None)))
+    print(report.describe(FLAGS.config.data, tokenizer_cache.get_tokenizer(FLAGS.config.data, None)))
   elif mode == 'train':
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_hook=evaluate.generation_eval(FLAGS.config))
   elif mode == 'sample':

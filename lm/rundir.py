@@ -26,11 +26,13 @@ from lm import checkpoint as checkpoint_lib
 from lm import config as config_lib
 from lm import model as model_lib
 from lm import tokenizers
+from lm.data import tasks
+from lm.data import tokenizer_cache
 
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
 SAMPLES_FILE = 'samples.txt'
-TOKENIZER_DIR = 'tokenizer'
+TOKENIZER_DIR = tokenizer_cache.RUN_SUBDIR
 CHECKPOINT_DIR = 'checkpoints'
 
 
@@ -115,7 +117,7 @@ def append_sample(workdir: str, heading: str, text: str) -> None:
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> model_lib.DecoderLM | model_lib.EncoderDecoder:
   """The model of `config` for a tokenizer of `vocab_size` ids; model.max_len 0 becomes the longest row."""
   return model_lib.build_model(model_lib.ModelConfig.from_config(
-      config.model, vocab_size=vocab_size, max_len=max(config_lib.row_lengths(config))))
+      config.model, vocab_size=vocab_size, max_len=max(tasks.row_lengths(config.data))))
 
 
 class Run(typing.NamedTuple):
@@ -161,7 +163,7 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None) -> R
   if checkpointer is None:
     raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}: train first '
                             f'(./run.sh train --workdir={workdir})')
-  tokenizer = tokenizers.load_tokenizer(os.path.join(workdir, TOKENIZER_DIR))
+  tokenizer = tokenizer_cache.get_tokenizer(config.data, workdir)  # The run's own, checked against config.data.
   model = build_model(config, tokenizer.vocab_size)
   params, step = _latest_params(checkpointer)
   fresh = jax.eval_shape(lambda: model_lib.init_variables(model, jax.random.PRNGKey(0), **_lengths(config)))
@@ -170,7 +172,7 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None) -> R
 
 
 def _lengths(config: ml_collections.ConfigDict) -> dict[str, int]:
-  target_len, input_len = config_lib.row_lengths(config)
+  target_len, input_len = tasks.row_lengths(config.data)
   return {'target_len': target_len, 'input_len': input_len}
 
 

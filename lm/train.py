@@ -32,6 +32,8 @@ from lm import rundir
 from lm import step as step_lib
 from lm.data import datasets
 from lm.data import pipeline
+from lm.data import tasks
+from lm.data import tokenizer_cache
 
 # A generation eval at validation points: hook(run, step, params), e.g. lm/evaluate.py's `generation_eval`.
 EvalHook = Callable[['Run', int, Any], None]
@@ -135,7 +137,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, step_li
   if init_from and latest is None:
     rundir.pretrained_step(init_from)  # Fails before any work if it has no checkpoint.
     rundir.copy_tokenizer(init_from, workdir, config.data)  # Its embeddings index its vocabulary.
-  tokenizer = pipeline.get_tokenizer(config.data, workdir)
+  tokenizer = tokenizer_cache.get_tokenizer(config.data, workdir)
   model = rundir.build_model(config, tokenizer.vocab_size)
   launcher = make_launcher(config, model, tokenizer)
   state = launcher.init(jax.random.PRNGKey(config.seed))
@@ -172,14 +174,14 @@ def make_launcher(config: ml_collections.ConfigDict, model: Any, tokenizer: Any)
 
 
 def _state_lengths(config: ml_collections.ConfigDict) -> dict[str, int]:
-  lengths = config_lib.row_lengths(config)
+  lengths = tasks.row_lengths(config.data)
   return {'seq_len': lengths.decoder, 'input_len': lengths.encoder}
 
 
 def _speed_accounting(config: ml_collections.ConfigDict, model: Any) -> tuple[int, float, float]:
   """(tokens per step, model FLOPs per step, peak FLOP/s of all devices). Model FLOPs of a row (encoder and
   decoder) by PaLM's accounting; tokens are row positions on both sides."""
-  lengths, batch_size = config_lib.row_lengths(config), config.train.batch_size
+  lengths, batch_size = tasks.row_lengths(config.data), config.train.batch_size
   flops = batch_size * flops_lib.flops_per_row(model.config, target_len=lengths.decoder, input_len=lengths.encoder)
   return batch_size * sum(lengths), flops, flops_lib.peak_flops(model.config.dtype) * jax.device_count()
 
@@ -187,7 +189,7 @@ def _speed_accounting(config: ml_collections.ConfigDict, model: Any) -> tuple[in
 def describe(run: Run, state: step_lib.TrainState) -> None:
   """Prints what the run trains on (nothing is dropped silently) and logs the train split's token accounting."""
   config, t = run.config, run.config.train
-  stats = pipeline.split_stats(config.data, run.tokenizer, 'train')
+  stats = run.train_iter.stats  # Counted as the pipeline tokenized the split.
   run.say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
           f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
   run.say(f'model: {config.model.architecture}, {flops_lib.count_params(run.params(state)):,} params, '

@@ -13,7 +13,7 @@ from lm import model as model_lib
 from lm import optim
 from lm import parallel
 from lm.data import datasets
-from lm.data import pipeline
+from lm.data import tasks
 
 
 def seq2seq_config():
@@ -36,7 +36,7 @@ def test_choices_are_the_implementations_names():
   assert set(config_lib.CHOICES['model.dtype']) == set(model_lib.DTYPES)
   assert set(config_lib.CHOICES['model.remat']) == {'none', *model_lib.REMAT_POLICIES}
   assert config_lib.CHOICES['parallel.strategy'] == parallel.STRATEGIES
-  assert config_lib.CHOICES['data.task'] == pipeline.TASKS
+  assert config_lib.CHOICES['data.task'] == tasks.TASKS
   assert config_lib.CHOICES['eval.split'] == datasets.SPLITS
   assert config_lib.METRICS == tuple(evaluate.METRICS)
   for schedule in config_lib.CHOICES['train.schedule']:

@@ -86,10 +86,10 @@ def test_synthetic_prepares_100k_examples_in_seconds(tmp_path):
 
 
 def test_synthetic_settings_are_checked(tmp_path):
-  with pytest.raises(ValueError, match='synthetic_length must be >= 1, got 0'):
+  with pytest.raises(ValueError, match='data.synthetic_length=0 must be >= 1'):
     datasets.make_builder(_full_data_config(tmp_path, name='copy',
                                             synthetic_length=0))
-  with pytest.raises(ValueError, match='synthetic_examples must be >= 10'):
+  with pytest.raises(ValueError, match='data.synthetic_examples=5 must be >= 10'):
     datasets.make_builder(_full_data_config(tmp_path, name='copy',
                                             synthetic_examples=5))
   with pytest.raises(ValueError, match="'shakespeare' holds documents"):

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import pathlib
 import time
 
 import ml_collections
@@ -11,7 +10,6 @@ import pytest
 
 from lm import tokenizers
 from lm.data import datasets
-from lm.data import pipeline
 
 MULTILINGUAL = 'Héllo, wörld! Привет мир. 你好，世界。 🙂 naïve café\n\ttab\r\n'
 
@@ -330,45 +328,3 @@ def test_spm_bad_settings_are_named():
     tokenizers.make_tokenizer('sentencepiece', _corpus(), vocab_size=100_000)
   with pytest.raises(ValueError, match="'char' tokenizer takes no vocab_size"):
     tokenizers.make_tokenizer('char', ['abc'], vocab_size=400)
-
-
-def test_pipeline_trains_spm_on_train_only_and_caches_it_with_the_dataset(
-    tmp_path, monkeypatch):
-  corpus = tmp_path / 'corpus.txt'
-  corpus.write_text(''.join(_corpus()), encoding='utf-8')
-  config = _data_config(name='text_files', path=str(corpus),
-                        data_dir=str(tmp_path / 'tfds'),
-                        tokenizer='sentencepiece', spm_vocab_size=SPM_VOCAB_SIZE,
-                        spm_model_type='bpe')
-  calls = []
-  make_tokenizer = tokenizers.make_tokenizer
-
-  def counting_make_tokenizer(kind, texts, **options):
-    calls.append(list(texts))
-    return make_tokenizer(kind, calls[-1], **options)
-
-  monkeypatch.setattr(tokenizers, 'make_tokenizer', counting_make_tokenizer)
-  built = pipeline.get_tokenizer(config, str(tmp_path / 'run1'))
-  assert calls == [datasets.split_texts(config, 'train')]
-  assert built.to_dict()['model_type'] == 'bpe'
-  cache = (pathlib.Path(datasets.make_builder(config).data_dir) / 'tokenizers'
-           / f'spm_bpe_{SPM_VOCAB_SIZE}')
-  assert (cache / 'spm.model').exists()
-  assert (tmp_path / 'run1' / 'tokenizer' / 'spm.model').exists()
-
-  # A new run (another workdir, or none) reuses the cached model.
-  for workdir in [str(tmp_path / 'run2'), None]:
-    reused = pipeline.get_tokenizer(config, workdir)
-    assert len(calls) == 1
-    assert reused.to_dict() == built.to_dict()
-  # The run's own copy wins, and must match the config.
-  assert pipeline.get_tokenizer(config, str(tmp_path / 'run1')).to_dict() == (
-      built.to_dict())
-  config.spm_vocab_size = SPM_VOCAB_SIZE - 10
-  with pytest.raises(ValueError, match=r"\('bpe', 500\) but data asks for "
-                                       r"\('bpe', 490\)"):
-    pipeline.get_tokenizer(config, str(tmp_path / 'run1'))
-  # Other settings train their own model beside the first.
-  assert pipeline.get_tokenizer(config, None).vocab_size == SPM_VOCAB_SIZE - 10
-  assert len(calls) == 2
-  assert (cache.parent / f'spm_bpe_{SPM_VOCAB_SIZE - 10}').is_dir()

@@ -24,6 +24,7 @@ from lm import rundir
 from lm import step as step_lib
 from lm import tokenizers
 from lm import train
+from lm.data import tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = ''.join(f'{i % 7} the quick brown fox {i % 3} jumps over the lazy dog.\n' for i in range(400))
@@ -463,7 +464,7 @@ def test_every_experiment_documents_itself_validates_and_builds(name):
   train.validate_config(c)
   vocab_size = c.data.spm_vocab_size if c.data.tokenizer == 'sentencepiece' else 256
   model = rundir.build_model(c, vocab_size)
-  seq_len, input_len = config_lib.row_lengths(c)
+  seq_len, input_len = tasks.row_lengths(c.data)
   state = jax.eval_shape(functools.partial(step_lib.init_state, model, optim.make_optimizer(c.train),
                                            seq_len=seq_len, input_len=input_len), jax.random.PRNGKey(0))
   assert train.flops_lib.count_params(state.params) > 0

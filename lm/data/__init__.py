@@ -1,1 +1,3 @@
-"""Data: data sets by name (datasets.py; our builders in corpora.py, docstrings.py, synthetic.py) and the grain input pipeline (pipeline.py)."""
+"""Data: data sets by name (datasets.py; our builders in corpora.py, docstrings.py, synthetic.py), the run's
+tokenizer (tokenizer_cache.py), a split tokenized once (tokenized.py), examples (tasks.py), rows (rows.py), grain
+iterators (pipeline.py) and token accounting (stats.py, printed by report.py)."""

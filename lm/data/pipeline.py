@@ -1,185 +1,35 @@
-"""grain input pipeline: documents -> token stream -> fixed-shape LM batches.
+"""grain iterators over a split's rows: the train iterator (shuffled, process-sharded, resumable) and eval
+batches (one ordered pass).
 
-Language modelling is "concatenate and chunk" (as nanoGPT): each document's
-tokens plus eos are concatenated into one stream, and row i is the window
-`stream[i*L : i*L + L + 1]` with inputs `w[:-1]` and targets `w[1:]`.
-Windows overlap by one token (stride L), so every stream token after the first
-is a target exactly once; stride L+1 would never predict the token that
-starts each row.
+Each reads its split tokenized up front, once (lm/data/tokenized.py). Rows are built as lm/data/rows.py says:
+concat-and-chunk rows (data.task 'lm', data.pack False) by random access into the split's token stream; in
+every other mode (data.pack, data.task 'seq2seq' or 'span_corruption') each unit (an LM piece, a seq2seq pair,
+a span-corruption chunk) becomes an example (tasks.py), and examples are padded into rows of their own or
+first-fit packed, the packer's state being part of the iterator's:
 
-    stream  = [a b c eos d e eos]        L = 3
-    row 0   inputs [a b c]   targets [b c eos]
-    row 1   inputs [eos d e] targets [d e eos]
+    units -> [process shard] -> shuffle -> repeat -> (task map)
+          -> pack or pad -> batch -> [worker processes]
 
-Batches are dicts of numpy [B, L] arrays with T5X names (see FEATURES). In
-concat-and-chunk every row is one segment (segment ids 1, positions 0..L-1).
-
-Every other mode (data.pack=True, data.task 'seq2seq' or 'span_corruption')
-turns each example into an unpadded example dict (lm/data/tasks.py), then
-either pads it into a row of its own or first-fit packs several per row with
-grain's FirstFitPackIterDataset (segment ids 1, 2, ... per example, 0 on
-padding; positions restart at 0), whose state is part of the iterator's:
-
-    examples -> [process shard] -> shuffle -> repeat -> (task map)
-             -> pack or pad -> batch -> [worker processes]
-
-Encoder-decoder tasks add ENCODER_FEATURES of length data.max_input_len; their
-decoder rows have data.max_target_len tokens. `split_stats` counts what a pass
-keeps, truncates and drops (lm/data/report.py prints it).
+The train iterator's `stats` count its split's rows (lm/data/stats.py) from the same ids.
 """
 
 import functools
-import hashlib
-import math
-import os
 
 import grain
 import numpy as np
 
-from lm import tokenizers
-from lm.data import datasets
+from lm.config import check
+from lm.data import rows
+from lm.data import stats as stats_lib
 from lm.data import tasks
+from lm.data import tokenized
 
-FEATURES = ('decoder_input_tokens', 'decoder_target_tokens',
-            'decoder_loss_weights', 'decoder_segment_ids', 'decoder_positions')
-ENCODER_FEATURES = ('encoder_input_tokens', 'encoder_segment_ids',
-                    'encoder_positions')
-TASKS = ('lm', 'seq2seq', 'span_corruption')
-_EVAL_SEED = 0  # span corruption noise of eval passes and of split_stats.
-_TOKENIZER_SUBDIR = 'tokenizer'
-
-
-def get_tokenizer(data_config, workdir: str | None = None):
-  """The run's tokenizer: workdir/tokenizer if saved, else built from the data.
-
-  A char vocabulary is built over all splits (as nanoGPT does), so held-out
-  text never meets an unknown character. SentencePiece trains on the train
-  split only (byte fallback covers the rest) and is cached with the prepared
-  dataset, in <dataset dir>/tokenizers/spm_<model_type>_<vocab_size>/, so
-  every run on that dataset reuses one model instead of training again.
-  """
-  kind = data_config.tokenizer
-  directory = workdir and os.path.join(workdir, _TOKENIZER_SUBDIR)
-  if directory and os.path.isdir(directory):
-    tokenizer = tokenizers.load_tokenizer(directory)
-    saved_kind = tokenizer.to_dict()['kind']
-    if saved_kind != kind:
-      raise ValueError(
-          f'{directory!r} holds a {saved_kind!r} tokenizer but '
-          f'data.tokenizer is {kind!r}; use a new workdir.')
-    if kind == 'sentencepiece':
-      saved = (tokenizer.model_type, tokenizer.vocab_size)
-      wanted = (data_config.spm_model_type, data_config.spm_vocab_size)
-      if saved != wanted:
-        raise ValueError(
-            f'{directory!r} holds a SentencePiece (model_type, vocab_size) '
-            f'{saved} but data asks for {wanted}; use a new workdir.')
-    return tokenizer
-  if kind == 'sentencepiece':
-    model_type = data_config.spm_model_type
-    vocab_size = data_config.spm_vocab_size
-    # Prepare first: preparing renames a finished folder onto data_dir, which
-    # must not exist before.
-    datasets.load_split(data_config, 'train')
-    name = f'spm_{model_type}_{vocab_size}'
-    if data_config.prefix:  # it is part of the training text.
-      name += '_prefix' + hashlib.sha256(
-          data_config.prefix.encode('utf-8')).hexdigest()[:8]
-    if data_config.get('split_identifiers'):  # so is the way inputs are written.
-      name += '_split_identifiers'
-    cache = os.path.join(datasets.make_builder(data_config).data_dir,
-                         'tokenizers', name)
-    if os.path.exists(os.path.join(cache, 'tokenizer.json')):
-      tokenizer = tokenizers.load_tokenizer(cache)
-    else:
-      tokenizer = tokenizers.make_tokenizer(
-          kind, tokenizer_texts(data_config, 'train'),
-          vocab_size=vocab_size, model_type=model_type)
-      tokenizer.save(cache)
-  else:
-    texts = [text for split in datasets.SPLITS
-             for text in tokenizer_texts(data_config, split)]
-    tokenizer = tokenizers.make_tokenizer(kind, texts)
-  if directory:
-    tokenizer.save(directory)
-  return tokenizer
-
-
-def tokenizer_texts(data_config, split: str) -> list[str]:
-  """The texts of `split` a tokenizer is built from: what the pipeline encodes.
-
-  seq2seq reads each record's data.prefix + input (as tasks.model_input writes
-  it), then its target, through data.input_key / data.target_key; the other
-  tasks read the documents (split_texts) and, if set, the prefix as one more
-  text.
-  """
-  prefix = data_config.prefix
-  if data_config.task == 'seq2seq':
-    return [text for inputs, targets in datasets.split_pairs(data_config, split)
-            for text in (prefix + tasks.model_input(inputs, data_config),
-                         targets)]
-  return model_texts(data_config, split) + ([prefix] if prefix else [])
-
-
-def model_texts(data_config, split: str) -> list[str]:
-  """The documents of `split` as the model reads them (tasks.model_input: with
-  data.split_identifiers, identifiers split into words)."""
-  return [tasks.model_input(text, data_config)
-          for text in datasets.split_texts(data_config, split)]
-
-
-def token_stream(data_config, tokenizer, split: str) -> np.ndarray:
-  """int32 [n]: the split's documents, each followed by eos, concatenated."""
-  eos = np.array([tokenizer.eos_id], dtype=np.int32)
-  parts = [part for doc in document_tokens(data_config, tokenizer, split) for part in (doc, eos)]
-  return np.concatenate(parts or [np.zeros(0, np.int32)])
-
-
-class ChunkedStream:
-  """Random-access rows of L tokens cut from a token stream with stride L.
-
-  With `keep_partial`, a last row shorter than L (or the only row of a stream
-  too short for one) is padded with pad id 0 and zero weights, so the rows
-  hold every target exactly once; without it, only full rows exist.
-  """
-
-  def __init__(self, tokens: np.ndarray, seq_len: int, *, keep_partial: bool):
-    if seq_len < 1:
-      raise ValueError(f'seq_len must be positive; got {seq_len}.')
-    self._tokens = tokens
-    self._seq_len = seq_len
-    num_targets = max(len(tokens) - 1, 0)
-    self._len = (max(1, math.ceil(num_targets / seq_len)) if keep_partial
-                 else num_targets // seq_len)
-
-  def __len__(self) -> int:
-    return self._len
-
-  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    if not 0 <= index < self._len:
-      raise IndexError(f'Row {index} outside [0, {self._len}).')
-    L = self._seq_len
-    window = self._tokens[index * L:index * L + L + 1]
-    n = max(len(window) - 1, 0)  # real targets in this row, L unless last.
-    row = padding_row(L)
-    row['decoder_input_tokens'][:n] = window[:n]
-    row['decoder_target_tokens'][:n] = window[1:n + 1]
-    row['decoder_loss_weights'][:n] = 1
-    row['decoder_segment_ids'][:n] = 1
-    row['decoder_positions'][:n] = np.arange(n)
-    return row
-
-
-def padding_row(seq_len: int) -> dict[str, np.ndarray]:
-  """A row that contributes nothing: pad tokens, weight 0, segment id 0."""
-  row = {name: np.zeros(seq_len, np.int32) for name in FEATURES}
-  row['decoder_loss_weights'] = np.zeros(seq_len, np.float32)
-  return row
+_EVAL_SEED = 0  # Span corruption noise of eval passes.
 
 
 def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
                         process_index: int = 0, process_count: int = 1,
-                        num_epochs: int | None = None):
+                        num_epochs: int | None = None) -> 'TrainIterator':
   """Shuffled batches of this process's rows; a grain DatasetIterator.
 
   Process p owns rows (concat-and-chunk) or examples (every other mode)
@@ -197,51 +47,58 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
                      f'[0, process_count={process_count}).')
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive; got {batch_size}.')
-  _check_task(data_config)
+  tasks.check_task(data_config)
+  ids = tokenized.tokenize_split(data_config, tokenizer, 'train')
+  stats = stats_lib.count(data_config, ids, train=True)  # Of the whole split, all processes' rows.
   if data_config.task != 'lm' or data_config.pack:
-    ds = _example_dataset(data_config, tokenizer, 'train', seed=seed,
+    ds = _example_dataset(data_config, tokenizer, ids, 'train', seed=seed,
                           shuffle=True, num_epochs=num_epochs,
                           shard=(process_index, process_count))
-    it = _batched_rows(ds, data_config, batch_size=batch_size, seed=seed,
-                       finite=num_epochs is not None)
-    return _train_iterator(it, data_config.num_workers)
-  tokens = token_stream(data_config, tokenizer, 'train')
-  rows = ChunkedStream(tokens, data_config.seq_len, keep_partial=False)
-  if len(rows) < process_count:
-    raise ValueError(
-        f'The train split has {len(tokens)} tokens: {len(rows)} rows of '
-        f'seq_len + 1 = {data_config.seq_len + 1} tokens, fewer than '
-        f'process_count = {process_count}. Use more text or a smaller seq_len.')
-  ds = grain.MapDataset.source(rows)[process_index::process_count]
+    it = rows.pad_or_pack(ds, data_config, batch_size=batch_size, seed=seed,
+                          finite=num_epochs is not None)
+  else:
+    it = _chunked_train_rows(data_config, rows.token_stream(ids.documents, tokenizer.eos_id),
+                             batch_size=batch_size, seed=seed, shard=(process_index, process_count),
+                             num_epochs=num_epochs)
+  if data_config.num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
+  return TrainIterator(iter(it), data_config.num_workers, stats)
+
+
+def _chunked_train_rows(data_config, tokens: np.ndarray, *, batch_size: int, seed: int,
+                        shard: tuple[int, int], num_epochs: int | None) -> grain.IterDataset:
+  """Concat-and-chunk train batches: full rows only, this process's shard."""
+  chunked = rows.ChunkedStream(tokens, data_config.seq_len, keep_partial=False)
+  index, count = shard
+  check(len(chunked) >= count, 'data.seq_len', data_config.seq_len,
+        f"cuts the train split's {len(tokens)} tokens into {len(chunked)} rows of seq_len + 1 = "
+        f'{data_config.seq_len + 1} tokens, fewer than process_count = {count}: use more text or a smaller '
+        'seq_len')
+  ds = grain.MapDataset.source(chunked)[index::count]
   # shuffle then repeat: grain reseeds the shuffle each epoch (seed + epoch).
   ds = ds.shuffle(seed=seed).repeat(num_epochs).batch(
       batch_size, drop_remainder=num_epochs is None)
   if num_epochs is not None:
-    ds = ds.map(functools.partial(_pad_batch, batch_size=batch_size))
+    ds = ds.map(functools.partial(rows.pad_batch, batch_size=batch_size))
   # A small read-ahead in threads overlaps batch assembly with the step.
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
-                                            prefetch_buffer_size=8))
-  return _train_iterator(it, data_config.num_workers)
-
-
-def _train_iterator(it: grain.IterDataset, num_workers: int):
-  if num_workers > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-  return TrainIterator(iter(it), num_workers)
+  return ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
+                                              prefetch_buffer_size=8))
 
 
 class TrainIterator(grain.DatasetIterator):
-  """grain's train iterator, whose state also records data.num_workers.
+  """grain's train iterator, whose state also records data.num_workers; `stats` counts its split.
 
   grain's state layout depends on the number of worker processes, so a state
   saved with another num_workers cannot resume; set_state says so, naming
   both values. A grain DatasetIterator, so grain.checkpoint.CheckpointSave /
-  CheckpointRestore handle it as any other.
+  CheckpointRestore handle it as any other. `stats` (stats.Stats) are the
+  train split's token accounting, counted from the ids the iterator reads.
   """
 
-  def __init__(self, parent: grain.DatasetIterator, num_workers: int):
+  def __init__(self, parent: grain.DatasetIterator, num_workers: int, stats: stats_lib.Stats):
     super().__init__(parent)
     self._num_workers = num_workers
+    self.stats = stats
 
   def __next__(self):
     return next(self._parent)
@@ -273,131 +130,71 @@ def make_eval_batches(data_config, tokenizer, split: str, *, batch_size: int):
   """
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive; got {batch_size}.')
-  _check_task(data_config)
+  tasks.check_task(data_config)
+  ids = tokenized.tokenize_split(data_config, tokenizer, split)
   if data_config.task != 'lm' or data_config.pack:
-    ds = _example_dataset(data_config, tokenizer, split, seed=_EVAL_SEED,
+    ds = _example_dataset(data_config, tokenizer, ids, split, seed=_EVAL_SEED,
                           shuffle=False, num_epochs=1)
-    return iter(_batched_rows(ds, data_config, batch_size=batch_size,
-                              seed=_EVAL_SEED, finite=True))
-  rows = ChunkedStream(token_stream(data_config, tokenizer, split),
-                       data_config.seq_len, keep_partial=True)
-  return _batches(rows, batch_size, data_config.seq_len)
+    return iter(rows.pad_or_pack(ds, data_config, batch_size=batch_size,
+                                 seed=_EVAL_SEED, finite=True))
+  chunked = rows.ChunkedStream(rows.token_stream(ids.documents, tokenizer.eos_id),
+                                data_config.seq_len, keep_partial=True)
+  return _batches(chunked, batch_size, data_config.seq_len)
 
 
-def _batches(rows: ChunkedStream, batch_size: int, seq_len: int):
-  for start in range(0, len(rows), batch_size):
-    batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
-    batch += [padding_row(seq_len)] * (batch_size - len(batch))
-    yield {name: np.stack([row[name] for row in batch]) for name in FEATURES}
+def _batches(chunked: rows.ChunkedStream, batch_size: int, seq_len: int):
+  for start in range(0, len(chunked), batch_size):
+    batch = [chunked[i] for i in range(start, min(start + batch_size, len(chunked)))]
+    batch += [rows.padding_row(seq_len)] * (batch_size - len(batch))
+    yield {name: np.stack([row[name] for row in batch]) for name in tasks.FEATURES}
 
 
-def _check_task(data_config) -> None:
-  if data_config.task not in TASKS:
-    raise ValueError(f'Unknown data.task {data_config.task!r}; choose one of '
-                     f'{list(TASKS)}.')
-
-
-def features(data_config) -> tuple[str, ...]:
-  """The batch's feature names for data.task."""
-  _check_task(data_config)
-  return FEATURES + (ENCODER_FEATURES if data_config.task != 'lm' else ())
-
-
-def row_lengths(data_config) -> dict[str, int]:
-  """Length of each example feature in a row, for data.task."""
-  if data_config.task == 'lm':
-    return {name: data_config.seq_len for name in FEATURES[:3]}
-  return {'encoder_input_tokens': data_config.max_input_len,
-          **{name: data_config.max_target_len for name in FEATURES[:3]}}
-
-
-# (prepared dataset dir, split, tokenizer description) -> per-document ids.
-_DOCUMENTS: dict[tuple[str, str, str, bool], list[np.ndarray]] = {}
-
-
-def document_tokens(data_config, tokenizer, split: str) -> list[np.ndarray]:
-  """int32 ids of each document of `split` (no eos), cached per process."""
-  key = (str(datasets.make_builder(data_config).data_path), split,
-         repr(tokenizer.to_dict()), bool(data_config.get('split_identifiers')))
-  if key not in _DOCUMENTS:
-    _DOCUMENTS[key] = [np.asarray(tokenizer.encode(text), np.int32)
-                       for text in model_texts(data_config, split)]
-  return _DOCUMENTS[key]
-
-
-def _lm_pieces(data_config, tokenizer, split: str) -> list[np.ndarray]:
-  eos = np.array([tokenizer.eos_id], np.int32)
-  return [piece for doc in document_tokens(data_config, tokenizer, split)
-          for piece in tasks.lm_pieces(np.concatenate([doc, eos]),
-                                       data_config.seq_len)]
-
-
-def _span_chunk_len(data_config) -> int:
-  return tasks.span_corruption_lengths(
-      data_config.max_input_len, data_config.max_target_len,
-      data_config.noise_density, data_config.mean_noise_span_length)
-
-
-def _span_chunks(data_config, tokenizer, split: str) -> list[np.ndarray]:
-  """Each document cut into chunks whose corruption fits the row lengths."""
-  n = _span_chunk_len(data_config)
-  return [doc[start:start + n]
-          for doc in document_tokens(data_config, tokenizer, split)
-          for start in range(0, len(doc), n)]
-
-
-def _sentinel_id(tokenizer):
-  if not hasattr(tokenizer, 'sentinel_id'):
-    raise ValueError(
-        f'data.task=span_corruption needs a tokenizer with sentinel ids '
-        f'(sentinel_id(i)); {type(tokenizer).__name__} has none. Use '
-        "data.tokenizer='sentencepiece'.")
+def _sentinel_id(data_config, tokenizer):
+  check(hasattr(tokenizer, 'sentinel_id'), 'data.tokenizer', data_config.tokenizer,
+        f'gives a {type(tokenizer).__name__}, which has no sentinel ids (sentinel_id(i)) for '
+        "data.task='span_corruption': use data.tokenizer='sentencepiece'")
   return tokenizer.sentinel_id
 
 
-def _seq2seq_example(record, *, data_config, tokenizer):
-  inputs, targets = datasets.pair(record, data_config)
-  return tasks.encoder_decoder_example(
-      tokenizer.encode(data_config.prefix + tasks.model_input(inputs, data_config)),
-      tokenizer.encode(targets), eos_id=tokenizer.eos_id,
-      max_input_len=(data_config.get('example_input_len')
-                     or data_config.max_input_len),
+def _seq2seq_example(pair, *, data_config, tokenizer):
+  inputs, targets = pair
+  example, _ = tasks.encoder_decoder_example(
+      inputs, targets, eos_id=tokenizer.eos_id,
+      max_input_len=tasks.seq2seq_input_len(data_config),
       max_target_len=data_config.max_target_len)
+  return example
 
 
 def _span_example(chunk, rng, *, data_config, tokenizer):
   inputs, targets = tasks.span_corruption(
       chunk, noise_density=data_config.noise_density,
       mean_noise_span_length=data_config.mean_noise_span_length, rng=rng,
-      sentinel_id=_sentinel_id(tokenizer))
-  return tasks.encoder_decoder_example(
+      sentinel_id=_sentinel_id(data_config, tokenizer))
+  example, _ = tasks.encoder_decoder_example(
       inputs, targets, eos_id=tokenizer.eos_id,
       max_input_len=data_config.max_input_len,
       max_target_len=data_config.max_target_len)
+  return example
 
 
-def _drop_count(example_and_count):
-  return example_and_count[0]
-
-
-def _source(data_config, tokenizer, split: str) -> grain.MapDataset:
-  """The split's units before the task map: LM pieces, seq2seq records or
+def _units(data_config, ids: tokenized.TokenizedSplit, eos_id: int) -> list:
+  """The split's units before the task map: LM pieces, seq2seq pairs or
   span-corruption chunks (empty documents and pieces without a target are
-  left out here and counted by split_stats)."""
+  left out here and counted by stats.py)."""
   if data_config.task == 'lm':
-    return grain.MapDataset.source(_lm_pieces(data_config, tokenizer, split))
+    eos = np.array([eos_id], np.int32)
+    return [piece for doc in ids.documents
+            for piece in tasks.lm_pieces(np.concatenate([doc, eos]), data_config.seq_len)]
   if data_config.task == 'seq2seq':
-    return grain.MapDataset.source(datasets.load_split(data_config, split))
-  return grain.MapDataset.source(_span_chunks(data_config, tokenizer, split))
+    return ids.pairs
+  return tasks.span_chunks(ids.documents, tasks.span_chunk_len(data_config))
 
 
-def _example_dataset(data_config, tokenizer, split: str, *, seed: int,
+def _example_dataset(data_config, tokenizer, ids: tokenized.TokenizedSplit, split: str, *, seed: int,
                      shuffle: bool, num_epochs: int | None,
-                     shard: tuple[int, int] = (0, 1),
-                     with_counts: bool = False) -> grain.MapDataset:
-  """Unpadded examples of `split` (tasks.py), this process's shard; with
-  `with_counts`, encoder-decoder elements are (example, truncated tokens)."""
-  ds = _source(data_config, tokenizer, split)
+                     shard: tuple[int, int] = (0, 1)) -> grain.MapDataset:
+  """Unpadded examples of `split` (tasks.py), this process's shard."""
+  ds = grain.MapDataset.source(_units(data_config, ids, tokenizer.eos_id))
   index, count = shard
   if len(ds) < count:
     raise ValueError(f'The {split} split has {len(ds)} examples, fewer than '
@@ -407,115 +204,22 @@ def _example_dataset(data_config, tokenizer, split: str, *, seed: int,
     ds = ds.shuffle(seed=seed)  # reseeded each epoch by repeat.
   ds = ds.repeat(num_epochs)
   bound = dict(data_config=data_config, tokenizer=tokenizer)
-  if data_config.task == 'span_corruption':
-    # Fail here, not in a worker: the longest chunk's spans need sentinels.
-    _, max_spans = tasks.noise_counts(
-        max(_span_chunk_len(data_config), 2), data_config.noise_density,
-        data_config.mean_noise_span_length)
-    _sentinel_id(tokenizer)(max_spans - 1)
   if data_config.task == 'lm':
     return ds.map(tasks.lm_example)
   if data_config.task == 'seq2seq':
-    ds = ds.map(functools.partial(_seq2seq_example, **bound))
-  else:
-    # After repeat: the noise of an example differs from epoch to epoch.
-    # random_map keys its rng by the index in this process's shard, so the
-    # process index is folded into the seed: processes get different noise.
-    ds = ds.random_map(functools.partial(_span_example, **bound),
+    return ds.map(functools.partial(_seq2seq_example, **bound))
+  # Fail here, not in a worker: the longest chunk's spans need sentinels.
+  _, max_spans = tasks.noise_counts(
+      max(tasks.span_chunk_len(data_config), 2), data_config.noise_density,
+      data_config.mean_noise_span_length)
+  _sentinel_id(data_config, tokenizer)(max_spans - 1)
+  # After repeat: the noise of an example differs from epoch to epoch.
+  # random_map keys its rng by the index in this process's shard, so the
+  # process index is folded into the seed: processes get different noise.
+  return ds.random_map(functools.partial(_span_example, **bound),
                        seed=_fold_in(seed, index))
-  return ds if with_counts else ds.map(_drop_count)
 
 
 def _fold_in(seed: int, index: int) -> int:
   """A seed for shard `index` of `seed`; independent of the other shards'."""
   return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-
-
-def _batched_rows(ds: grain.MapDataset, data_config, *, batch_size: int,
-                  seed: int, finite: bool) -> grain.IterDataset:
-  lengths = row_lengths(data_config)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
-                                            prefetch_buffer_size=8))
-  if data_config.pack:
-    # One bin per row of a batch: when an example fits no open bin, grain
-    # emits the bins; more bins pack tighter but delay and reorder more.
-    it = grain.experimental.FirstFitPackIterDataset(
-        it, length_struct=lengths, num_packing_bins=batch_size, seed=seed,
-        shuffle_bins=not finite).map(tasks.from_packed)
-  else:
-    it = it.map(functools.partial(tasks.pad_example, lengths=lengths))
-  it = it.batch(batch_size, drop_remainder=not finite)
-  if finite:
-    it = it.map(functools.partial(_pad_batch, batch_size=batch_size))
-  return it
-
-
-def _pad_batch(batch: dict[str, np.ndarray], *, batch_size: int):
-  """Fills a short last batch up with zeros: segment id 0, weight 0."""
-  missing = batch_size - len(next(iter(batch.values())))
-  return {name: np.concatenate([value, np.zeros((missing, *value.shape[1:]),
-                                                value.dtype)])
-          for name, value in batch.items()}
-
-
-def split_stats(data_config, tokenizer, split: str, *,
-                train: bool | None = None) -> tasks.Stats:
-  """What one pass over `split` keeps, truncates and drops (see tasks.Stats).
-
-  `train` (default: split == 'train') selects the train rows, which for
-  concat-and-chunk drop the partial last row; eval passes keep it. Counts
-  every example in the main process: cheap for our datasets, slow for large
-  catalogue ones. For span corruption they are those of the eval noise.
-  Holds: input_tokens + target_tokens + truncated_tokens == source_tokens.
-  """
-  _check_task(data_config)
-  train = split == 'train' if train is None else train
-  if data_config.task == 'seq2seq':
-    return _seq2seq_stats(data_config, tokenizer, split)
-  docs = document_tokens(data_config, tokenizer, split)
-  texts_bytes = sum(len(t.encode('utf-8'))
-                    for t in datasets.split_texts(data_config, split))
-  stats = tasks.Stats(examples=len(docs), bytes=texts_bytes)
-  if data_config.task == 'span_corruption':
-    stats.dropped_examples = sum(len(doc) == 0 for doc in docs)
-    for example, truncated in _example_dataset(
-        data_config, tokenizer, split, seed=_EVAL_SEED, shuffle=False,
-        num_epochs=1, with_counts=True):
-      stats = stats + _example_stats(example, truncated)
-    return stats
-  lengths = [len(doc) + 1 for doc in docs]  # eos appended.
-  stats.source_tokens = sum(lengths)
-  if not data_config.pack:  # one stream: its first token is only read.
-    targets = max(stats.source_tokens - 1, 0)
-    if train:
-      targets = targets // data_config.seq_len * data_config.seq_len
-    stats.input_tokens = min(stats.source_tokens, 1)
-    stats.target_tokens = targets
-  else:  # per document: its first token is only read.
-    kept = [n for n in lengths if n >= 2]
-    stats.input_tokens = len(kept)
-    stats.target_tokens = sum(kept) - len(kept)
-    stats.dropped_examples = len(lengths) - len(kept)
-  stats.truncated_tokens = (stats.source_tokens - stats.input_tokens
-                            - stats.target_tokens)
-  return stats
-
-
-def _example_stats(example, truncated: int) -> tasks.Stats:
-  inputs = len(example['encoder_input_tokens'])
-  targets = len(example['decoder_target_tokens'])
-  return tasks.Stats(examples=0, source_tokens=inputs + targets + truncated,
-                     input_tokens=inputs, target_tokens=targets,
-                     truncated_tokens=truncated)
-
-
-def _seq2seq_stats(data_config, tokenizer, split: str) -> tasks.Stats:
-  records = datasets.load_split(data_config, split)
-  stats = tasks.Stats(examples=len(records))
-  for i in range(len(records)):
-    inputs, targets = datasets.pair(records[i], data_config)
-    stats.bytes += len((data_config.prefix + inputs + targets).encode('utf-8'))
-    stats = stats + _example_stats(*_seq2seq_example(
-        records[i], data_config=data_config, tokenizer=tokenizer))
-  return stats
-

@@ -1,4 +1,4 @@
-"""`./run.sh data`: what the input pipeline makes of a dataset, in numbers and decoded rows."""
+"""`./run.sh data`: what the input pipeline makes of a dataset, in numbers (stats.py) and decoded rows."""
 
 import itertools
 
@@ -6,6 +6,7 @@ import numpy as np
 
 from lm.data import datasets
 from lm.data import pipeline
+from lm.data import stats
 
 
 def describe(data_config, tokenizer, *, num_rows: int = 3,
@@ -13,8 +14,14 @@ def describe(data_config, tokenizer, *, num_rows: int = 3,
   """A report of the data: per-split counts and `num_rows` decoded rows.
 
   The rows are the first train batch (seed 0); ' | ' separates the segments
-  (packed examples) of a row.
+  (packed examples) of a row. The train split's counts are those of that
+  iterator's rows (as training logs them).
   """
+  rows = pipeline.make_train_iterator(data_config, tokenizer,
+                                      batch_size=num_rows, seed=0)
+  batch = next(rows)
+  if hasattr(rows, 'close'):  # stops worker processes, if any.
+    rows.close()
   lines = [f'data.name={data_config.name} task={data_config.task} '
            f'pack={data_config.pack} tokenizer={data_config.tokenizer} '
            f'(vocab {tokenizer.vocab_size})',
@@ -22,7 +29,7 @@ def describe(data_config, tokenizer, *, num_rows: int = 3,
            f'{"bytes/token":>12}{"inputs":>10}{"targets":>12}'
            f'{"truncated":>10}{"dropped":>8}']
   for split in splits:
-    s = pipeline.split_stats(data_config, tokenizer, split)
+    s = rows.stats if split == 'train' else stats.split_stats(data_config, tokenizer, split)
     per_token = s.bytes / s.source_tokens if s.source_tokens else 0.0
     lines.append(f'{split:<11}{s.examples:>9,}{s.bytes:>12,}'
                  f'{s.source_tokens:>12,}{per_token:>12.3f}'
@@ -30,11 +37,6 @@ def describe(data_config, tokenizer, *, num_rows: int = 3,
                  f'{s.truncated_tokens:>10,}{s.dropped_examples:>8,}')
   lines.append('(tokens: before truncation, eos included; inputs: only read; '
                'truncated: in no row; train drops concat\'s partial row)')
-  rows = pipeline.make_train_iterator(data_config, tokenizer,
-                                      batch_size=num_rows, seed=0)
-  batch = next(rows)
-  if hasattr(rows, 'close'):  # stops worker processes, if any.
-    rows.close()
   lines.append(f'first {num_rows} rows of a train batch '
                "(' | ' separates segments):")
   for b in range(num_rows):

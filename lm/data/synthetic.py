@@ -9,6 +9,8 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lm.config import check
+
 SYNTHETIC_TASKS = ('copy', 'reverse', 'sort', 'addition')
 # One seed per split, so validation and test are fresh draws, never a slice
 # of train (for short lengths, equal strings still recur by chance).
@@ -27,11 +29,9 @@ def synthetic_config(data_config) -> SyntheticConfig:
   task = data_config.name
   length = data_config.synthetic_length
   examples = data_config.synthetic_examples
-  if length < 1:
-    raise ValueError(f'data.synthetic_length must be >= 1, got {length}.')
-  if examples < _EVAL_FRACTION:
-    raise ValueError(f'data.synthetic_examples must be >= {_EVAL_FRACTION} '
-                     f'(eval splits hold 1/{_EVAL_FRACTION}), got {examples}.')
+  check(length >= 1, 'data.synthetic_length', length, 'must be >= 1')
+  check(examples >= _EVAL_FRACTION, 'data.synthetic_examples', examples,
+        f'must be >= {_EVAL_FRACTION} (eval splits hold 1/{_EVAL_FRACTION})')
   # The name is the data's identity: change any part and it is prepared anew.
   return SyntheticConfig(name=f'{task}_len{length}_n{examples}', task=task,
                          length=length, examples=examples)

@@ -1,10 +1,14 @@
-"""Tasks: pure numpy functions turning token ids into unpadded batch examples.
+"""Tasks: the batch contract, and pure numpy functions turning token ids into unpadded batch examples.
 
-An *example* is a dict of 1-D arrays with the batch contract's names
-(pipeline.FEATURES / ENCODER_FEATURES) but no segment ids or positions; the
-pipeline either pads it into a row of its own (segment id 1, positions 0..n-1)
-or first-fit packs several into a row, which then adds per-segment ids
-(1, 2, ... ; 0 for padding) and positions restarting at 0.
+A batch is a dict of numpy [B, L] arrays with T5X names: FEATURES, and ENCODER_FEATURES for the
+encoder-decoder tasks; `row_lengths` gives L of each side for data.task.
+
+An *example* is a dict of 1-D arrays with the batch contract's names but no
+segment ids or positions; rows.py either pads it into a row of its own
+(segment id 1, positions 0..n-1) or first-fit packs several into a row, which
+then adds per-segment ids (1, 2, ... ; 0 for padding) and positions
+restarting at 0. (Concat-and-chunk LM rows need no examples: rows.py cuts
+them from one token stream.)
 
 Language modelling (packed). A document of n tokens (eos included) is cut
 into pieces of at most L + 1 tokens with stride L (neighbours share one
@@ -25,38 +29,49 @@ seq2seq / span corruption. `encoder_input_tokens` = inputs + eos and
 right with 0 as the start token (T5), so packing restarts it per segment.
 """
 
-import dataclasses
 import re
+from typing import NamedTuple
 
 import numpy as np
 
+from lm.config import CHOICES
+from lm.config import check
 
-@dataclasses.dataclass
-class Stats:
-  """Token and example counts of one pass over a split, as the rows see it.
+FEATURES = ('decoder_input_tokens', 'decoder_target_tokens',
+            'decoder_loss_weights', 'decoder_segment_ids', 'decoder_positions')
+ENCODER_FEATURES = ('encoder_input_tokens', 'encoder_segment_ids',
+                    'encoder_positions')
+TASKS = CHOICES['data.task']  # Declared in lm/config.py.
 
-  source_tokens: tokens the task makes before truncation: documents + eos
-    (lm); inputs + eos and targets + eos, prefix and sentinels included
-    (seq2seq, span corruption). bytes: UTF-8 bytes of the texts.
-  input_tokens: tokens the rows hold only as inputs: encoder inputs, or the
-    first token of each LM sequence (no token before it to predict it from).
-  target_tokens: tokens the rows hold as targets with loss weight 1.
-  truncated_tokens: source tokens in no row (cut by max lengths, the partial
-    last row of concat-and-chunk training, or of a dropped example).
-  dropped_examples: examples that give no row (e.g. empty texts).
-  So input_tokens + target_tokens + truncated_tokens == source_tokens.
-  """
-  examples: int = 0
-  bytes: int = 0
-  source_tokens: int = 0
-  input_tokens: int = 0
-  target_tokens: int = 0
-  truncated_tokens: int = 0
-  dropped_examples: int = 0
 
-  def __add__(self, other: 'Stats') -> 'Stats':
-    return Stats(*(a + b for a, b in zip(dataclasses.astuple(self),
-                                         dataclasses.astuple(other))))
+class RowLengths(NamedTuple):
+  """Tokens per row of each side: decoder (the decoder-only LM's whole row), encoder (0 without one)."""
+  decoder: int
+  encoder: int
+
+
+def check_task(data_config) -> None:
+  check(data_config.task in TASKS, 'data.task', data_config.task, f'must be one of {TASKS}')
+
+
+def row_lengths(data_config) -> RowLengths:
+  """(data.seq_len, 0) for data.task 'lm'; (data.max_target_len, data.max_input_len) for the encoder-decoder
+  tasks."""
+  check_task(data_config)
+  if data_config.task == 'lm':
+    return RowLengths(decoder=data_config.seq_len, encoder=0)
+  return RowLengths(decoder=data_config.max_target_len, encoder=data_config.max_input_len)
+
+
+def features(data_config) -> tuple[str, ...]:
+  """The batch's feature names for data.task."""
+  check_task(data_config)
+  return FEATURES + (ENCODER_FEATURES if data_config.task != 'lm' else ())
+
+
+def seq2seq_input_len(data_config) -> int:
+  """Tokens kept of each seq2seq input, eos included: data.example_input_len, 0 meaning data.max_input_len."""
+  return data_config.example_input_len or data_config.max_input_len
 
 
 def lm_pieces(tokens: np.ndarray, seq_len: int) -> list[np.ndarray]:
@@ -176,6 +191,30 @@ def span_corruption(tokens: np.ndarray, *, noise_density: float,
   return inputs, targets
 
 
+def corrupted_lengths(length: int, noise_density: float,
+                      mean_noise_span_length: float) -> tuple[int, int]:
+  """(inputs, targets) lengths, no eos, that span_corruption gives `length` tokens, whatever the noise.
+
+  noise_counts fixes the noise tokens and spans of every mask; each span becomes one sentinel in the inputs and
+  follows one in the targets. Below 2 tokens nothing is masked: the targets are empty.
+  """
+  if length < 2:
+    return length, 0
+  noise, spans = noise_counts(length, noise_density, mean_noise_span_length)
+  return length - noise + spans, noise + spans
+
+
+def span_chunk_len(data_config) -> int:
+  """Tokens per span-corruption chunk: the longest whose corruption fits data.max_input_len / max_target_len."""
+  return span_corruption_lengths(data_config.max_input_len, data_config.max_target_len,
+                                 data_config.noise_density, data_config.mean_noise_span_length)
+
+
+def span_chunks(documents: list[np.ndarray], chunk_len: int) -> list[np.ndarray]:
+  """Each document cut into chunks of chunk_len tokens, the last one shorter; none of an empty document."""
+  return [doc[start:start + chunk_len] for doc in documents for start in range(0, len(doc), chunk_len)]
+
+
 def span_corruption_lengths(max_input_len: int, max_target_len: int,
                             noise_density: float,
                             mean_noise_span_length: float) -> int:
@@ -185,52 +224,15 @@ def span_corruption_lengths(max_input_len: int, max_target_len: int,
   truncated by design: the counts are those of `noise_counts`, which the
   mask uses, so a chunk of this length always fits (1 if none longer does).
   """
-  def lengths(n):  # n >= 2: inputs + eos, targets + eos.
-    noise, spans = noise_counts(n, noise_density, mean_noise_span_length)
-    return n - noise + spans + 1, noise + spans + 1
+  def lengths(n):  # inputs + eos, targets + eos.
+    inputs, targets = corrupted_lengths(n, noise_density, mean_noise_span_length)
+    return inputs + 1, targets + 1
 
   n = 1
   while all(a <= b for a, b in zip(lengths(n + 1),
                                    (max_input_len, max_target_len))):
     n += 1
   return n
-
-
-def pad_example(example: dict[str, np.ndarray], lengths: dict[str, int]
-                ) -> dict[str, np.ndarray]:
-  """An unpacked row: one segment (id 1, positions 0..n-1) padded with 0."""
-  row = {}
-  for name, length in lengths.items():
-    value = example[name]
-    if len(value) > length:
-      raise ValueError(f'{name} has {len(value)} tokens > row length {length}.')
-    row[name] = np.zeros(length, value.dtype)
-    row[name][:len(value)] = value
-  for prefix, name in (('encoder', 'encoder_input_tokens'),
-                       ('decoder', 'decoder_target_tokens')):
-    if name in lengths:
-      n = len(example[name])
-      row[f'{prefix}_segment_ids'] = np.zeros(lengths[name], np.int32)
-      row[f'{prefix}_segment_ids'][:n] = 1
-      row[f'{prefix}_positions'] = np.zeros(lengths[name], np.int32)
-      row[f'{prefix}_positions'][:n] = np.arange(n)
-  return row
-
-
-def from_packed(row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """grain first-fit output (`<f>_segment_ids`, `<f>_positions` per feature f)
-  -> the batch contract: segment ids and positions once per side."""
-  out = {}
-  for name, value in row.items():
-    if not name.endswith(('_segment_ids', '_positions')):
-      out[name] = value
-  for prefix, name in (('encoder', 'encoder_input_tokens'),
-                       ('decoder', 'decoder_target_tokens')):
-    if name in row:
-      out[f'{prefix}_segment_ids'] = row[f'{name}_segment_ids'].astype(
-          np.int32)
-      out[f'{prefix}_positions'] = row[f'{name}_positions'].astype(np.int32)
-  return out
 
 
 # Identifier words: an acronym before a capitalised word ('HTTP' of 'HTTPServer'), a word with an optional
@@ -251,7 +253,6 @@ def split_identifiers(text: str) -> str:
 
 
 def model_input(text: str, data_config) -> str:
-  """The text a seq2seq model reads for input `text`, before data.prefix: as it is, or with
-  data.split_identifiers its identifiers split into words (runs saved before that key existed lack it: as
-  they are)."""
-  return split_identifiers(text) if data_config.get('split_identifiers') else text
+  """The text a model reads for input or document `text`, before data.prefix: as it is, or with
+  data.split_identifiers its identifiers split into words."""
+  return split_identifiers(text) if data_config.split_identifiers else text

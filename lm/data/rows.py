@@ -1,0 +1,151 @@
+"""Rows: batch rows made of a split's tokens (no model, no tokenizer), by concat-and-chunk or from examples.
+
+Concat-and-chunk (data.task 'lm', data.pack False; as nanoGPT): each document's
+tokens plus eos are concatenated into one stream (`token_stream`), and row i is
+the window `stream[i*L : i*L + L + 1]` with inputs `w[:-1]` and targets `w[1:]`
+(`ChunkedStream`). Windows overlap by one token (stride L), so every stream
+token after the first is a target exactly once; stride L+1 would never predict
+the token that starts each row. Every row is one segment (segment ids 1,
+positions 0..L-1).
+
+    stream  = [a b c eos d e eos]        L = 3
+    row 0   inputs [a b c]   targets [b c eos]
+    row 1   inputs [eos d e] targets [d e eos]
+
+Every other mode makes examples (tasks.py), and `pad_or_pack` batches them:
+one per row, padded (`pad_example`), or first-fit packed several per row with
+grain's FirstFitPackIterDataset (`from_packed`). This is not in tasks.py because
+it imports grain, and lm/evaluate.py imports tasks.py without the data stack.
+"""
+
+import functools
+import math
+
+import grain
+import numpy as np
+
+from lm.data import tasks
+
+def token_stream(documents: list[np.ndarray], eos_id: int) -> np.ndarray:
+  """int32 [n]: the documents, each followed by eos, concatenated."""
+  eos = np.array([eos_id], dtype=np.int32)
+  parts = [part for doc in documents for part in (doc, eos)]
+  return np.concatenate(parts or [np.zeros(0, np.int32)])
+
+
+class ChunkedStream:
+  """Random-access rows of L tokens cut from a token stream with stride L.
+
+  With `keep_partial`, a last row shorter than L (or the only row of a stream
+  too short for one) is padded with pad id 0 and zero weights, so the rows
+  hold every target exactly once; without it, only full rows exist.
+  """
+
+  def __init__(self, tokens: np.ndarray, seq_len: int, *, keep_partial: bool):
+    if seq_len < 1:
+      raise ValueError(f'seq_len must be positive; got {seq_len}.')
+    self._tokens = tokens
+    self._seq_len = seq_len
+    num_targets = max(len(tokens) - 1, 0)
+    self._len = (max(1, math.ceil(num_targets / seq_len)) if keep_partial
+                 else num_targets // seq_len)
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    if not 0 <= index < self._len:
+      raise IndexError(f'Row {index} outside [0, {self._len}).')
+    L = self._seq_len
+    window = self._tokens[index * L:index * L + L + 1]
+    n = max(len(window) - 1, 0)  # real targets in this row, L unless last.
+    row = padding_row(L)
+    row['decoder_input_tokens'][:n] = window[:n]
+    row['decoder_target_tokens'][:n] = window[1:n + 1]
+    row['decoder_loss_weights'][:n] = 1
+    row['decoder_segment_ids'][:n] = 1
+    row['decoder_positions'][:n] = np.arange(n)
+    return row
+
+
+def padding_row(seq_len: int) -> dict[str, np.ndarray]:
+  """A row that contributes nothing: pad tokens, weight 0, segment id 0."""
+  row = {name: np.zeros(seq_len, np.int32) for name in tasks.FEATURES}
+  row['decoder_loss_weights'] = np.zeros(seq_len, np.float32)
+  return row
+
+
+def example_lengths(data_config) -> dict[str, int]:
+  """Length of each example feature in a row, for data.task (what packing and padding fill)."""
+  lengths = tasks.row_lengths(data_config)
+  decoder = {name: lengths.decoder for name in tasks.FEATURES[:3]}
+  if data_config.task == 'lm':
+    return decoder
+  return {'encoder_input_tokens': lengths.encoder, **decoder}
+
+
+def pad_or_pack(ds: grain.MapDataset, data_config, *, batch_size: int, seed: int,
+                finite: bool) -> grain.IterDataset:
+  """Batches of rows from a dataset of examples: first-fit packed (data.pack) or one example per padded row.
+
+  `finite` (one pass) keeps a short last batch, padded with zero-weight rows, and packs bins in order.
+  """
+  lengths = example_lengths(data_config)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
+  if data_config.pack:
+    # One bin per row of a batch: when an example fits no open bin, grain
+    # emits the bins; more bins pack tighter but delay and reorder more.
+    it = grain.experimental.FirstFitPackIterDataset(
+        it, length_struct=lengths, num_packing_bins=batch_size, seed=seed,
+        shuffle_bins=not finite).map(from_packed)
+  else:
+    it = it.map(functools.partial(pad_example, lengths=lengths))
+  it = it.batch(batch_size, drop_remainder=not finite)
+  if finite:
+    it = it.map(functools.partial(pad_batch, batch_size=batch_size))
+  return it
+
+
+def pad_batch(batch: dict[str, np.ndarray], *, batch_size: int):
+  """Fills a short last batch up with zeros: segment id 0, weight 0."""
+  missing = batch_size - len(next(iter(batch.values())))
+  return {name: np.concatenate([value, np.zeros((missing, *value.shape[1:]),
+                                                value.dtype)])
+          for name, value in batch.items()}
+
+
+def pad_example(example: dict[str, np.ndarray], lengths: dict[str, int]
+                ) -> dict[str, np.ndarray]:
+  """An unpacked row: one segment (id 1, positions 0..n-1) padded with 0."""
+  row = {}
+  for name, length in lengths.items():
+    value = example[name]
+    if len(value) > length:
+      raise ValueError(f'{name} has {len(value)} tokens > row length {length}.')
+    row[name] = np.zeros(length, value.dtype)
+    row[name][:len(value)] = value
+  for prefix, name in (('encoder', 'encoder_input_tokens'),
+                       ('decoder', 'decoder_target_tokens')):
+    if name in lengths:
+      n = len(example[name])
+      row[f'{prefix}_segment_ids'] = np.zeros(lengths[name], np.int32)
+      row[f'{prefix}_segment_ids'][:n] = 1
+      row[f'{prefix}_positions'] = np.zeros(lengths[name], np.int32)
+      row[f'{prefix}_positions'][:n] = np.arange(n)
+  return row
+
+
+def from_packed(row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """grain first-fit output (`<f>_segment_ids`, `<f>_positions` per feature f)
+  -> the batch contract: segment ids and positions once per side."""
+  out = {}
+  for name, value in row.items():
+    if not name.endswith(('_segment_ids', '_positions')):
+      out[name] = value
+  for prefix, name in (('encoder', 'encoder_input_tokens'),
+                       ('decoder', 'decoder_target_tokens')):
+    if name in row:
+      out[f'{prefix}_segment_ids'] = row[f'{name}_segment_ids'].astype(
+          np.int32)
+      out[f'{prefix}_positions'] = row[f'{name}_positions'].astype(np.int32)
+  return out

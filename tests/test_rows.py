@@ -1,0 +1,62 @@
+"""Rows: concat-and-chunk windows hold every target once; padding and packing output the batch contract."""
+
+
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments import base
+from lm.data import rows
+from lm.data import tasks
+
+
+@pytest.mark.parametrize('num_tokens', [1, 2, 16, 17, 40])
+def test_chunked_stream_holds_every_target_once(num_tokens):
+  tokens = np.arange(2, 2 + num_tokens, dtype=np.int32)
+  partial = rows.ChunkedStream(tokens, 16, keep_partial=True)
+  chunks = [partial[i] for i in range(len(partial))]
+  weights = np.concatenate([row['decoder_loss_weights'] for row in chunks]) > 0
+  targets = np.concatenate([row['decoder_target_tokens'] for row in chunks])
+  np.testing.assert_array_equal(targets[weights], tokens[1:])
+  assert all(sorted(row) == sorted(tasks.FEATURES) for row in chunks)
+  full = rows.ChunkedStream(tokens, 16, keep_partial=False)
+  assert len(full) == (num_tokens - 1) // 16  # no partial row.
+  assert all(full[i]['decoder_loss_weights'].all() for i in range(len(full)))
+  with pytest.raises(IndexError, match=rf'Row {len(partial)} outside'):
+    _ = partial[len(partial)]
+
+
+def test_example_lengths_follow_the_task():
+  config = ml_collections.ConfigDict({**base.get_config().data.to_dict(), 'seq_len': 32, 'max_input_len': 48,
+                                      'max_target_len': 12})
+  assert rows.example_lengths(config) == {name: 32 for name in tasks.FEATURES[:3]}
+  config.task = 'seq2seq'
+  assert rows.example_lengths(config) == {'encoder_input_tokens': 48, **{name: 12 for name in tasks.FEATURES[:3]}}
+
+
+def test_padded_and_packed_rows_have_segment_ids_and_positions_per_side():
+  example, truncated = tasks.encoder_decoder_example([5, 6, 7], [8, 9], eos_id=1, max_input_len=6, max_target_len=4)
+  assert truncated == 0
+  row = rows.pad_example(example, {'encoder_input_tokens': 6, 'decoder_input_tokens': 4,
+                                   'decoder_target_tokens': 4, 'decoder_loss_weights': 4})
+  np.testing.assert_array_equal(row['encoder_input_tokens'], [5, 6, 7, 1, 0, 0])
+  np.testing.assert_array_equal(row['encoder_segment_ids'], [1, 1, 1, 1, 0, 0])
+  np.testing.assert_array_equal(row['decoder_positions'], [0, 1, 2, 0])
+  np.testing.assert_array_equal(row['decoder_input_tokens'], [0, 8, 9, 0])
+  packed = rows.from_packed({'decoder_target_tokens': np.array([3, 4, 5]),
+                             'decoder_target_tokens_segment_ids': np.array([1, 2, 2]),
+                             'decoder_target_tokens_positions': np.array([0, 0, 1]),
+                             'decoder_loss_weights': np.ones(3, np.float32),
+                             'decoder_loss_weights_segment_ids': np.array([1, 2, 2]),
+                             'decoder_loss_weights_positions': np.array([0, 0, 1])})
+  assert sorted(packed) == ['decoder_loss_weights', 'decoder_positions', 'decoder_segment_ids',
+                            'decoder_target_tokens']
+  np.testing.assert_array_equal(packed['decoder_segment_ids'], [1, 2, 2])
+  assert packed['decoder_positions'].dtype == np.int32
+
+
+def test_pad_batch_adds_zero_weight_rows():
+  batch = {'decoder_loss_weights': np.ones((1, 3), np.float32), 'decoder_segment_ids': np.ones((1, 3), np.int32)}
+  padded = rows.pad_batch(batch, batch_size=3)
+  assert padded['decoder_loss_weights'].shape == (3, 3) and padded['decoder_loss_weights'][1:].sum() == 0
+  assert padded['decoder_segment_ids'].dtype == np.int32 and padded['decoder_segment_ids'][1:].sum() == 0

@@ -1,0 +1,140 @@
+"""Tokenizer cache: the run's copy in the workdir wins and must match; SentencePiece trains once per dataset."""
+
+import pathlib
+
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments import base
+from lm import tokenizers
+from lm.data import datasets
+from lm.data import pipeline
+from lm.data import tokenizer_cache
+
+SPM_VOCAB_SIZE = 500
+_WORDS = ('the quick brown fox jumps over lazy dog and then some more words '
+          'héllo wörld naïve café où être déjà vu '
+          'привет мир как дела хорошо спасибо '
+          '你好 世界 谢谢 再见 中文 '
+          'γειά σου κόσμε 🙂 🚀').split()
+
+
+def _data_config(**overrides) -> ml_collections.ConfigDict:
+  config = base.get_config().data.to_dict()  # every key the data package reads.
+  config.update(name='text_files', tokenizer='char', seq_len=16, num_workers=0)
+  config.update(overrides)
+  return ml_collections.ConfigDict(config)
+
+
+def _corpus(num_lines: int = 300) -> str:
+  """test_tokenizers' corpus: documents of 30 lines of random words, as one text."""
+  rng = np.random.default_rng(0)
+  lines = [' '.join(rng.choice(_WORDS, rng.integers(3, 12))) for _ in range(num_lines)]
+  return ''.join('\n'.join(lines[i:i + 30]) + '\n' for i in range(0, num_lines, 30))
+
+
+def test_tokenizer_is_saved_in_the_workdir_and_reused(tmp_path):
+  letters = np.random.default_rng(0).choice(list('abcdefghij \n'), 1000)
+  (tmp_path / 'corpus.txt').write_text(''.join(letters))
+  config = _data_config(path=str(tmp_path / 'corpus.txt'), data_dir=str(tmp_path / 'tfds'))
+  run = tmp_path / 'run'
+  built = tokenizer_cache.get_tokenizer(config, str(run))
+  assert (run / 'tokenizer' / 'tokenizer.json').exists()
+  # The saved vocabulary wins over the data: a resumed run keeps its ids.
+  (run / 'tokenizer' / 'tokenizer.json').write_text('{"kind": "char", "chars": "xyz"}')
+  assert tokenizer_cache.get_tokenizer(config, str(run)).vocab_size == 5
+  assert built.vocab_size == 2 + 12  # pad, eos and the 12 corpus characters.
+  config.tokenizer = 'byte'
+  with pytest.raises(ValueError, match=r"data.tokenizer='byte' but .* holds a 'char' tokenizer"):
+    tokenizer_cache.get_tokenizer(config, str(run))
+
+
+def test_pipeline_trains_spm_on_train_only_and_caches_it_with_the_dataset(tmp_path, monkeypatch):
+  corpus = tmp_path / 'corpus.txt'
+  corpus.write_text(_corpus(), encoding='utf-8')
+  config = _data_config(path=str(corpus), data_dir=str(tmp_path / 'tfds'), tokenizer='sentencepiece',
+                        spm_vocab_size=SPM_VOCAB_SIZE, spm_model_type='bpe')
+  calls = []
+  make_tokenizer = tokenizers.make_tokenizer
+
+  def counting_make_tokenizer(kind, texts, **options):
+    calls.append(list(texts))
+    return make_tokenizer(kind, calls[-1], **options)
+
+  monkeypatch.setattr(tokenizers, 'make_tokenizer', counting_make_tokenizer)
+  built = tokenizer_cache.get_tokenizer(config, str(tmp_path / 'run1'))
+  assert calls == [datasets.split_texts(config, 'train')]
+  assert built.to_dict()['model_type'] == 'bpe'
+  cache = pathlib.Path(datasets.make_builder(config).data_dir) / 'tokenizers' / f'spm_bpe_{SPM_VOCAB_SIZE}'
+  assert (cache / 'spm.model').exists()
+  assert (tmp_path / 'run1' / 'tokenizer' / 'spm.model').exists()
+
+  # A new run (another workdir, or none) reuses the cached model.
+  for workdir in [str(tmp_path / 'run2'), None]:
+    reused = tokenizer_cache.get_tokenizer(config, workdir)
+    assert len(calls) == 1
+    assert reused.to_dict() == built.to_dict()
+  # The run's own copy wins, and must match the config.
+  assert tokenizer_cache.get_tokenizer(config, str(tmp_path / 'run1')).to_dict() == built.to_dict()
+  config.spm_vocab_size = SPM_VOCAB_SIZE - 10
+  with pytest.raises(ValueError, match=r'data.spm_vocab_size=490 but .* with spm_vocab_size 500'):
+    tokenizer_cache.get_tokenizer(config, str(tmp_path / 'run1'))
+  config.spm_vocab_size, config.spm_model_type = SPM_VOCAB_SIZE, 'unigram'
+  with pytest.raises(ValueError, match=r"data.spm_model_type='unigram' but .* with spm_model_type 'bpe'"):
+    tokenizer_cache.get_tokenizer(config, str(tmp_path / 'run1'))
+  # Other settings train their own model beside the first.
+  config.spm_vocab_size, config.spm_model_type = SPM_VOCAB_SIZE - 10, 'bpe'
+  assert tokenizer_cache.get_tokenizer(config, None).vocab_size == SPM_VOCAB_SIZE - 10
+  assert len(calls) == 2
+  assert (cache.parent / f'spm_bpe_{SPM_VOCAB_SIZE - 10}').is_dir()
+
+
+def test_catalogue_seq2seq_tokenizer_reads_the_input_and_target_keys(
+    monkeypatch):
+  records = [{'article': 'Long article.', 'highlights': 'Short!'}]
+  monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
+  config = _data_config(name='cnn_dailymail', task='seq2seq',
+                        **datasets.catalogue_features('cnn_dailymail'))
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
+  assert tokenizer.chars == ''.join(sorted(set('Long article.Short!')))
+
+
+def test_prefix_is_in_the_vocabulary_and_the_tokenizer_texts(tmp_path,
+                                                             monkeypatch):
+  config = _data_config(name='copy', task='seq2seq', prefix='copy: ',
+                        data_dir=str(tmp_path / 'tfds'), synthetic_length=5,
+                        synthetic_examples=100, max_input_len=16,
+                        max_target_len=8)
+  tokenizer = tokenizer_cache.get_tokenizer(config, None)
+  batch = next(pipeline.make_train_iterator(config, tokenizer, batch_size=2,
+                                            seed=0))
+  assert tokenizer.decode(batch['encoder_input_tokens'][0]).startswith('copy: ')
+  # SentencePiece trains on what the pipeline encodes: prefixed inputs.
+  texts = []
+
+  def recording_make_tokenizer(kind, train_texts, **options):
+    texts.extend(train_texts)
+    return tokenizers.ByteTokenizer()
+
+  monkeypatch.setattr(tokenizers, 'make_tokenizer', recording_make_tokenizer)
+  spm_config = _data_config(**{**config.to_dict(), 'tokenizer': 'sentencepiece'})
+  tokenizer_cache.get_tokenizer(spm_config, None)
+  pairs = datasets.split_pairs(config, 'train')
+  assert texts == [t for i, o in pairs for t in ('copy: ' + i, o)]
+
+
+def test_split_identifiers_reach_the_tokenizer_texts(monkeypatch):
+  records = [{'question': b'get_value', 'answer': b'Get the value.'}]
+  monkeypatch.setattr(datasets, 'load_split', lambda c, split: records)
+  config = _data_config(name='fake', task='seq2seq', input_key='question', target_key='answer', prefix='rev: ',
+                        split_identifiers=True)
+  assert tokenizer_cache.tokenizer_texts(config, 'train') == ['rev: get value',
+                                                              'Get the value.']
+
+
+def test_split_identifiers_reach_the_tokenizer_texts_of_documents(monkeypatch):
+  records = [{'text': b'def get_value(key)'}]
+  monkeypatch.setattr(datasets, 'load_split', lambda c, split: records)
+  config = _data_config(task='span_corruption', split_identifiers=True, pack=True)
+  assert tokenizer_cache.tokenizer_texts(config, 'train') == ['def get value(key)']
