@@ -22,7 +22,7 @@ Gradients are float32 with the params' layout, so they count as one more params-
 Activations (bytes saved for the backward pass, analytic), per layer, with T tokens per device (B * L),
 D the width, F the MLP width (4D), H heads, c the bytes of the compute dtype (4 float32, 2 bfloat16),
 t the tensor-parallel degree. The residual stream, norms and matmul outputs are float32; matmuls save their
-inputs cast to the compute dtype (lm/layers.py `matmul`); 'einsum' attention saves q, k, v, out and the
+inputs cast to the compute dtype (lm/kernels.py `matmul`); 'einsum' attention saves q, k, v, out and the
 float32 probabilities:
   none          T * [(8D + 2cD) + (16D + cD + 4F + cF) / t] + 4 * B * (H/t) * L * L
                 (~ T * D * (40 + 7c) + 4 B H L^2 for F = 4D, t = 1; 68 TD in float32, 54 TD in bfloat16)

@@ -196,7 +196,7 @@ def _logits(config: ModelConfig, x: Array, embedding: Array, unembed: nn.Module 
   else:
     if config.scale_tied_logits:
       x = x * config.d_model**-0.5
-    logits = layers.matmul_transposed(x, embedding, config.compute_dtype)
+    logits = layers.tied_logits(x, embedding, config.compute_dtype)
   # Split by batch like the inputs: [B, L, V] is the largest activation, never to be gathered whole.
   return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
 
