@@ -36,9 +36,10 @@ def get_config() -> ml_collections.ConfigDict:
   m.embed_init_std = 0.02  # Token embedding init stddev (T5: 1.0).
   m.kernel_init = 'normal'  # Dense kernels: 'normal' (std 0.02, GPT-2) | 'fan_in' (std fan_in**-0.5, T5).
   m.dtype = 'float32'  # Matmul input dtype: 'float32' | 'bfloat16' (accumulates in float32; params stay float32).
-  # 'einsum' (explicit softmax(QK^T/sqrt(d))V) | 'dot_product_attention' (jax.nn, XLA) | 'cudnn' (jax.nn's cuDNN
-  # flash attention: GPU, bfloat16, one document per row so not with data.pack).
-  m.attention = 'einsum'
+  # 'fused' (explicit softmax(QK^T/sqrt(d))V, backward written for XLA:CPU) | 'xla' (jax.nn, XLA) | 'cudnn'
+  # (jax.nn's cuDNN flash attention: GPU, bfloat16, one document per row so not with data.pack). Former names
+  # 'einsum' and 'dot_product_attention' still mean 'fused' and 'xla' (lm/model.py ATTENTION_ALIASES).
+  m.attention = 'fused'
   m.remat = 'none'  # Activation rematerialisation per block: 'none' | 'full' | 'save_matmuls'.
   m.pointer_generator = False  # encoder_decoder: mix a copy distribution over the input tokens into the output.
   m.max_len = 0  # Longest sequence: learned-position table size and sampling window; 0: data.seq_len.

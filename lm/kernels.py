@@ -123,7 +123,7 @@ def _from_groups(x: Array, length: int) -> Array:
 
 def fused_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
                     bias: Array | None = None) -> Array:
-  """softmax(Q K^T / sqrt(K) + bias) V, as `layers.dot_product_attention`, with a backward pass written for XLA:CPU.
+  """softmax(Q K^T / sqrt(K) + bias) V, as `layers.reference_attention`, with a backward pass written for XLA:CPU.
 
   q [B, L, H, K], k/v [B, M, G, K], mask [B, 1, L, M]; `bias` (T5's relative positions) broadcasts to
   [B, H, L, M] and gets its gradient. Why: autodiff of the einsum formula spends ~5x longer in transposed dots

@@ -113,10 +113,13 @@ def attention_mask(q_segment_ids: Array, kv_segment_ids: Array, causal: bool) ->
   return mask[:, None]
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
-                          bias: Array | None = None) -> Array:
-  """softmax(Q K^T / sqrt(K) + bias) V, written out. q [B, L, H, K], k/v [B, M, G, K], mask [B, 1, L, M],
-  bias (e.g. T5's relative positions) broadcastable to [B, H, L, M]."""
+def reference_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
+                        bias: Array | None = None) -> Array:
+  """softmax(Q K^T / sqrt(K) + bias) V, written out as einsums under plain autodiff. q [B, L, H, K],
+  k/v [B, M, G, K], mask [B, 1, L, M], bias (e.g. T5's relative positions) broadcastable to [B, H, L, M].
+
+  The reference the attention implementations are tested against, and what a decoding step runs (one query
+  over the cache: no backward pass for the fused kernel to speed up)."""
   b, l, h, d = q.shape
   g = k.shape[2]
   q = q.reshape(b, l, g, h // g, d) * (1.0 / math.sqrt(d))
@@ -132,8 +135,7 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.
   return out.reshape(b, l, h, d)
 
 
-def jax_dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
-                              bias: Array | None = None) -> Array:
+def xla_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype, bias: Array | None = None) -> Array:
   """The same function through `jax.nn.dot_product_attention` (its XLA implementation: any mask, any device)."""
   bias = None if bias is None else bias.astype(dtype)
   out = jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype), bias=bias, mask=mask)
@@ -214,18 +216,19 @@ class Attention(nn.Module):
   Self-attention: `__call__(x, segment_ids, positions)`. Cross-attention: also `kv` (the encoder output) and
   `kv_segment_ids`; queries attend to keys of the same segment id.
 
-  Decoding (`decode=True`): the first call (made by `model.init_decode_cache` or `model.encode_for_decoding`
-  on a full-length input) creates the decoding variables: in 'cache', self-attention keys/values of that length;
-  in ENCODER_KV, the cross-attention keys/values of `kv`, computed once. Each later call takes one token `x[B, 1]` at
-  `decode_index`, writes its key/value there and attends to positions <= decode_index; cross-attention reads
-  its cached keys/values and ignores `kv`. `bias_fn(q_positions, k_positions)` supplies the bias then.
+  Decoding (`decode=True`): the first call (made by `model.init_decode_cache` or
+  `model.encode_for_decoding` on a full-length input) creates the decoding variables: in 'cache',
+  self-attention keys/values of that length; in ENCODER_KV, the cross-attention keys/values of `kv`, computed
+  once. Each later call takes one token `x[B, 1]` at `decode_index`, writes its key/value there and attends to
+  positions <= decode_index (by `reference_attention`); cross-attention reads its cached keys/values and ignores
+  `kv`. `bias_fn(q_positions, k_positions)` supplies the bias then.
   """
   num_heads: int
   num_kv_heads: int
   head_dim: int
   causal: bool = True
   rope_base: float | None = None  # None: no rotary embedding.
-  implementation: str = 'einsum'
+  implementation: str = 'fused'  # model.attention: a key of ATTENTION_IMPLEMENTATIONS, or 'cudnn'.
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
   kernel_init: Callable = default_kernel_init
@@ -263,7 +266,7 @@ class Attention(nn.Module):
       mask = jnp.broadcast_to(key_positions <= decode_index, (b, 1, l, k.shape[1]))
       if bias_fn is not None:
         bias = bias_fn(positions, jnp.broadcast_to(key_positions, (b, k.shape[1])))
-      out = dot_product_attention(q, k, v, mask, self.dtype, bias)
+      out = reference_attention(q, k, v, mask, self.dtype, bias)
     else:
       if decode and not cross:  # First call: make a cache as long as this input; nothing to attend yet.
         self.variable('cache', 'cached_key', lambda: jnp.zeros(k.shape, self.dtype))
@@ -352,6 +355,7 @@ class Mlp(nn.Module):
     return dense(x.shape[-1], kernel_axes=('mlp', 'embed'), name='wo')(h)
 
 
-# config.model.attention -> implementation. 'einsum' is the explicit formula (its gradient hand-written for
-# speed and tested against autodiff of `dot_product_attention`); the other lets XLA pick a fused kernel.
-ATTENTION_IMPLEMENTATIONS = {'einsum': kernels.fused_attention, 'dot_product_attention': jax_dot_product_attention}
+# config.model.attention -> implementation over a mask ('cudnn', which takes lengths instead, is
+# `length_masked_attention`). 'fused': the explicit formula with its backward pass written for XLA:CPU (tested
+# against autodiff of `reference_attention`); 'xla': jax.nn's XLA implementation, which lets XLA fuse it.
+ATTENTION_IMPLEMENTATIONS = {'fused': kernels.fused_attention, 'xla': xla_attention}

@@ -25,6 +25,9 @@ _CHOICES = {
     'remat': ('none', 'full', 'save_matmuls'),
     'kernel_init': tuple(layers.KERNEL_INITS),
 }
+# Former model.attention names, still read from old runs' config.json and command lines: 'einsum' was the fused
+# kernel (an explicit softmax(QK^T)V), 'dot_product_attention' jax.nn's XLA implementation.
+ATTENTION_ALIASES = {'einsum': 'fused', 'dot_product_attention': 'xla'}
 ACTIVATION_AXES = ('batch', 'length', 'act_embed')  # Logical axes of the residual stream [B, L, D].
 # Activation rematerialisation: what a block keeps for the backward pass.
 REMAT_POLICIES = {
@@ -60,7 +63,7 @@ class ModelConfig:
   embed_init_std: float = 0.02
   kernel_init: str = 'normal'
   dtype: str = 'float32'
-  attention: str = 'einsum'
+  attention: str = 'fused'
   remat: str = 'none'
   pointer_generator: bool = False
 
@@ -122,8 +125,11 @@ class ModelConfig:
 
   @classmethod
   def from_config(cls, model_config: Any, *, vocab_size: int, max_len: int) -> 'ModelConfig':
-    """Builds from `config.model`; `vocab_size`/`max_len` fill the fields the config leaves at 0."""
+    """Builds from `config.model`; `vocab_size`/`max_len` fill the fields the config leaves at 0, and former
+    attention names become their new ones (ATTENTION_ALIASES)."""
     values = dict(model_config)
+    if values.get('attention') in ATTENTION_ALIASES:  # A partial config may leave it at its default.
+      values['attention'] = ATTENTION_ALIASES[values['attention']]
     if values['vocab_size'] and values['vocab_size'] < vocab_size:
       raise ValueError(f'model.vocab_size={values["vocab_size"]} is smaller than the tokenizer\'s {vocab_size}')
     values['vocab_size'] = values['vocab_size'] or vocab_size

@@ -22,7 +22,7 @@ def tokens(batch=2, length=8, seed=0):
 OPTIONS = [
     dict(position='learned'), dict(position='sinusoidal'), dict(position='rope'),
     dict(norm='rmsnorm'), dict(mlp='swiglu'), dict(num_kv_heads=2), dict(num_kv_heads=1),
-    dict(tie_embeddings=False), dict(dtype='bfloat16'), dict(attention='dot_product_attention'),
+    dict(tie_embeddings=False), dict(dtype='bfloat16'), dict(attention='xla'),
     dict(use_bias=False), dict(dropout=0.1), dict(head_dim=8, d_ff=24),
     dict(position='relative'), dict(mlp='relu'), dict(mlp='gated_gelu'), dict(scale_tied_logits=True),
     dict(remat='full'), dict(remat='save_matmuls'),
@@ -62,7 +62,7 @@ def position_jacobian(model, x, segment_ids=None):
 
 
 @pytest.mark.parametrize('options', [dict(), dict(position='rope', num_kv_heads=2),
-                                     dict(attention='dot_product_attention')])
+                                     dict(attention='xla')])
 def test_causal_gradient_is_exactly_zero_for_later_tokens(options):
   jac = position_jacobian(make(**options), tokens())
   length = jac.shape[1]
@@ -90,6 +90,15 @@ def test_config_validation_names_the_key():
     make(norm='batchnorm')
   with pytest.raises(ValueError, match='unknown model config keys'):
     model_lib.ModelConfig.from_config({**TINY, 'num_layer': 2}, vocab_size=11, max_len=16)
+
+
+@pytest.mark.parametrize('old, new', [('einsum', 'fused'), ('dot_product_attention', 'xla')])
+def test_former_attention_names_build_the_same_model(old, new):
+  """An old run's config.json (or command line) names attention as it was then called."""
+  assert model_lib.ATTENTION_ALIASES[old] == new
+  from_old = model_lib.ModelConfig.from_config({**TINY, 'attention': old}, vocab_size=11, max_len=16)
+  assert from_old == model_lib.ModelConfig.from_config({**TINY, 'attention': new}, vocab_size=11, max_len=16)
+  assert from_old.attention == new
 
 
 def test_bfloat16_stays_close_to_float32():
@@ -130,7 +139,7 @@ def encdec_inputs(seed=0):
 
 @pytest.mark.parametrize('options', [dict(), T5_LIKE, dict(position='rope', num_kv_heads=2),
                                      dict(tie_embeddings=False, mlp='relu'), dict(remat='full'),
-                                     dict(attention='dot_product_attention', position='relative'),
+                                     dict(attention='xla', position='relative'),
                                      dict(T5_LIKE, pointer_generator=True)],
                          ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()) or 'default')
 def test_encoder_decoder_options_build_and_run(options):
@@ -272,7 +281,7 @@ def cached_logits(logits_fn, cache, tokens):
 
 @pytest.mark.parametrize('options', [dict(), dict(position='rope', num_kv_heads=2), dict(num_kv_heads=1),
                                      dict(position='relative', norm='rmsnorm'), dict(position='sinusoidal'),
-                                     dict(attention='dot_product_attention')],
+                                     dict(attention='xla')],
                          ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()) or 'default')
 def test_decoder_only_cache_equals_full_sequence(options):
   model = make(**options)
