@@ -216,8 +216,8 @@ class Attention(nn.Module):
   Self-attention: `__call__(x, segment_ids, positions)`. Cross-attention: also `kv` (the encoder output) and
   `kv_segment_ids`; queries attend to keys of the same segment id.
 
-  Decoding (`decode=True`): the first call (made by `model.init_decode_cache` or
-  `model.encode_for_decoding` on a full-length input) creates the decoding variables: in 'cache',
+  Decoding (`decode=True`): the first call (made by `DecoderLM.init_decode_cache` or
+  `EncoderDecoder.encode_for_decoding` on a full-length input) creates the decoding variables: in 'cache',
   self-attention keys/values of that length; in ENCODER_KV, the cross-attention keys/values of `kv`, computed
   once. Each later call takes one token `x[B, 1]` at `decode_index`, writes its key/value there and attends to
   positions <= decode_index (by `reference_attention`); cross-attention reads its cached keys/values and ignores

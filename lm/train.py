@@ -64,7 +64,7 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: Array, s
   `row_lengths` gives both from a config). `boxed=True` keeps flax's logical-axis metadata on params and
   optimizer state, which `parallel.shardings_from_logical` reads; training uses plain arrays."""
   params_rng, state_rng = jax.random.split(rng)
-  params = model_lib.init_variables(model, params_rng, target_len=seq_len, input_len=input_len)['params']
+  params = model.init_variables(params_rng, target_len=seq_len, input_len=input_len)['params']
   if not boxed:
     params = nn.meta.unbox(params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=state_rng)
@@ -92,7 +92,7 @@ def train_step(state: TrainState, batch: dict[str, Array], *, model: nn.Module,
     targets, weights = micro['decoder_target_tokens'], micro['decoder_loss_weights']
 
     def scaled_loss(params):
-      logits = model_lib.forward(model, params, micro, rng=micro_rng)
+      logits = model.forward(params, micro, rng=micro_rng)
       nats, count = loss_lib.cross_entropy(logits, targets, weights)
       if not label_smoothing:
         return nats / total, (nats, count)
@@ -126,7 +126,7 @@ def train_step(state: TrainState, batch: dict[str, Array], *, model: nn.Module,
 def eval_step(params: Any, batch: dict[str, Array], *, model: nn.Module,
               token_bytes: Array, axis_name: str | None = None) -> dict[str, Array]:
   """Summed nats, target tokens, bytes and correct predictions of one batch (padding has weight 0)."""
-  logits = model_lib.forward(model, params, batch)
+  logits = model.forward(params, batch)
   targets, weights = batch['decoder_target_tokens'], batch['decoder_loss_weights']
   nats, count = loss_lib.cross_entropy(logits, targets, weights)
   sums = {'nats': nats, 'tokens': count, 'bytes': loss_lib.target_bytes(targets, weights, token_bytes),
@@ -603,8 +603,8 @@ def generate(model: nn.Module, params: Any, tokenizer, prompt: str, *, num_token
 
 @functools.partial(jax.jit, static_argnames=('model', 'num_new_tokens', 'temperature', 'top_k', 'eos_id'))
 def _sample_chunk(params, prompt_ids, prompt_length, rng, *, model, num_new_tokens, temperature, top_k, eos_id):
-  cache = model_lib.init_decode_cache(model, params, prompt_ids.shape[0], model.config.max_len)
-  return decode.temperature_sample(model_lib.make_logits_fn(model, params), cache, prompt_ids, prompt_length,
+  cache = model.init_decode_cache(params, prompt_ids.shape[0], model.config.max_len)
+  return decode.temperature_sample(model.make_logits_fn(params), cache, prompt_ids, prompt_length,
                                    num_new_tokens=num_new_tokens, rng=rng, temperature=temperature, top_k=top_k,
                                    eos_id=eos_id)
 
@@ -624,11 +624,10 @@ def predict(model: nn.Module, params: Any, encoder_input_tokens: np.ndarray, enc
 @functools.partial(jax.jit, static_argnames=('model', 'max_new_tokens', 'temperature', 'top_k', 'eos_id'))
 def _predict(params, encoder_input_tokens, encoder_segment_ids, rng, *, model, max_new_tokens, temperature, top_k,
              eos_id):
-  cache, encoded = model_lib.encode_for_decoding(model, params, encoder_input_tokens, encoder_segment_ids,
-                                                 max_new_tokens)
+  cache, encoded = model.encode_for_decoding(params, encoder_input_tokens, encoder_segment_ids, max_new_tokens)
   batch = encoder_input_tokens.shape[0]
   start = jnp.zeros((batch, 1), jnp.int32)  # T5's decoder start token is the pad id 0.
-  return decode.temperature_sample(model_lib.make_logits_fn(model, params, encoded), cache, start,
+  return decode.temperature_sample(model.make_logits_fn(params, encoded), cache, start,
                                    jnp.ones((batch,), jnp.int32), num_new_tokens=max_new_tokens, rng=rng,
                                    temperature=temperature, top_k=top_k, eos_id=eos_id)
 

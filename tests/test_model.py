@@ -288,8 +288,8 @@ def test_decoder_only_cache_equals_full_sequence(options):
   x = tokens(length=8)
   params = model.init(jax.random.PRNGKey(0), x)['params']
   full = model.apply({'params': params}, x)
-  cache = model_lib.init_decode_cache(model, params, batch_size=2, max_decode_len=12)
-  got = cached_logits(jax.jit(model_lib.make_logits_fn(model, params)), cache, x)
+  cache = model.init_decode_cache(params, batch_size=2, max_decode_len=12)
+  got = cached_logits(jax.jit(model.make_logits_fn(params)), cache, x)
   np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
 
 
@@ -302,9 +302,9 @@ def test_encoder_decoder_cache_equals_full_sequence(options):
   enc_seg = jnp.array([[1] * 10, [1] * 7 + [0] * 3])  # The second input is padded.
   params = model.init(jax.random.PRNGKey(0), enc, dec)['params']
   full = model.apply({'params': params}, enc, dec, enc_seg)
-  cache, encoded = model_lib.encode_for_decoding(model, params, enc, enc_seg, max_decode_len=9)
+  cache, encoded = model.encode_for_decoding(params, enc, enc_seg, max_decode_len=9)
   assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves((cache, encoded))), 'every leaf must be batch-first'
-  got = cached_logits(jax.jit(model_lib.make_logits_fn(model, params, encoded)), cache, dec)
+  got = cached_logits(jax.jit(model.make_logits_fn(params, encoded)), cache, dec)
   np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
 
 
@@ -317,8 +317,8 @@ def test_beam_search_over_the_encoder_decoder_scores_its_sequences_by_their_own_
   enc_seg = jnp.array([[1] * 10, [1] * 6 + [0] * 4])
   params = model.init(jax.random.PRNGKey(0), enc, enc[:, :6])['params']
   beams, length = 3, 5
-  cache, encoded = model_lib.encode_for_decoding(model, params, enc, enc_seg, max_decode_len=length)
-  logits_fn = model_lib.make_logits_fn(model, params, decode.expand_beams(encoded, beams))
+  cache, encoded = model.encode_for_decoding(params, enc, enc_seg, max_decode_len=length)
+  logits_fn = model.make_logits_fn(params, decode.expand_beams(encoded, beams))
   # An EOS id past the vocabulary is never chosen, and alpha 0: a score is the sequence's summed log-prob.
   seqs, scores = jax.jit(lambda cache: decode.beam_search(
       logits_fn, cache, jnp.zeros((2,), jnp.int32), num_beams=beams, max_new_tokens=length,
@@ -338,9 +338,9 @@ def test_forward_reads_t5x_features_for_both_models():
   enc, dec = encdec_inputs()
   batch = {'encoder_input_tokens': enc, 'decoder_input_tokens': dec}
   for model in (make(), make_encdec()):
-    variables = model_lib.init_variables(model, jax.random.PRNGKey(0), target_len=6, input_len=10)
+    variables = model.init_variables(jax.random.PRNGKey(0), target_len=6, input_len=10)
     params = nn_unbox(variables['params'])
-    assert model_lib.forward(model, params, batch).shape == (2, 6, TINY['vocab_size'])
+    assert model.forward(params, batch).shape == (2, 6, TINY['vocab_size'])
 
 
 def nn_unbox(tree):
