@@ -1,9 +1,11 @@
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend import core as jax_core
 
 from lm import decode
 from lm import model as model_lib
@@ -29,6 +31,32 @@ OPTIONS = [
 ]
 
 
+# Options that change how the model computes, not what it computes (without dropout).
+SAME_FUNCTION = ('attention', 'dropout', 'remat')
+
+
+def with_random_biases(params, seed=0):
+  """`params` with every bias drawn at random: biases start at zero, where using them or not looks the same."""
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.asarray(rng.normal(size=x.shape), x.dtype) if path[-1].key == 'bias' else x, params)
+
+
+def remat_policies(fn, *args) -> list:
+  """The policy of every remat (`jax.checkpoint`) equation in the jaxpr of `fn(*args)`, nested ones included."""
+  found = []
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name in ('checkpoint', 'remat', 'remat2'):  # The primitive's name differs across versions.
+        found.append(eqn.params['policy'])
+      for sub in jax_core.jaxprs_in_params(eqn.params):
+        walk(sub)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
 @pytest.mark.parametrize('options', OPTIONS, ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()))
 def test_every_option_builds_and_runs(options):
   model = make(**options)
@@ -46,6 +74,22 @@ def test_every_option_builds_and_runs(options):
     assert 'unembed' in params
   if options.get('position', 'learned') != 'learned':
     assert 'position_embedding' not in params
+  if options == dict(use_bias=False):
+    assert not [path for path, _ in jax.tree_util.tree_leaves_with_path(nn.meta.unbox(params))
+                if path[-1].key == 'bias'], 'use_bias=False made biases'
+  # Each option takes effect: against the default model (both with non-zero biases), the logits change, or for
+  # the options in SAME_FUNCTION (and the default itself) stay; remat shows in the jaxpr instead.
+  default = make()
+  default_params = nn.meta.unbox(default.init(jax.random.PRNGKey(0), x)['params'])
+  want = default.apply({'params': with_random_biases(default_params)}, x)
+  got = model.apply({'params': with_random_biases(nn.meta.unbox(params))}, x)
+  if model.config == default.config or set(options) & set(SAME_FUNCTION):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  else:
+    assert float(jnp.max(jnp.abs(got - want))) > 1e-3 * float(jnp.max(jnp.abs(want))), f'{options} changed nothing'
+  policies = remat_policies(lambda p: model.apply({'params': p}, x), params)
+  remat = options.get('remat', 'none')
+  assert policies == ([] if remat == 'none' else [model_lib.REMAT_POLICIES[remat]] * TINY['num_layers'])
 
 
 def position_jacobian(model, x, segment_ids=None):
@@ -108,6 +152,7 @@ def test_bfloat16_stays_close_to_float32():
   a = f32.apply({'params': params}, x)
   b = bf16.apply({'params': params}, x)
   assert float(jnp.max(jnp.abs(a - b))) < 0.05 * float(jnp.max(jnp.abs(a)))
+  assert float(jnp.max(jnp.abs(a - b))) > 1e-4 * float(jnp.max(jnp.abs(a))), 'bfloat16 was not applied'
 
 
 def test_importing_the_model_pulls_in_no_data_libraries():
@@ -335,12 +380,30 @@ def test_beam_search_over_the_encoder_decoder_scores_its_sequences_by_their_own_
 
 
 def test_forward_reads_t5x_features_for_both_models():
+  """`forward` equals `apply` given the batch's features explicitly, and each segment-id and position feature
+  changes the output (packed documents, restarting positions, padding), so a forward that dropped one fails."""
   enc, dec = encdec_inputs()
-  batch = {'encoder_input_tokens': enc, 'decoder_input_tokens': dec}
+  batch = {'encoder_input_tokens': enc, 'decoder_input_tokens': dec,
+           'encoder_segment_ids': jnp.array([[1] * 6 + [2] * 4, [1] * 8 + [0] * 2]),
+           'decoder_segment_ids': jnp.array([[1] * 3 + [2] * 3, [1] * 6]),
+           'encoder_positions': jnp.array([[*range(6), *range(4)], [*range(10)]]),
+           'decoder_positions': jnp.array([[*range(3), *range(3)], [*range(6)]])}
   for model in (make(), make_encdec()):
     variables = model.init_variables(jax.random.PRNGKey(0), target_len=6, input_len=10)
     params = nn_unbox(variables['params'])
-    assert model.forward(params, batch).shape == (2, 6, TINY['vocab_size'])
+    got = model.forward(params, batch)
+    assert got.shape == (2, 6, TINY['vocab_size'])
+    if isinstance(model, model_lib.EncoderDecoder):
+      want = model.apply({'params': params}, enc, dec, batch['encoder_segment_ids'], batch['decoder_segment_ids'],
+                         batch['encoder_positions'], batch['decoder_positions'])
+      read = ('encoder_segment_ids', 'decoder_segment_ids', 'encoder_positions', 'decoder_positions')
+    else:
+      want = model.apply({'params': params}, dec, batch['decoder_segment_ids'], batch['decoder_positions'])
+      read = ('decoder_segment_ids', 'decoder_positions')
+    np.testing.assert_array_equal(got, want)
+    for name in read:
+      without = model.forward(params, {k: v for k, v in batch.items() if k != name})
+      assert not np.allclose(without, got, atol=1e-5), f'{type(model).__name__}: {name} changes nothing'
 
 
 def nn_unbox(tree):
