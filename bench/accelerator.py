@@ -6,7 +6,7 @@ bench/accelerator.sh runs it on an NVIDIA H200 with a timeout.
 
 Each configuration (model, batch, remat) runs the real `step.train_step` (AdamW, clipping, donated state)
 through `parallel.Launcher('single')` on random tokens (vocab 32768), with `model.attention='cudnn'`
-(jax.nn.dot_product_attention's cuDNN flash attention; 'dot_product_attention' off GPU) and bfloat16 matmuls
+(jax.nn.dot_product_attention's cuDNN flash attention; 'xla', its XLA implementation, off GPU) and bfloat16 matmuls
 (params float32). It compiles, runs --warmup steps, then times --steps steps; one line per configuration,
 the models taking turns (so a short --budget_s still reaches every model), then the best per model.
 MFU = tokens/s * training FLOPs per token (PaLM accounting, lm/flops.py) / the device's dense bf16
@@ -56,7 +56,7 @@ _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps per configuration.')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps (the first compiles).')
 _BUDGET = flags.DEFINE_float('budget_s', 480.0, 'Skip configurations once this many seconds have passed.')
 _PEAK = flags.DEFINE_float('peak_tflops', 0.0, 'Peak bf16 TFLOP/s to divide by; 0: lm/flops.py for the device.')
-_ATTENTION = flags.DEFINE_string('attention', '', "model.attention; '': 'cudnn' on GPU, 'dot_product_attention' "
+_ATTENTION = flags.DEFINE_string('attention', '', "model.attention; '': 'cudnn' on GPU, 'xla' "
                                   'elsewhere.')
 _SMOKE = flags.DEFINE_bool('smoke', False, 'Tiny model, 2 steps, any device: checks this driver.')
 
@@ -70,7 +70,7 @@ def build(num_layers, d_model, num_heads, vocab, seq_len, remat):
 
 
 def attention_kind() -> str:
-  return _ATTENTION.value or ('cudnn' if jax.default_backend() == 'gpu' else 'dot_product_attention')
+  return _ATTENTION.value or ('cudnn' if jax.default_backend() == 'gpu' else 'xla')
 
 
 def random_batch(rows, seq_len, vocab, seed=0):

@@ -62,8 +62,7 @@ def greedy_comparison(new_tokens, batch, rounds):
   lengths = jnp.ones((batch,), jnp.int32)
   sample = functools.partial(decode.temperature_sample, prompt=prompt, prompt_lengths=lengths,
                              num_new_tokens=new_tokens, rng=jax.random.PRNGKey(0), temperature=0.0)
-  cached = jax.jit(lambda p: sample(model_lib.make_logits_fn(model, p),
-                                    model_lib.init_decode_cache(model, p, batch, length)))
+  cached = jax.jit(lambda p: sample(model.make_logits_fn(p), model.init_decode_cache(p, batch, length)))
   recompute = jax.jit(lambda p: sample(recompute_logits_fn(model, p),
                                        {'tokens': jnp.zeros((batch, length), jnp.int32)}))
   out_cached, out_recompute = cached(params), recompute(params)  # Compile both.
@@ -87,8 +86,7 @@ def beam_search_t5_small(rounds):
       scale_tied_logits=True, embed_init_std=1.0, dtype='bfloat16')
   model = model_lib.build_model(config)
   batch, input_len, beams, new_tokens = 8, 512, 4, 50
-  params = jax.jit(lambda: model_lib.init_variables(model, jax.random.PRNGKey(0), target_len=8,
-                                                    input_len=input_len)['params'])()
+  params = jax.jit(lambda: model.init_variables(jax.random.PRNGKey(0), target_len=8, input_len=input_len)['params'])()
   params = jax.tree.map(lambda x: x.value if hasattr(x, 'value') else x, params,
                         is_leaf=lambda x: hasattr(x, 'value'))
   rng = np.random.default_rng(0)
@@ -97,8 +95,8 @@ def beam_search_t5_small(rounds):
 
   @jax.jit
   def run(params, inputs):
-    cache, encoded = model_lib.encode_for_decoding(model, params, inputs, segment_ids, new_tokens + 1)
-    logits_fn = model_lib.make_logits_fn(model, params, decode.expand_beams(encoded, beams))
+    cache, encoded = model.encode_for_decoding(params, inputs, segment_ids, new_tokens + 1)
+    logits_fn = model.make_logits_fn(params, decode.expand_beams(encoded, beams))
     return decode.beam_search(logits_fn, cache, jnp.zeros((batch,), jnp.int32),
                               num_beams=beams, max_new_tokens=new_tokens, eos_id=config.vocab_size, alpha=0.6)
 

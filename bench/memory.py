@@ -22,7 +22,7 @@ Gradients are float32 with the params' layout, so they count as one more params-
 Activations (bytes saved for the backward pass, analytic), per layer, with T tokens per device (B * L),
 D the width, F the MLP width (4D), H heads, c the bytes of the compute dtype (4 float32, 2 bfloat16),
 t the tensor-parallel degree. The residual stream, norms and matmul outputs are float32; matmuls save their
-inputs cast to the compute dtype (lm/layers.py `matmul`); 'einsum' attention saves q, k, v, out and the
+inputs cast to the compute dtype (lm/kernels.py `matmul`); 'fused' attention saves q, k, v, out and the
 float32 probabilities:
   none          T * [(8D + 2cD) + (16D + cD + 4F + cF) / t] + 4 * B * (H/t) * L * L
                 (~ T * D * (40 + 7c) + 4 B H L^2 for F = 4D, t = 1; 68 TD in float32, 54 TD in bfloat16)
@@ -31,7 +31,7 @@ float32 probabilities:
   full          T * 4D kept per layer (the block input) + one layer of 'none' during recompute
 plus, outside the blocks: logits and their gradient, 2 * T * V * 4 (the vocabulary is not sharded), and
 ~12 T D for the embedding sum and final norm; in bfloat16 each matmul also keeps its cast kernel (2 bytes per
-param shard). 'dot_product_attention' (cuDNN flash attention on GPU) has no L^2 term; this estimate keeps it.
+param shard). 'cudnn' (flash attention on GPU) has no L^2 term; this estimate keeps it.
 
 "Largest model that fits": for each strategy and remat, the widest member of a family (--fit_layers layers,
 head width 128, vocab 50304, seq 1024, --batch_per_device rows) whose analytic total (params + grads +
@@ -113,7 +113,7 @@ def get_mesh(strategy: str):
 
 
 def make_config(num_layers, d_model, num_heads, vocab_size, seq_len, dtype='bfloat16', remat='none',
-                attention='einsum'):
+                attention='fused'):
   config = base.get_config()
   config.model.update(num_layers=num_layers, d_model=d_model, num_heads=num_heads, vocab_size=vocab_size,
                       dtype=dtype, remat=remat, attention=attention, dropout=0.0)

@@ -52,9 +52,10 @@ class Model:
   embed_init_std: float = 0.02  # Token embedding init stddev (T5: 1.0).
   kernel_init: str = 'normal'  # Dense kernels: 'normal' (std 0.02, GPT-2) | 'fan_in' (std fan_in**-0.5, T5).
   dtype: str = 'float32'  # Matmul input dtype: 'float32' | 'bfloat16' (accumulates in float32; params float32).
-  # 'einsum' (explicit softmax(QK^T/sqrt(d))V) | 'dot_product_attention' (jax.nn, XLA) | 'cudnn' (jax.nn's cuDNN
-  # flash attention: GPU, bfloat16, one document per row so not with data.pack).
-  attention: str = 'einsum'
+  # 'fused' (explicit softmax(QK^T/sqrt(d))V, backward written for XLA:CPU: kernels.fused_attention) | 'xla'
+  # (jax.nn.dot_product_attention, XLA's) | 'cudnn' (jax.nn's cuDNN flash attention: GPU, bfloat16, one document
+  # per row so not with data.pack).
+  attention: str = 'fused'
   remat: str = 'none'  # Activation rematerialisation per block: 'none' | 'full' | 'save_matmuls'.
   pointer_generator: bool = False  # encoder_decoder: mix a copy distribution over the input tokens into the output.
 
@@ -179,7 +180,7 @@ CHOICES = {
     'model.mlp': ('gelu', 'relu', 'swiglu', 'gated_gelu'),
     'model.kernel_init': ('normal', 'fan_in'),
     'model.dtype': ('float32', 'bfloat16'),
-    'model.attention': ('einsum', 'dot_product_attention', 'cudnn'),
+    'model.attention': ('fused', 'xla', 'cudnn'),
     'model.remat': ('none', 'full', 'save_matmuls'),
     'data.task': ('lm', 'seq2seq', 'span_corruption'),
     'data.tokenizer': ('char', 'byte', 'sentencepiece'),
@@ -189,6 +190,14 @@ CHOICES = {
     'eval.split': ('train', 'validation', 'test'),
 }
 METRICS = ('rouge', 'bleu', 'exact_match')  # eval.metrics: a tuple of these names.
+# Former names of choices, still read from old runs' config.json and command lines: key -> {old: new}.
+# 'einsum' was the fused kernel (an explicit softmax(QK^T)V), 'dot_product_attention' jax.nn's XLA one.
+ALIASES = {'model.attention': {'einsum': 'fused', 'dot_product_attention': 'xla'}}
+
+
+def resolve_alias(key: str, value: Any) -> Any:
+  """Today's name of `value` for `key` (ALIASES), or `value`."""
+  return ALIASES.get(key, {}).get(value, value) if isinstance(value, str) else value
 
 
 def check_choices(section: str, values: Any) -> None:
@@ -196,7 +205,7 @@ def check_choices(section: str, values: Any) -> None:
   for key, choices in CHOICES.items():
     if key.startswith(section + '.'):
       value = getattr(values, key.split('.', 1)[1])
-      check(value in choices, key, value, f'must be one of {choices}')
+      check(resolve_alias(key, value) in choices, key, value, f'must be one of {choices}')
 
 
 def check_model(m: Any) -> None:
@@ -323,6 +332,10 @@ def upgrade(saved: dict) -> dict:
     saved.get(section, {}).pop(key, None)
   if 'sample' in saved and not saved['sample']:
     del saved['sample']
+  for key in ALIASES:
+    section, name = key.split('.')
+    if name in saved.get(section, {}):
+      saved[section][name] = resolve_alias(key, saved[section][name])
   upgraded = dataclasses.asdict(Config())
   for key, value in saved.items():
     if isinstance(value, dict) and isinstance(upgraded.get(key), dict):

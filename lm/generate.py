@@ -47,18 +47,18 @@ def generate(params: Any, tokens: jax.Array, lengths: jax.Array, rng: jax.Array,
   the prompt in one KV cache of L + max_decode_len positions)."""
   if isinstance(model, model_lib.EncoderDecoder):
     segment_ids = (jnp.arange(tokens.shape[1]) < lengths[:, None]).astype(jnp.int32)  # 0 masks the padding.
-    cache, encoded = model_lib.encode_for_decoding(model, params, tokens, segment_ids, s.max_decode_len)
+    cache, encoded = model.encode_for_decoding(params, tokens, segment_ids, s.max_decode_len)
     start = jnp.zeros(tokens.shape[0], jnp.int32)  # T5's decoder start token: 0, the pad id.
     if s.num_beams > 1:
-      logits_fn = model_lib.make_logits_fn(model, params, decode.expand_beams(encoded, s.num_beams))
+      logits_fn = model.make_logits_fn(params, decode.expand_beams(encoded, s.num_beams))
       sequences, _ = decode.beam_search(logits_fn, cache, start, num_beams=s.num_beams,
                                         max_new_tokens=s.max_decode_len, eos_id=eos_id, alpha=s.alpha)
       return sequences[:, 0]
-    logits_fn = model_lib.make_logits_fn(model, params, encoded)
+    logits_fn = model.make_logits_fn(params, encoded)
     prompt, lengths = start[:, None], jnp.ones_like(lengths)
   else:  # The prompt enters the cache one token per step, then the continuation follows.
-    logits_fn = model_lib.make_logits_fn(model, params)
-    cache = model_lib.init_decode_cache(model, params, tokens.shape[0], tokens.shape[1] + s.max_decode_len)
+    logits_fn = model.make_logits_fn(params)
+    cache = model.init_decode_cache(params, tokens.shape[0], tokens.shape[1] + s.max_decode_len)
     prompt = tokens
   new_tokens, _ = decode.temperature_sample(
       logits_fn, cache, prompt, lengths, num_new_tokens=s.max_decode_len, rng=rng, temperature=s.temperature,

@@ -6,7 +6,8 @@ Shape legend (also used in einsum strings):
 
 Numerics: params are float32; `dtype` is the dtype of matmul *inputs*. Every matmul accumulates and returns
 float32 (`preferred_element_type`), so activations, norms, softmax and the loss stay float32. On CPUs with
-bf16 matrix instructions this is ~4x faster than float32 and as accurate as a float32 accumulate allows.
+bf16 matrix instructions this is ~4x faster than float32 and as accurate as a float32 accumulate allows. The
+matmuls and the fused attention kernel, with backward passes written for XLA:CPU, live in `kernels.py`.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
+from lm import kernels
+
 Array = jax.Array
 default_kernel_init = nn.initializers.normal(stddev=0.02)
 # Dense-kernel initialisers by name (model.kernel_init). 'normal': GPT-2's std 0.02. 'fan_in': T5's std
@@ -32,86 +35,7 @@ KERNEL_INITS = {
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Matmul with a CPU-friendly backward pass.
-
-
-def transpose_rows(a: Array) -> Array:
-  """`a[..., M, N] -> [..., N, M]`, materialised row-major for use as a dot operand.
-
-  XLA:CPU runs a bf16 dot on its fast (YNNPACK) path only if its operands are row-major; otherwise it upcasts
-  the dot to float32, ~3x slower. It decides before layout assignment and takes any transpose, even one
-  behind an optimization barrier, for a column-major view. A concatenation of two transposed halves is a
-  new row-major array, so the dot stays bf16 at the price of one copy (float32 dots gain too). Other
-  backends read transposed operands natively.
-  """
-  swapped = jnp.swapaxes(a, -1, -2)
-  n = a.shape[-1]
-  if jax.default_backend() != 'cpu' or n < 2:
-    return swapped
-  halves = jnp.concatenate([swapped[..., :n // 2, :], swapped[..., n // 2:, :]], axis=-2)
-  return jax.lax.optimization_barrier(halves)  # Else XLA folds it back into a transposed dot operand.
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def matmul(x: Array, w: Array, dtype: jnp.dtype) -> Array:
-  """`x[..., D] @ w[D, F]` with inputs cast to `dtype` and a float32 result."""
-  return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
-
-
-def _cast_operands(x, w, dtype):
-  """(x and w cast to dtype, zero-size arrays of their own dtypes): the residuals of the matmuls' backward passes,
-  whose cotangents must take the primal dtypes (and residuals must be arrays)."""
-  return x.astype(dtype), w.astype(dtype), (jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
-
-
-def _matmul_fwd(x, w, dtype):
-  xc, wc, dtypes = _cast_operands(x, w, dtype)
-  return jnp.matmul(xc, wc, preferred_element_type=jnp.float32), (xc, wc, dtypes)
-
-
-def _matmul_bwd(dtype, residuals, g):
-  xc, wc, (x_like, w_like) = residuals
-  gc = g.astype(dtype)
-  x2 = xc.reshape(-1, xc.shape[-1])
-  g2 = gc.reshape(-1, gc.shape[-1])
-  # On CPU transpose the narrower operand, x^T g or (g^T x)^T; other backends read x^T in place.
-  if x2.shape[1] <= g2.shape[1] or jax.default_backend() != 'cpu':
-    dw = jnp.matmul(transpose_rows(x2), g2, preferred_element_type=jnp.float32)
-  else:
-    dw = jax.lax.optimization_barrier(jnp.matmul(transpose_rows(g2), x2, preferred_element_type=jnp.float32)).T
-  dx = jnp.matmul(gc, transpose_rows(wc), preferred_element_type=jnp.float32)  # g w^T
-  return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
-
-
-matmul.defvjp(_matmul_fwd, _matmul_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def matmul_transposed(x: Array, w: Array, dtype: jnp.dtype) -> Array:
-  """`x[..., D] @ w[F, D]^T` (a tied output projection) with inputs cast to `dtype` and a float32 result.
-
-  Its own backward pass, because autodiff of `matmul(x, w.T)` lets XLA fold the transposes into a dot that
-  XLA:CPU can run neither in bf16 nor fast.
-  """
-  return _matmul_transposed_fwd(x, w, dtype)[0]
-
-
-def _matmul_transposed_fwd(x, w, dtype):
-  xc, wc, dtypes = _cast_operands(x, w, dtype)
-  y = jax.lax.dot_general(xc, wc, (((xc.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
-  return y, (xc, wc, dtypes)
-
-
-def _matmul_transposed_bwd(dtype, residuals, g):
-  xc, wc, (x_like, w_like) = residuals
-  gc = g.astype(dtype)
-  dx = jnp.matmul(gc, wc, preferred_element_type=jnp.float32)
-  dw = jnp.matmul(transpose_rows(gc.reshape(-1, gc.shape[-1])), xc.reshape(-1, xc.shape[-1]),
-                  preferred_element_type=jnp.float32)  # g^T x
-  return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
-
-
-matmul_transposed.defvjp(_matmul_transposed_fwd, _matmul_transposed_bwd)
+# Dense layers and the tied output projection.
 
 
 class Dense(nn.Module):
@@ -130,11 +54,16 @@ class Dense(nn.Module):
   def __call__(self, x: Array) -> Array:
     kernel = self.param('kernel', nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
                         (x.shape[-1], self.features), jnp.float32)
-    y = checkpoint_name(matmul(x, kernel, self.dtype), 'matmul')
+    y = checkpoint_name(kernels.matmul(x, kernel, self.dtype), 'matmul')
     if self.use_bias:
       bias_init = nn.with_logical_partitioning(nn.initializers.zeros, self.kernel_axes[1:])
       y = y + self.param('bias', bias_init, (self.features,), jnp.float32)
     return y
+
+
+def tied_logits(x: Array, embedding: Array, dtype: jnp.dtype) -> Array:
+  """The tied output projection: `x[..., D]` -> float32 logits `[..., V]` by the transpose of `embedding[V, D]`."""
+  return kernels.matmul_transposed(x, embedding, dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -184,10 +113,13 @@ def attention_mask(q_segment_ids: Array, kv_segment_ids: Array, causal: bool) ->
   return mask[:, None]
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
-                          bias: Array | None = None) -> Array:
-  """softmax(Q K^T / sqrt(K) + bias) V, written out. q [B, L, H, K], k/v [B, M, G, K], mask [B, 1, L, M],
-  bias (e.g. T5's relative positions) broadcastable to [B, H, L, M]."""
+def reference_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
+                        bias: Array | None = None) -> Array:
+  """softmax(Q K^T / sqrt(K) + bias) V, written out as einsums under plain autodiff. q [B, L, H, K],
+  k/v [B, M, G, K], mask [B, 1, L, M], bias (e.g. T5's relative positions) broadcastable to [B, H, L, M].
+
+  The reference the attention implementations are tested against, and what a decoding step runs (one query
+  over the cache: no backward pass for the fused kernel to speed up)."""
   b, l, h, d = q.shape
   g = k.shape[2]
   q = q.reshape(b, l, g, h // g, d) * (1.0 / math.sqrt(d))
@@ -203,8 +135,7 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.
   return out.reshape(b, l, h, d)
 
 
-def jax_dot_product_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
-                              bias: Array | None = None) -> Array:
+def xla_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype, bias: Array | None = None) -> Array:
   """The same function through `jax.nn.dot_product_attention` (its XLA implementation: any mask, any device)."""
   bias = None if bias is None else bias.astype(dtype)
   out = jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype), bias=bias, mask=mask)
@@ -228,8 +159,6 @@ def length_masked_attention(q: Array, k: Array, v: Array, q_segment_ids: Array, 
                                      query_seq_lengths=q_lengths, key_value_seq_lengths=kv_lengths,
                                      implementation=implementation)
   return jnp.where((q_segment_ids != 0)[:, :, None, None], out.astype(jnp.float32), 0.0)
-
-
 
 
 def relative_position_bucket(relative_position: Array, bidirectional: bool, num_buckets: int = 32,
@@ -287,18 +216,19 @@ class Attention(nn.Module):
   Self-attention: `__call__(x, segment_ids, positions)`. Cross-attention: also `kv` (the encoder output) and
   `kv_segment_ids`; queries attend to keys of the same segment id.
 
-  Decoding (`decode=True`): the first call (made by `model.init_decode_cache` or `model.encode_for_decoding`
-  on a full-length input) creates the decoding variables: in 'cache', self-attention keys/values of that length;
-  in ENCODER_KV, the cross-attention keys/values of `kv`, computed once. Each later call takes one token `x[B, 1]` at
-  `decode_index`, writes its key/value there and attends to positions <= decode_index; cross-attention reads
-  its cached keys/values and ignores `kv`. `bias_fn(q_positions, k_positions)` supplies the bias then.
+  Decoding (`decode=True`): the first call (made by `DecoderLM.init_decode_cache` or
+  `EncoderDecoder.encode_for_decoding` on a full-length input) creates the decoding variables: in 'cache',
+  self-attention keys/values of that length; in ENCODER_KV, the cross-attention keys/values of `kv`, computed
+  once. Each later call takes one token `x[B, 1]` at `decode_index`, writes its key/value there and attends to
+  positions <= decode_index (by `reference_attention`); cross-attention reads its cached keys/values and ignores
+  `kv`. `bias_fn(q_positions, k_positions)` supplies the bias then.
   """
   num_heads: int
   num_kv_heads: int
   head_dim: int
   causal: bool = True
   rope_base: float | None = None  # None: no rotary embedding.
-  implementation: str = 'einsum'
+  implementation: str = 'fused'  # model.attention: a key of ATTENTION_IMPLEMENTATIONS, or 'cudnn'.
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
   kernel_init: Callable = default_kernel_init
@@ -336,7 +266,7 @@ class Attention(nn.Module):
       mask = jnp.broadcast_to(key_positions <= decode_index, (b, 1, l, k.shape[1]))
       if bias_fn is not None:
         bias = bias_fn(positions, jnp.broadcast_to(key_positions, (b, k.shape[1])))
-      out = dot_product_attention(q, k, v, mask, self.dtype, bias)
+      out = reference_attention(q, k, v, mask, self.dtype, bias)
     else:
       if decode and not cross:  # First call: make a cache as long as this input; nothing to attend yet.
         self.variable('cache', 'cached_key', lambda: jnp.zeros(k.shape, self.dtype))
@@ -387,10 +317,10 @@ class PointerGenerator(nn.Module):
     else:
       key = dense(name='key')(source)
     query = dense(name='query')(x)
-    scores = _bmm(query, jnp.swapaxes(key, 1, 2), self.dtype) * d**-0.5  # [B, L, M]
+    scores = kernels.bmm(query, jnp.swapaxes(key, 1, 2), self.dtype) * d**-0.5  # [B, L, M]
     mask = attention_mask(segment_ids, source_segment_ids, causal=False)[:, 0]
     weights = jax.nn.softmax(jnp.where(mask, scores, jnp.finfo(jnp.float32).min), axis=-1)
-    context = _bmm(weights, key, self.dtype)  # [B, L, D]
+    context = kernels.bmm(weights, key, self.dtype)  # [B, L, D]
     # Always with a bias: the gate's prior between generating and copying.
     gate = jax.nn.sigmoid(Dense(1, dtype=self.dtype, kernel_init=self.kernel_init, name='gate')(
         jnp.concatenate([x, context], axis=-1)))  # [B, L, 1]
@@ -425,87 +355,7 @@ class Mlp(nn.Module):
     return dense(x.shape[-1], kernel_axes=('mlp', 'embed'), name='wo')(h)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# The same attention with a hand-written backward pass, for CPU speed.
-
-
-def _bmm(a: Array, b: Array, dtype) -> Array:
-  """Batched `a[..., I, J] @ b[..., J, K]` with dtype inputs and a float32 result."""
-  return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
-
-
-def _to_groups(x: Array, groups: int) -> Array:
-  """[B, L, H, K] -> [B, G, R*L, K]: the R query heads sharing a key/value head become one long row block."""
-  b, l, h, d = x.shape
-  return x.reshape(b, l, groups, h // groups, d).transpose(0, 2, 3, 1, 4).reshape(b, groups, -1, d)
-
-
-def _from_groups(x: Array, length: int) -> Array:
-  """Inverse of `_to_groups`: [B, G, R*L, K] -> [B, L, H, K]."""
-  b, g, rl, d = x.shape
-  return x.reshape(b, g, rl // length, length, d).transpose(0, 3, 1, 2, 4).reshape(b, length, -1, d)
-
-
-def fused_attention(q: Array, k: Array, v: Array, mask: Array, dtype: jnp.dtype,
-                    bias: Array | None = None) -> Array:
-  """softmax(Q K^T / sqrt(K) + bias) V like `dot_product_attention`, with a backward pass written for XLA:CPU.
-
-  All dots are batched `[N, I, J] @ [N, J, K]` over row-major operands, and grouped queries are stacked so
-  each key/value head is read once. Autodiff of the einsum version spends ~5x longer in transposed dots.
-  `bias` (T5's relative positions) broadcasts to [B, H, L, M] and gets its gradient.
-  """
-  return _fused_attention(q, k, v, mask, bias, dtype)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _fused_attention(q, k, v, mask, bias, dtype):
-  return _fused_attention_fwd(q, k, v, mask, bias, dtype)[0]
-
-
-def _fused_attention_fwd(q, k, v, mask, bias, dtype):
-  b, l, h, d = q.shape
-  g, m = k.shape[2], k.shape[1]
-  qg = _to_groups(q * (1.0 / math.sqrt(d)), g)  # [B, G, RL, K]
-  kg, vg = _to_groups(k, g), _to_groups(v, g)  # [B, G, M, K]
-  kt = transpose_rows(kg)  # [B, G, K, M]
-  full_mask = jnp.tile(mask, (1, 1, h // g, 1))  # [B, 1, RL, M]
-  scores = _bmm(qg, kt, dtype)
-  if bias is not None:  # Head h = g * R + r, so [B, H, L, M] is [B, G, RL, M] by a reshape.
-    scores = scores + jnp.broadcast_to(bias, (b, h, l, m)).reshape(b, g, -1, m)
-  scores = jnp.where(full_mask, scores, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(scores, axis=-1)  # float32.
-  out = _bmm(probs, vg, dtype)  # [B, G, RL, K]
-  return _from_groups(out, l), (qg, kg, vg, probs, out, mask, bias)
-
-
-def _fused_attention_bwd(dtype, residuals, grad_out):
-  qg, kg, vg, probs, out, mask, bias = residuals
-  b, l, h, d = grad_out.shape
-  g, m = kg.shape[1], kg.shape[2]
-  do = _to_groups(grad_out, g)  # [B, G, RL, K]
-  vt, pt = transpose_rows(vg), transpose_rows(probs)
-  dv = _bmm(pt, do, dtype)  # [B, G, M, K]
-  dp = _bmm(do, vt, dtype)  # [B, G, RL, M]
-  # Softmax backward: dS = P * (dP - rowsum(dO * O)); masked entries have P = 0.
-  ds = probs * (dp - jnp.sum(do * out, axis=-1, keepdims=True))
-  # A fully masked (padding) query gets a uniform softmax in the forward pass; its scores are constants, so
-  # no gradient may flow through them.
-  ds = jnp.where(jnp.tile(mask, (1, 1, h // g, 1)), ds, 0.0)
-  dst = transpose_rows(ds)
-  dq = _bmm(ds, kg, dtype) * (1.0 / math.sqrt(d))
-  dk = _bmm(dst, qg, dtype)  # qg already carries the 1/sqrt(d) scale.
-  dbias = None
-  if bias is not None:  # The scores' gradient, summed over the axes the bias was broadcast along.
-    dbias = ds.reshape(b, h, l, m)
-    dbias = jnp.sum(dbias, axis=tuple(range(4 - bias.ndim)))
-    dbias = jnp.sum(dbias, axis=tuple(i for i, n in enumerate(bias.shape) if n == 1), keepdims=True)
-    dbias = dbias.astype(bias.dtype)
-  return _from_groups(dq, l), _from_groups(dk, m), _from_groups(dv, m), None, dbias
-
-
-_fused_attention.defvjp(_fused_attention_fwd, _fused_attention_bwd)
-
-
-# config.model.attention -> implementation. 'einsum' is the explicit formula (its gradient hand-written for
-# speed and tested against autodiff of `dot_product_attention`); the other lets XLA pick a fused kernel.
-ATTENTION_IMPLEMENTATIONS = {'einsum': fused_attention, 'dot_product_attention': jax_dot_product_attention}
+# config.model.attention -> implementation over a mask ('cudnn', which takes lengths instead, is
+# `length_masked_attention`). 'fused': the explicit formula with its backward pass written for XLA:CPU (tested
+# against autodiff of `reference_attention`); 'xla': jax.nn's XLA implementation, which lets XLA fuse it.
+ATTENTION_IMPLEMENTATIONS = {'fused': kernels.fused_attention, 'xla': xla_attention}

@@ -1,6 +1,7 @@
 """Models: `ModelConfig`, the decoder-only `DecoderLM` and the T5-style `EncoderDecoder`, built from the same
-`layers.py` blocks; `forward` runs either on a batch, and the decoding helpers give `lm/decode.py` its
-`logits_fn` and cache. Shape letters as in `layers.py`."""
+`layers.py` blocks. Each model's entry points are its methods: `init_variables`, `forward` on a batch, and for
+`lm/decode.py` a cache (`DecoderLM.init_decode_cache`, `EncoderDecoder.encode_for_decoding`) and
+`make_logits_fn`. Shape letters as in `layers.py`."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,6 +31,7 @@ class ModelConfig(config_lib.Model):
   Derive by `.replace`."""
 
   def __post_init__(self):
+    object.__setattr__(self, 'attention', config_lib.resolve_alias('model.attention', self.attention))
     config_lib.check_model(self)
     for key in ('vocab_size', 'max_len'):
       config_lib.check(getattr(self, key) > 0, f'model.{key}', getattr(self, key), 'must be positive')
@@ -79,15 +81,19 @@ class Block(nn.Module):
 
   Encoder blocks are not causal; decoder blocks of an encoder-decoder (`cross=True`) attend to the encoder
   output. `bias` is T5's relative position bias (training), `bias_fn` makes it for one decoding step.
+  `deterministic` (no dropout) and `decode` are attributes, not call arguments: `nn.remat` would have to be told
+  their positions as static arguments.
   """
   config: ModelConfig
   causal: bool = True
   cross: bool = False
+  deterministic: bool = True
+  decode: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, segment_ids: Array, positions: Array, deterministic: bool,
-               bias: Array | None = None, encoded: Array | None = None, encoder_segment_ids: Array | None = None,
-               decode: bool = False, decode_index: Array | None = None, bias_fn=None) -> Array:
+  def __call__(self, x: Array, segment_ids: Array, positions: Array, *, bias: Array | None = None,
+               encoded: Array | None = None, encoder_segment_ids: Array | None = None,
+               decode_index: Array | None = None, bias_fn=None) -> Array:
     c = self.config
     attention = functools.partial(
         layers.Attention, num_heads=c.num_heads, num_kv_heads=c.kv_heads, head_dim=c.key_dim,
@@ -95,25 +101,35 @@ class Block(nn.Module):
         kernel_init=layers.KERNEL_INITS[c.kernel_init])
     h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     h = attention(causal=self.causal, rope_base=c.rope_base if c.position == 'rope' else None,
-                  name='attention')(h, segment_ids, positions, bias=bias, bias_fn=bias_fn, decode=decode,
+                  name='attention')(h, segment_ids, positions, bias=bias, bias_fn=bias_fn, decode=self.decode,
                                     decode_index=decode_index)
-    x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
+    x = x + nn.Dropout(c.dropout)(h, deterministic=self.deterministic)
     if self.cross:
       h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
       h = attention(causal=False, name='cross_attention')(
-          h, segment_ids, positions, kv=encoded, kv_segment_ids=encoder_segment_ids, decode=decode)
-      x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
+          h, segment_ids, positions, kv=encoded, kv_segment_ids=encoder_segment_ids, decode=self.decode)
+      x = x + nn.Dropout(c.dropout)(h, deterministic=self.deterministic)
     h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     h = layers.Mlp(c.hidden_dim, c.mlp, c.use_bias, c.compute_dtype, layers.KERNEL_INITS[c.kernel_init],
                    name='mlp')(h)
-    return x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
+    return x + nn.Dropout(c.dropout)(h, deterministic=self.deterministic)
 
 
-def _block_class(config: ModelConfig, decode: bool):
-  """Block, rematerialised as config.remat says (decoding keeps no activations, so never there)."""
-  if config.remat == 'none' or decode:
-    return Block
-  return nn.remat(Block, policy=REMAT_POLICIES[config.remat], static_argnums=(4, 8))
+def _blocks(config: ModelConfig, num_layers: int, x: Array, segment_ids: Array, positions: Array, *,
+            deterministic: bool, causal: bool = True, cross: bool = False, decode: bool = False,
+            bias: Array | None = None, bias_fn=None, encoded: Array | None = None,
+            encoder_segment_ids: Array | None = None, decode_index: Array | None = None) -> Array:
+  """A stack's `num_layers` blocks, named block_<i> in the calling module, rematerialised as config.remat says
+  (decoding keeps no activations, so never there)."""
+  block = Block
+  if config.remat != 'none' and not decode:
+    block = nn.remat(Block, policy=REMAT_POLICIES[config.remat])
+  for i in range(num_layers):
+    x = block(config, causal=causal, cross=cross, deterministic=deterministic, decode=decode, name=f'block_{i}')(
+        x, segment_ids, positions, bias=bias, bias_fn=bias_fn, encoded=encoded,
+        encoder_segment_ids=encoder_segment_ids, decode_index=decode_index)
+    x = nn.with_logical_constraint(x, ACTIVATION_AXES)
+  return x
 
 
 def _default_ids(tokens: Array, segment_ids: Array | None, positions: Array | None) -> tuple[Array, Array]:
@@ -129,16 +145,58 @@ def _embedding_init(config: ModelConfig):
   return nn.with_logical_partitioning(nn.initializers.normal(config.embed_init_std), ('vocab', 'embed'))
 
 
-def _logits(config: ModelConfig, x: Array, embedding: Array, unembed: nn.Module | None) -> Array:
-  """Output projection: the embedding's transpose (T5 scales it by d_model^-0.5 first) or its own kernel."""
-  if unembed is not None:
-    logits = unembed(x)
+def _embed(config: ModelConfig, embedding: Array, tokens: Array, positions: Array, module: nn.Module,
+           deterministic: bool) -> Array:
+  """Token embedding plus learned or sinusoidal positions (made in `module`), constrained and dropped out."""
+  c = config
+  x = jnp.take(embedding, tokens, axis=0)
+  if c.position == 'learned':
+    table = module.param('position_embedding', nn.with_logical_partitioning(layers.default_kernel_init,
+                                                                            (None, 'embed')),
+                         (c.max_len, c.d_model), jnp.float32)
+    x = x + jnp.take(table, positions, axis=0)
+  elif c.position == 'sinusoidal':
+    x = x + layers.sinusoidal_positions(positions, c.d_model)
+  x = nn.with_logical_constraint(x, ACTIVATION_AXES)
+  x = module.perturb('embedded', x)  # A zero hook: gradients w.r.t. it test causality per position.
+  return nn.Dropout(c.dropout)(x, deterministic=deterministic)
+
+
+def _relative_bias(config: ModelConfig, positions: Array, *, bidirectional: bool,
+                   decode: bool = False) -> tuple[Array | None, nn.Module | None]:
+  """T5's relative position bias, one per stack shared by its layers, made in the calling module as
+  'relative_bias': (the bias [B, H, L, L] of a full pass, None while decoding; the module, which makes each
+  decoding step's bias, None otherwise). Both None without relative positions."""
+  c = config
+  if c.position != 'relative':
+    return None, None
+  make_bias = layers.RelativePositionBias(c.num_heads, bidirectional, c.relative_buckets, c.relative_max_distance,
+                                          name='relative_bias')
+  return (None, make_bias) if decode else (make_bias(positions, positions), None)
+
+
+def _logits(config: ModelConfig, x: Array, embedding: Array) -> Array:
+  """Output projection: the embedding's transpose (T5 scales it by d_model^-0.5 first) or, untied, its own
+  kernel 'unembed' (made in the calling module)."""
+  c = config
+  if c.tie_embeddings:
+    logits = layers.tied_logits(x * c.d_model**-0.5 if c.scale_tied_logits else x, embedding, c.compute_dtype)
   else:
-    if config.scale_tied_logits:
-      x = x * config.d_model**-0.5
-    logits = layers.matmul_transposed(x, embedding, config.compute_dtype)
+    logits = layers.Dense(c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
+                          kernel_init=layers.KERNEL_INITS[c.kernel_init], name='unembed')(x)
   # Split by batch like the inputs: [B, L, V] is the largest activation, never to be gathered whole.
   return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
+
+
+def _dropout_args(rng: Array | None) -> dict:
+  """`apply` keywords: no dropout for `rng` None, else dropout from that key."""
+  return dict(deterministic=rng is None, rngs=None if rng is None else {'dropout': rng})
+
+
+def _step_inputs(tokens: Array, index: Array) -> tuple[Array, Array, Array]:
+  """One decoding step's (tokens [N, 1], segment ids, positions) for `tokens[N]` at position `index`."""
+  tokens = tokens[:, None]
+  return tokens, jnp.ones_like(tokens), jnp.full(tokens.shape, index, jnp.int32)
 
 
 class DecoderLM(nn.Module):
@@ -146,6 +204,7 @@ class DecoderLM(nn.Module):
 
   `segment_ids` (0 = padding) keep attention inside each packed document; `positions` restart per document.
   Both default to a single unpadded document per row. `decode=True`: see `layers.Attention` (KV cache).
+  The methods below `__call__` are the entry points of training and decoding, called on the unbound model.
   """
   config: ModelConfig
 
@@ -155,47 +214,44 @@ class DecoderLM(nn.Module):
     c = self.config
     segment_ids, positions = _default_ids(tokens, segment_ids, positions)
     embedding = self.param('embedding', _embedding_init(c), (c.vocab_size, c.d_model), jnp.float32)
-    x = jnp.take(embedding, tokens, axis=0)
-    if c.position == 'learned':
-      table = self.param('position_embedding', nn.with_logical_partitioning(layers.default_kernel_init, (None, 'embed')),
-                         (c.max_len, c.d_model), jnp.float32)
-      x = x + jnp.take(table, positions, axis=0)
-    elif c.position == 'sinusoidal':
-      x = x + layers.sinusoidal_positions(positions, c.d_model)
-    bias = bias_fn = None
-    if c.position == 'relative':
-      bias_fn = layers.RelativePositionBias(c.num_heads, False, c.relative_buckets, c.relative_max_distance,
-                                            name='relative_bias')
-      bias = None if decode else bias_fn(positions, positions)
-    x = nn.with_logical_constraint(x, ACTIVATION_AXES)
-    x = self.perturb('embedded', x)  # A zero hook: gradients w.r.t. it test causality per position.
-    x = nn.Dropout(c.dropout)(x, deterministic=deterministic)
-    block = _block_class(c, decode)
-    for i in range(c.num_layers):
-      x = block(c, name=f'block_{i}')(x, segment_ids, positions, deterministic, bias, None, None, decode,
-                                      decode_index, bias_fn if decode else None)
-      x = nn.with_logical_constraint(x, ACTIVATION_AXES)
+    x = _embed(c, embedding, tokens, positions, self, deterministic)
+    bias, bias_fn = _relative_bias(c, positions, bidirectional=False, decode=decode)
+    x = _blocks(c, c.num_layers, x, segment_ids, positions, deterministic=deterministic, decode=decode, bias=bias,
+                bias_fn=bias_fn, decode_index=decode_index)
     x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
-    unembed = None if c.tie_embeddings else layers.Dense(
-        c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
-        kernel_init=layers.KERNEL_INITS[c.kernel_init], name='unembed')
-    return _logits(c, x, embedding, unembed)
+    return _logits(c, x, embedding)
 
+  @nn.nowrap
+  def init_variables(self, rng: Array, *, target_len: int, input_len: int = 0) -> dict:
+    """`init` on zero tokens of `target_len` (params keep their logical-axis boxes). `input_len` is an
+    encoder-decoder's: ignored, so that both models init alike."""
+    del input_len
+    return self.init(rng, jnp.zeros((1, target_len), jnp.int32))
 
-def _embed(config: ModelConfig, embedding: Array, tokens: Array, positions: Array, module: nn.Module,
-           deterministic: bool) -> Array:
-  """Token embedding plus learned or sinusoidal positions (made in `module`), constrained and dropped out."""
-  c = config
-  x = jnp.take(embedding, tokens, axis=0)
-  if c.position == 'learned':
-    table = module.param('position_embedding', nn.with_logical_partitioning(layers.default_kernel_init, (None, 'embed')),
-                         (c.max_len, c.d_model), jnp.float32)
-    x = x + jnp.take(table, positions, axis=0)
-  elif c.position == 'sinusoidal':
-    x = x + layers.sinusoidal_positions(positions, c.d_model)
-  x = nn.with_logical_constraint(x, ACTIVATION_AXES)
-  x = module.perturb('embedded', x)  # A zero hook: gradients w.r.t. it test causality per position.
-  return nn.Dropout(c.dropout)(x, deterministic=deterministic)
+  @nn.nowrap
+  def forward(self, params: Any, batch: dict[str, Array], *, rng: Array | None = None) -> Array:
+    """Logits `[B, L, V]` for a batch with T5X feature names; `rng` None: no dropout, else its key."""
+    return self.apply({'params': params}, batch['decoder_input_tokens'], batch.get('decoder_segment_ids'),
+                      batch.get('decoder_positions'), **_dropout_args(rng))
+
+  @nn.nowrap
+  def init_decode_cache(self, params: Any, batch_size: int, max_decode_len: int) -> dict:
+    """An empty KV cache for `max_decode_len` positions (every leaf batch-first)."""
+    def make():
+      tokens = jnp.zeros((batch_size, max_decode_len), jnp.int32)
+      return self.apply({'params': params}, tokens, decode=True, mutable=['cache'])[1]['cache']
+    return {'decoder': jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(make))}
+
+  @nn.nowrap
+  def make_logits_fn(self, params: Any):
+    """`logits_fn(tokens[N], index, cache) -> (logits[N, V], cache)` for lm/decode.py: feeds one token per row
+    at position `index` through the cached model (cache from `init_decode_cache`)."""
+    def logits_fn(tokens: Array, index: Array, cache: dict) -> tuple[Array, dict]:
+      tokens, segment_ids, positions = _step_inputs(tokens, index)
+      logits, new = self.apply({'params': params, 'cache': cache['decoder']}, tokens, segment_ids, positions,
+                               decode=True, decode_index=index, mutable=['cache'])
+      return logits[:, 0], {'decoder': new['cache']}
+    return logits_fn
 
 
 class Encoder(nn.Module):
@@ -207,15 +263,9 @@ class Encoder(nn.Module):
                deterministic: bool) -> Array:
     c = self.config
     x = _embed(c, embedding, tokens, positions, self, deterministic)
-    bias = None
-    if c.position == 'relative':
-      bias = layers.RelativePositionBias(c.num_heads, True, c.relative_buckets, c.relative_max_distance,
-                                         name='relative_bias')(positions, positions)
-    block = _block_class(c, decode=False)
-    for i in range(c.encoder_layers):
-      x = block(c, causal=False, name=f'block_{i}')(x, segment_ids, positions, deterministic, bias, None, None,
-                                                    False, None, None)  # All positional: remat's static args.
-      x = nn.with_logical_constraint(x, ACTIVATION_AXES)
+    bias, _ = _relative_bias(c, positions, bidirectional=True)
+    x = _blocks(c, c.encoder_layers, x, segment_ids, positions, deterministic=deterministic, causal=False,
+                bias=bias)
     x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     return nn.Dropout(c.dropout)(x, deterministic=deterministic)
 
@@ -231,23 +281,13 @@ class Decoder(nn.Module):
                decode_index: Array | None = None, encoder_tokens: Array | None = None) -> Array:
     c = self.config
     x = _embed(c, embedding, tokens, positions, self, deterministic)
-    bias = bias_fn = None
-    if c.position == 'relative':
-      bias_fn = layers.RelativePositionBias(c.num_heads, False, c.relative_buckets, c.relative_max_distance,
-                                            name='relative_bias')
-      bias = None if decode else bias_fn(positions, positions)
-    block = _block_class(c, decode)
-    for i in range(c.num_layers):
-      x = block(c, causal=True, cross=True, name=f'block_{i}')(
-          x, segment_ids, positions, deterministic, bias, encoded, encoder_segment_ids, decode, decode_index,
-          bias_fn if decode else None)
-      x = nn.with_logical_constraint(x, ACTIVATION_AXES)
+    bias, bias_fn = _relative_bias(c, positions, bidirectional=False, decode=decode)
+    x = _blocks(c, c.num_layers, x, segment_ids, positions, deterministic=deterministic, cross=True, decode=decode,
+                bias=bias, bias_fn=bias_fn, encoded=encoded, encoder_segment_ids=encoder_segment_ids,
+                decode_index=decode_index)
     x = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     x = nn.Dropout(c.dropout)(x, deterministic=deterministic)
-    unembed = None if c.tie_embeddings else layers.Dense(
-        c.vocab_size, kernel_axes=('embed', 'vocab'), use_bias=False, dtype=c.compute_dtype,
-        kernel_init=layers.KERNEL_INITS[c.kernel_init], name='unembed')
-    logits = _logits(c, x, embedding, unembed)
+    logits = _logits(c, x, embedding)
     if c.pointer_generator:
       logits = layers.PointerGenerator(c.use_bias, c.compute_dtype, layers.KERNEL_INITS[c.kernel_init],
                                        name='pointer_generator')(
@@ -262,7 +302,8 @@ class EncoderDecoder(nn.Module):
 
   `__call__(encoder_tokens, decoder_tokens, ...)` -> float32 logits `[B, L_dec, V]`. `encode` and `decode` are
   the two halves, for decoding: the encoder runs once per input. Relative position biases are one per stack,
-  shared by its layers, as in T5.
+  shared by its layers, as in T5. The methods below `__call__` are the entry points of training and decoding,
+  called on the unbound model.
   """
   config: ModelConfig
 
@@ -300,77 +341,46 @@ class EncoderDecoder(nn.Module):
     return self.decode(encoded, encoder_segment_ids, decoder_tokens, decoder_segment_ids, decoder_positions,
                        deterministic=deterministic, encoder_tokens=encoder_tokens)
 
+  @nn.nowrap
+  def init_variables(self, rng: Array, *, target_len: int, input_len: int) -> dict:
+    """`init` on zero tokens: `input_len` encoder, `target_len` decoder (params keep their logical-axis boxes)."""
+    return self.init(rng, jnp.zeros((1, input_len), jnp.int32), jnp.zeros((1, target_len), jnp.int32))
 
-# ----------------------------------------------------------------------------------------------------------
-# One interface over both models: build, init, run on a batch, decode.
+  @nn.nowrap
+  def forward(self, params: Any, batch: dict[str, Array], *, rng: Array | None = None) -> Array:
+    """Logits `[B, L_dec, V]` for a batch with T5X feature names; `rng` None: no dropout, else its key."""
+    return self.apply({'params': params}, batch['encoder_input_tokens'], batch['decoder_input_tokens'],
+                      batch.get('encoder_segment_ids'), batch.get('decoder_segment_ids'),
+                      batch.get('encoder_positions'), batch.get('decoder_positions'), **_dropout_args(rng))
+
+  @nn.nowrap
+  def encode_for_decoding(self, params: Any, encoder_input_tokens: Array, encoder_segment_ids: Array,
+                          max_decode_len: int) -> tuple[dict, dict]:
+    """Runs the encoder once and returns (cache, encoded) for `make_logits_fn(params, encoded)`.
+
+    `cache`: empty self-attention KV caches for `max_decode_len` positions, which each step writes. `encoded`: the
+    cross-attention keys/values of the encoder output (and a pointer generator's copy keys and tokens) and its
+    segment ids (its padding mask), which steps only read, so they stay out of the cache that beam search
+    reorders (repeat them per beam with decode.expand_beams first). Every leaf is batch-first."""
+    encoded = self.apply({'params': params}, encoder_input_tokens, encoder_segment_ids, method=EncoderDecoder.encode)
+    tokens = jnp.zeros((encoder_input_tokens.shape[0], max_decode_len), jnp.int32)
+    _, variables = self.apply({'params': params}, encoded, encoder_segment_ids, tokens, decode=True,
+                              encoder_tokens=encoder_input_tokens, method=EncoderDecoder.decode,
+                              mutable=['cache', layers.ENCODER_KV])
+    return {'decoder': variables['cache']}, {'kv': variables[layers.ENCODER_KV], 'segment_ids': encoder_segment_ids}
+
+  @nn.nowrap
+  def make_logits_fn(self, params: Any, encoded: dict):
+    """`logits_fn(tokens[N], index, cache) -> (logits[N, V], cache)` for lm/decode.py: feeds one token per row
+    at position `index` through the cached decoder, over `encoded` (from encode_for_decoding, with N rows)."""
+    def logits_fn(tokens: Array, index: Array, cache: dict) -> tuple[Array, dict]:
+      tokens, segment_ids, positions = _step_inputs(tokens, index)
+      variables = {'params': params, 'cache': cache['decoder'], layers.ENCODER_KV: encoded['kv']}
+      logits, new = self.apply(variables, None, encoded['segment_ids'], tokens, segment_ids, positions,
+                               decode=True, decode_index=index, method=EncoderDecoder.decode, mutable=['cache'])
+      return logits[:, 0], {'decoder': new['cache']}
+    return logits_fn
 
 
 def build_model(config: ModelConfig) -> DecoderLM | EncoderDecoder:
   return EncoderDecoder(config) if config.architecture == 'encoder_decoder' else DecoderLM(config)
-
-
-def init_variables(model: nn.Module, rng: Array, *, target_len: int, input_len: int = 0) -> dict:
-  """`model.init` on zero tokens of the given lengths (params keep their logical-axis boxes)."""
-  targets = jnp.zeros((1, target_len), jnp.int32)
-  if isinstance(model, EncoderDecoder):
-    return model.init(rng, jnp.zeros((1, input_len), jnp.int32), targets)
-  return model.init(rng, targets)
-
-
-def forward(model: nn.Module, params: Any, batch: dict[str, Array], *, rng: Array | None = None) -> Array:
-  """Logits `[B, L_dec, V]` for a batch with T5X feature names; `rng` None: no dropout, else its key."""
-  kwargs = dict(deterministic=rng is None, rngs=None if rng is None else {'dropout': rng})
-  if isinstance(model, EncoderDecoder):
-    return model.apply({'params': params}, batch['encoder_input_tokens'], batch['decoder_input_tokens'],
-                       batch.get('encoder_segment_ids'), batch.get('decoder_segment_ids'),
-                       batch.get('encoder_positions'), batch.get('decoder_positions'), **kwargs)
-  return model.apply({'params': params}, batch['decoder_input_tokens'], batch.get('decoder_segment_ids'),
-                     batch.get('decoder_positions'), **kwargs)
-
-
-def init_decode_cache(model: DecoderLM, params: Any, batch_size: int, max_decode_len: int) -> dict:
-  """An empty KV cache for `max_decode_len` positions of a decoder-only model (every leaf batch-first)."""
-  def make():
-    tokens = jnp.zeros((batch_size, max_decode_len), jnp.int32)
-    return model.apply({'params': params}, tokens, decode=True, mutable=['cache'])[1]['cache']
-  return {'decoder': jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(make))}
-
-
-def encode_for_decoding(model: EncoderDecoder, params: Any, encoder_input_tokens: Array,
-                        encoder_segment_ids: Array, max_decode_len: int) -> tuple[dict, dict]:
-  """Runs the encoder once and returns (cache, encoded) for `make_logits_fn(model, params, encoded)`.
-
-  `cache`: empty self-attention KV caches for `max_decode_len` positions, which each step writes. `encoded`: the
-  cross-attention keys/values of the encoder output (and a pointer generator's copy keys and tokens) and its
-  segment ids (its padding mask), which steps only read, so they stay out of the cache that beam search reorders
-  (repeat them per beam with decode.expand_beams first). Every leaf is batch-first."""
-  encoded = model.apply({'params': params}, encoder_input_tokens, encoder_segment_ids, method=EncoderDecoder.encode)
-  tokens = jnp.zeros((encoder_input_tokens.shape[0], max_decode_len), jnp.int32)
-  _, variables = model.apply({'params': params}, encoded, encoder_segment_ids, tokens, decode=True,
-                             encoder_tokens=encoder_input_tokens, method=EncoderDecoder.decode,
-                             mutable=['cache', layers.ENCODER_KV])
-  return {'decoder': variables['cache']}, {'kv': variables[layers.ENCODER_KV], 'segment_ids': encoder_segment_ids}
-
-
-def make_logits_fn(model: DecoderLM | EncoderDecoder, params: Any, encoded: dict | None = None):
-  """`logits_fn(tokens[N], index, cache) -> (logits[N, V], cache)` for lm/decode.py: feeds one token per row
-  at position `index` through the cached model. An encoder-decoder reads `encoded` (from encode_for_decoding,
-  with N rows)."""
-  if isinstance(model, EncoderDecoder) and encoded is None:
-    raise ValueError('an encoder-decoder decodes over its encoded inputs: pass make_logits_fn(model, params, '
-                     'encoded) with encoded from encode_for_decoding')
-
-  def logits_fn(tokens: Array, index: Array, cache: dict) -> tuple[Array, dict]:
-    n = tokens.shape[0]
-    tokens, positions = tokens[:, None], jnp.full((n, 1), index, jnp.int32)
-    segment_ids = jnp.ones_like(tokens)
-    variables = {'params': params, 'cache': cache['decoder']}
-    if isinstance(model, EncoderDecoder):
-      variables[layers.ENCODER_KV] = encoded['kv']
-      logits, new = model.apply(variables, None, encoded['segment_ids'], tokens, segment_ids, positions,
-                                decode=True, decode_index=index, method=EncoderDecoder.decode, mutable=['cache'])
-    else:
-      logits, new = model.apply(variables, tokens, segment_ids, positions, decode=True, decode_index=index,
-                                mutable=['cache'])
-    return logits[:, 0], {'decoder': new['cache']}
-  return logits_fn

@@ -166,7 +166,7 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None) -> R
   tokenizer = tokenizer_cache.get_tokenizer(config.data, workdir)  # The run's own, checked against config.data.
   model = build_model(config, tokenizer.vocab_size)
   params, step = _latest_params(checkpointer)
-  fresh = jax.eval_shape(lambda: model_lib.init_variables(model, jax.random.PRNGKey(0), **_lengths(config)))
+  fresh = jax.eval_shape(lambda: model.init_variables(jax.random.PRNGKey(0), **_lengths(config)))
   check_same_params(nn.meta.unbox(fresh['params']), params, f'{workdir} step {step}')
   return Run(config, tokenizer, model, params, step)
 

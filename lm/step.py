@@ -35,7 +35,7 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: Array, s
   `row_lengths` gives both from a config). `boxed=True` keeps flax's logical-axis metadata on params and
   optimizer state, which `parallel.shardings_from_logical` reads; training uses plain arrays."""
   params_rng, state_rng = jax.random.split(rng)
-  params = model_lib.init_variables(model, params_rng, target_len=seq_len, input_len=input_len)['params']
+  params = model.init_variables(params_rng, target_len=seq_len, input_len=input_len)['params']
   if not boxed:
     params = nn.meta.unbox(params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=state_rng)
@@ -63,7 +63,7 @@ def train_step(state: TrainState, batch: dict[str, Array], *, model: nn.Module,
     targets, weights = micro['decoder_target_tokens'], micro['decoder_loss_weights']
 
     def scaled_loss(params):
-      logits = model_lib.forward(model, params, micro, rng=micro_rng)
+      logits = model.forward(params, micro, rng=micro_rng)
       nats, count = loss_lib.cross_entropy(logits, targets, weights)
       if not label_smoothing:
         return nats / total, (nats, count)
@@ -97,7 +97,7 @@ def train_step(state: TrainState, batch: dict[str, Array], *, model: nn.Module,
 def eval_step(params: Any, batch: dict[str, Array], *, model: nn.Module,
               token_bytes: Array, axis_name: str | None = None) -> dict[str, Array]:
   """Summed nats, target tokens, bytes and correct predictions of one batch (padding has weight 0)."""
-  logits = model_lib.forward(model, params, batch)
+  logits = model.forward(params, batch)
   targets, weights = batch['decoder_target_tokens'], batch['decoder_loss_weights']
   nats, count = loss_lib.cross_entropy(logits, targets, weights)
   sums = {'nats': nats, 'tokens': count, 'bytes': loss_lib.target_bytes(targets, weights, token_bytes),

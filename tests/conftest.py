@@ -59,7 +59,7 @@ def random_model(architecture='encoder_decoder', position='relative', max_len=12
   config = model_lib.ModelConfig(vocab_size=tokenizer.vocab_size, max_len=max_len, architecture=architecture,
                                  num_layers=2, d_model=32, num_heads=4, position=position, tie_embeddings=False)
   model = model_lib.build_model(config)
-  params = model_lib.init_variables(model, jax.random.PRNGKey(seed), target_len=8, input_len=8)['params']
+  params = model.init_variables(jax.random.PRNGKey(seed), target_len=8, input_len=8)['params']
   return tokenizer, model, nn.meta.unbox(params)
 
 

@@ -17,7 +17,7 @@ def test_matmul_params_are_the_model_kernels(options):
   config = model_lib.ModelConfig(vocab_size=37, max_len=16, num_layers=2, d_model=32, num_heads=4,
                                  tie_embeddings=False, **options)
   model = model_lib.build_model(config)
-  params = jax.eval_shape(lambda: model_lib.init_variables(model, jax.random.PRNGKey(0), target_len=16, input_len=16))
+  params = jax.eval_shape(lambda: model.init_variables(jax.random.PRNGKey(0), target_len=16, input_len=16))
   kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(nn.meta.unbox(params['params']))
              if path[-1].key == 'kernel']
   assert flops.matmul_params(config) == sum(int(np.prod(k.shape)) for k in kernels)

@@ -1,9 +1,11 @@
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend import core as jax_core
 
 from lm import decode
 from lm import model as model_lib
@@ -22,11 +24,37 @@ def tokens(batch=2, length=8, seed=0):
 OPTIONS = [
     dict(position='learned'), dict(position='sinusoidal'), dict(position='rope'),
     dict(norm='rmsnorm'), dict(mlp='swiglu'), dict(num_kv_heads=2), dict(num_kv_heads=1),
-    dict(tie_embeddings=False), dict(dtype='bfloat16'), dict(attention='dot_product_attention'),
+    dict(tie_embeddings=False), dict(dtype='bfloat16'), dict(attention='xla'),
     dict(use_bias=False), dict(dropout=0.1), dict(head_dim=8, d_ff=24),
     dict(position='relative'), dict(mlp='relu'), dict(mlp='gated_gelu'), dict(scale_tied_logits=True),
     dict(remat='full'), dict(remat='save_matmuls'),
 ]
+
+
+# Options that change how the model computes, not what it computes (without dropout).
+SAME_FUNCTION = ('attention', 'dropout', 'remat')
+
+
+def with_random_biases(params, seed=0):
+  """`params` with every bias drawn at random: biases start at zero, where using them or not looks the same."""
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.asarray(rng.normal(size=x.shape), x.dtype) if path[-1].key == 'bias' else x, params)
+
+
+def remat_policies(fn, *args) -> list:
+  """The policy of every remat (`jax.checkpoint`) equation in the jaxpr of `fn(*args)`, nested ones included."""
+  found = []
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name in ('checkpoint', 'remat', 'remat2'):  # The primitive's name differs across versions.
+        found.append(eqn.params['policy'])
+      for sub in jax_core.jaxprs_in_params(eqn.params):
+        walk(sub)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
 
 
 @pytest.mark.parametrize('options', OPTIONS, ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()))
@@ -46,6 +74,22 @@ def test_every_option_builds_and_runs(options):
     assert 'unembed' in params
   if options.get('position', 'learned') != 'learned':
     assert 'position_embedding' not in params
+  if options == dict(use_bias=False):
+    assert not [path for path, _ in jax.tree_util.tree_leaves_with_path(nn.meta.unbox(params))
+                if path[-1].key == 'bias'], 'use_bias=False made biases'
+  # Each option takes effect: against the default model (both with non-zero biases), the logits change, or for
+  # the options in SAME_FUNCTION (and the default itself) stay; remat shows in the jaxpr instead.
+  default = make()
+  default_params = nn.meta.unbox(default.init(jax.random.PRNGKey(0), x)['params'])
+  want = default.apply({'params': with_random_biases(default_params)}, x)
+  got = model.apply({'params': with_random_biases(nn.meta.unbox(params))}, x)
+  if model.config == default.config or set(options) & set(SAME_FUNCTION):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  else:
+    assert float(jnp.max(jnp.abs(got - want))) > 1e-3 * float(jnp.max(jnp.abs(want))), f'{options} changed nothing'
+  policies = remat_policies(lambda p: model.apply({'params': p}, x), params)
+  remat = options.get('remat', 'none')
+  assert policies == ([] if remat == 'none' else [model_lib.REMAT_POLICIES[remat]] * TINY['num_layers'])
 
 
 def position_jacobian(model, x, segment_ids=None):
@@ -62,7 +106,7 @@ def position_jacobian(model, x, segment_ids=None):
 
 
 @pytest.mark.parametrize('options', [dict(), dict(position='rope', num_kv_heads=2),
-                                     dict(attention='dot_product_attention')])
+                                     dict(attention='xla')])
 def test_causal_gradient_is_exactly_zero_for_later_tokens(options):
   jac = position_jacobian(make(**options), tokens())
   length = jac.shape[1]
@@ -92,6 +136,15 @@ def test_config_validation_names_the_key():
     model_lib.ModelConfig.from_config({**TINY, 'num_layer': 2}, vocab_size=11, max_len=16)
 
 
+@pytest.mark.parametrize('old, new', [('einsum', 'fused'), ('dot_product_attention', 'xla')])
+def test_former_attention_names_build_the_same_model(old, new):
+  """An old run's config.json (or command line) names attention as it was then called."""
+  assert config_lib.ALIASES['model.attention'][old] == new
+  from_old = model_lib.ModelConfig.from_config({**TINY, 'attention': old}, vocab_size=11, max_len=16)
+  assert from_old == model_lib.ModelConfig.from_config({**TINY, 'attention': new}, vocab_size=11, max_len=16)
+  assert from_old.attention == new
+
+
 def test_bfloat16_stays_close_to_float32():
   x = tokens()
   f32, bf16 = make(), make(dtype='bfloat16')
@@ -99,6 +152,7 @@ def test_bfloat16_stays_close_to_float32():
   a = f32.apply({'params': params}, x)
   b = bf16.apply({'params': params}, x)
   assert float(jnp.max(jnp.abs(a - b))) < 0.05 * float(jnp.max(jnp.abs(a)))
+  assert float(jnp.max(jnp.abs(a - b))) > 1e-4 * float(jnp.max(jnp.abs(a))), 'bfloat16 was not applied'
 
 
 def test_importing_the_model_pulls_in_no_data_libraries():
@@ -130,7 +184,7 @@ def encdec_inputs(seed=0):
 
 @pytest.mark.parametrize('options', [dict(), T5_LIKE, dict(position='rope', num_kv_heads=2),
                                      dict(tie_embeddings=False, mlp='relu'), dict(remat='full'),
-                                     dict(attention='dot_product_attention', position='relative'),
+                                     dict(attention='xla', position='relative'),
                                      dict(T5_LIKE, pointer_generator=True)],
                          ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()) or 'default')
 def test_encoder_decoder_options_build_and_run(options):
@@ -272,15 +326,15 @@ def cached_logits(logits_fn, cache, tokens):
 
 @pytest.mark.parametrize('options', [dict(), dict(position='rope', num_kv_heads=2), dict(num_kv_heads=1),
                                      dict(position='relative', norm='rmsnorm'), dict(position='sinusoidal'),
-                                     dict(attention='dot_product_attention')],
+                                     dict(attention='xla')],
                          ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()) or 'default')
 def test_decoder_only_cache_equals_full_sequence(options):
   model = make(**options)
   x = tokens(length=8)
   params = model.init(jax.random.PRNGKey(0), x)['params']
   full = model.apply({'params': params}, x)
-  cache = model_lib.init_decode_cache(model, params, batch_size=2, max_decode_len=12)
-  got = cached_logits(jax.jit(model_lib.make_logits_fn(model, params)), cache, x)
+  cache = model.init_decode_cache(params, batch_size=2, max_decode_len=12)
+  got = cached_logits(jax.jit(model.make_logits_fn(params)), cache, x)
   np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
 
 
@@ -293,9 +347,9 @@ def test_encoder_decoder_cache_equals_full_sequence(options):
   enc_seg = jnp.array([[1] * 10, [1] * 7 + [0] * 3])  # The second input is padded.
   params = model.init(jax.random.PRNGKey(0), enc, dec)['params']
   full = model.apply({'params': params}, enc, dec, enc_seg)
-  cache, encoded = model_lib.encode_for_decoding(model, params, enc, enc_seg, max_decode_len=9)
+  cache, encoded = model.encode_for_decoding(params, enc, enc_seg, max_decode_len=9)
   assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves((cache, encoded))), 'every leaf must be batch-first'
-  got = cached_logits(jax.jit(model_lib.make_logits_fn(model, params, encoded)), cache, dec)
+  got = cached_logits(jax.jit(model.make_logits_fn(params, encoded)), cache, dec)
   np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
 
 
@@ -308,8 +362,8 @@ def test_beam_search_over_the_encoder_decoder_scores_its_sequences_by_their_own_
   enc_seg = jnp.array([[1] * 10, [1] * 6 + [0] * 4])
   params = model.init(jax.random.PRNGKey(0), enc, enc[:, :6])['params']
   beams, length = 3, 5
-  cache, encoded = model_lib.encode_for_decoding(model, params, enc, enc_seg, max_decode_len=length)
-  logits_fn = model_lib.make_logits_fn(model, params, decode.expand_beams(encoded, beams))
+  cache, encoded = model.encode_for_decoding(params, enc, enc_seg, max_decode_len=length)
+  logits_fn = model.make_logits_fn(params, decode.expand_beams(encoded, beams))
   # An EOS id past the vocabulary is never chosen, and alpha 0: a score is the sequence's summed log-prob.
   seqs, scores = jax.jit(lambda cache: decode.beam_search(
       logits_fn, cache, jnp.zeros((2,), jnp.int32), num_beams=beams, max_new_tokens=length,
@@ -326,12 +380,30 @@ def test_beam_search_over_the_encoder_decoder_scores_its_sequences_by_their_own_
 
 
 def test_forward_reads_t5x_features_for_both_models():
+  """`forward` equals `apply` given the batch's features explicitly, and each segment-id and position feature
+  changes the output (packed documents, restarting positions, padding), so a forward that dropped one fails."""
   enc, dec = encdec_inputs()
-  batch = {'encoder_input_tokens': enc, 'decoder_input_tokens': dec}
+  batch = {'encoder_input_tokens': enc, 'decoder_input_tokens': dec,
+           'encoder_segment_ids': jnp.array([[1] * 6 + [2] * 4, [1] * 8 + [0] * 2]),
+           'decoder_segment_ids': jnp.array([[1] * 3 + [2] * 3, [1] * 6]),
+           'encoder_positions': jnp.array([[*range(6), *range(4)], [*range(10)]]),
+           'decoder_positions': jnp.array([[*range(3), *range(3)], [*range(6)]])}
   for model in (make(), make_encdec()):
-    variables = model_lib.init_variables(model, jax.random.PRNGKey(0), target_len=6, input_len=10)
+    variables = model.init_variables(jax.random.PRNGKey(0), target_len=6, input_len=10)
     params = nn_unbox(variables['params'])
-    assert model_lib.forward(model, params, batch).shape == (2, 6, TINY['vocab_size'])
+    got = model.forward(params, batch)
+    assert got.shape == (2, 6, TINY['vocab_size'])
+    if isinstance(model, model_lib.EncoderDecoder):
+      want = model.apply({'params': params}, enc, dec, batch['encoder_segment_ids'], batch['decoder_segment_ids'],
+                         batch['encoder_positions'], batch['decoder_positions'])
+      read = ('encoder_segment_ids', 'decoder_segment_ids', 'encoder_positions', 'decoder_positions')
+    else:
+      want = model.apply({'params': params}, dec, batch['decoder_segment_ids'], batch['decoder_positions'])
+      read = ('decoder_segment_ids', 'decoder_positions')
+    np.testing.assert_array_equal(got, want)
+    for name in read:
+      without = model.forward(params, {k: v for k, v in batch.items() if k != name})
+      assert not np.allclose(without, got, atol=1e-5), f'{type(model).__name__}: {name} changes nothing'
 
 
 def nn_unbox(tree):

@@ -14,17 +14,21 @@ from lm import parallel
 from lm import rundir
 from lm import step as step_lib
 from lm import train
+from test_model import remat_policies  # The model tests' jaxpr walker.
 
 VOCAB, SEQ_LEN, BATCH = 29, 16, 16
 
 
-def make_launcher(strategy, mesh_shape=(-1, 1, 1), grad_accum_steps=1, input_len=0, **model_overrides):
+def make_model_and_optimizer(**model_overrides):
   c = base.get_config()
   c.model.update(num_layers=2, d_model=32, num_heads=4, d_ff=64, **model_overrides)
   c.data.seq_len = SEQ_LEN
   c.train.update(warmup_steps=0, learning_rate=3e-3)
-  model = rundir.build_model(c, vocab_size=VOCAB)
-  tx = optim.make_optimizer(c.train)
+  return rundir.build_model(c, vocab_size=VOCAB), optim.make_optimizer(c.train)
+
+
+def make_launcher(strategy, mesh_shape=(-1, 1, 1), grad_accum_steps=1, input_len=0, **model_overrides):
+  model, tx = make_model_and_optimizer(**model_overrides)
   token_bytes = jnp.ones(VOCAB)
   return parallel.Launcher(
       strategy, mesh_shape,
@@ -148,12 +152,19 @@ def test_bfloat16_stays_close_to_float32_over_20_steps(single_losses):
   # bf16 matmul inputs (float32 accumulation) track float32 to within 2% of the loss.
   np.testing.assert_allclose(bf16, f32, rtol=0.02)
   assert bf16[-1] < bf16[0]
+  assert np.max(np.abs(bf16 - f32)) > 0, 'bfloat16 was not applied'  # Else float32 ran twice.
 
 
 @pytest.mark.parametrize('remat', ['full', 'save_matmuls'])
 def test_remat_gives_the_same_losses(single_losses, remat):
   _, losses = run(make_launcher('single', remat=remat))
   np.testing.assert_allclose(losses, single_losses, rtol=1e-5)
+  # A remat that did nothing would give the same losses: the train step must hold remat equations.
+  model, tx = make_model_and_optimizer(remat=remat)
+  state = train.init_state(model, tx, jax.random.PRNGKey(0), SEQ_LEN)
+  step = functools.partial(train.train_step, model=model, tx=tx, token_bytes=jnp.ones(VOCAB))
+  policies = remat_policies(step, state, batches(1)[0])
+  assert policies == [model_lib.REMAT_POLICIES[remat]] * 2, policies  # One per block.
 
 
 def test_bad_mesh_shapes_name_the_value():
