@@ -21,9 +21,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 Array = jax.Array
 Cache = Any  # A pytree of arrays, each with the row dim first.

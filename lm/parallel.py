@@ -18,8 +18,11 @@ from typing import Any, Sequence
 import flax.jax_utils
 import flax.linen as nn
 import jax
+from jax.sharding import AxisType
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 MESH_AXES = ('data', 'fsdp', 'tensor')
 BATCH_AXES = ('data', 'fsdp')  # The batch dimension is split over both: FSDP is data parallel too.

@@ -15,7 +15,6 @@ import numpy as np
 import optax
 
 from lm import loss as loss_lib
-from lm import model as model_lib
 
 Array = jax.Array
 

@@ -15,7 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import grain  # noqa: E402
 import jax  # noqa: E402
 
-from lm import checkpoint, parallel  # noqa: E402
+from lm import checkpoint  # noqa: E402
+from lm import parallel  # noqa: E402
 
 
 def main(port: str, process_id: str, workdir: str) -> None:

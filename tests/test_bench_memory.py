@@ -71,5 +71,6 @@ def test_fsdp_shards_every_embed_axis(tiny):
 
 def test_remat_lowers_the_activation_estimate(tiny):  # Deep enough that one recomputed layer is small.
   model, _ = tiny
-  acts = {r: memory.activation_bytes(model.config.replace(remat=r, num_layers=12), 8, 32, r)['total'] for r in memory.REMATS}
+  acts = {r: memory.activation_bytes(model.config.replace(remat=r, num_layers=12), 8, 32, r)['total']
+          for r in memory.REMATS}
   assert acts['full'] < acts['save_matmuls'] < acts['none']

@@ -2,13 +2,8 @@
 randomly initialised models."""
 import json
 import math
-import os
-import subprocess
-import sys
 import types
 
-import flax.linen as nn
-import jax
 import numpy as np
 import pytest
 import sacrebleu
@@ -16,9 +11,7 @@ import sacrebleu
 from experiments import base
 from lm import evaluate
 from lm import generate
-from lm import model as model_lib
 from lm import tokenizers
-from lm import train
 
 
 def test_rouge_hand_computed():

@@ -4,12 +4,12 @@ import os
 import subprocess
 import sys
 
+from conftest import ALPHABET
+from conftest import random_model
 import jax
 import numpy as np
 import pytest
 
-from conftest import ALPHABET
-from conftest import random_model
 from experiments import base
 from lm import generate
 from lm import tokenizers

@@ -2,11 +2,12 @@ import itertools
 
 import flax.linen as nn
 import jax
+from jax.extend import core as jax_core
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.extend import core as jax_core
 
+from lm import config as config_lib
 from lm import decode
 from lm import model as model_lib
 

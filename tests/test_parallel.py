@@ -3,18 +3,19 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec as P
+from test_model import remat_policies  # The model tests' jaxpr walker.
 
 from experiments import base
 from lm import checkpoint as checkpoint_lib
+from lm import model as model_lib
 from lm import optim
 from lm import parallel
 from lm import rundir
 from lm import step as step_lib
 from lm import train
-from test_model import remat_policies  # The model tests' jaxpr walker.
 
 VOCAB, SEQ_LEN, BATCH = 29, 16, 16
 
@@ -186,7 +187,9 @@ def corpus(tmp_path_factory):
 def test_the_training_loop_runs_and_resumes_across_strategies(corpus, tmp_path, monkeypatch):
   """A run stopped after step 3 under pmap resumes under a (2, 2, 2) mesh and ends as a single-device run."""
   import contextlib
-  from test_train import StopAtIteration, tiny_config  # The train tests' stop stand-in and tiny config.
+
+  from test_train import StopAtIteration  # The train tests' stop stand-in.
+  from test_train import tiny_config
 
   def config(strategy, mesh_shape):
     c = tiny_config(corpus, num_steps=6, checkpoint_every=100, eval_every=100, log_every=1)

@@ -16,7 +16,6 @@ import pytest
 
 from experiments import base
 from lm import checkpoint as checkpoint_lib
-from lm import config as config_lib
 from lm import evaluate
 from lm import generate
 from lm import optim
@@ -294,8 +293,8 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
                  '--config.decode.sample_num_tokens=5']
   env = {**os.environ, 'PYTHONPATH': REPO, 'XLA_FLAGS': ''}
   proc = subprocess.Popen([sys.executable, '-m', 'lm.main', 'train', *config_args,
-                           '--config.train.num_steps=100000'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                          env=env)
+                           '--config.train.num_steps=100000'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, cwd=REPO, env=env)
   deadline = time.time() + 120
   for line in proc.stdout:
     if line.startswith('step') and 'loss' in line and int(line.split()[1].split('/')[0]) >= 3:
@@ -309,7 +308,8 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
   assert len(steps) == 1 and 3 <= steps[0] < 100000
   # Resuming with a finish line just past the saved step completes from there.
   result = subprocess.run([sys.executable, '-m', 'lm.main', 'train', *config_args,
-                           f'--config.train.num_steps={steps[0] + 2}'], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+                           f'--config.train.num_steps={steps[0] + 2}'], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=120)
   assert result.returncode == 0, result.stdout + result.stderr
   assert f'resumed from {tmp_path / "checkpoints"} at step {steps[0]}' in result.stdout
   assert 'done: 2 steps' in result.stdout

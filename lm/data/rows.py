@@ -26,6 +26,7 @@ import numpy as np
 
 from lm.data import tasks
 
+
 def token_stream(documents: list[np.ndarray], eos_id: int) -> np.ndarray:
   """int32 [n]: the documents, each followed by eos, concatenated."""
   eos = np.array([eos_id], dtype=np.int32)
