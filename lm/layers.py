@@ -70,12 +70,15 @@ def tied_logits(x: Array, embedding: Array, dtype: jnp.dtype) -> Array:
 # Norms and positions.
 
 
+# model.norm -> the norm, in float32 (config.CHOICES holds the names; `ModelConfig` checked them).
+NORMS = {
+    'layernorm': lambda eps, use_bias: nn.LayerNorm(epsilon=eps, use_bias=use_bias, dtype=jnp.float32),
+    'rmsnorm': lambda eps, use_bias: nn.RMSNorm(epsilon=eps, dtype=jnp.float32),  # RMSNorm has no bias.
+}
+
+
 def make_norm(kind: str, eps: float, use_bias: bool) -> nn.Module:
-  if kind == 'layernorm':
-    return nn.LayerNorm(epsilon=eps, use_bias=use_bias, dtype=jnp.float32)
-  if kind == 'rmsnorm':
-    return nn.RMSNorm(epsilon=eps, dtype=jnp.float32)
-  raise ValueError(f'model.norm={kind!r}: expected "layernorm" or "rmsnorm"')
+  return NORMS[kind](eps, use_bias)
 
 
 def sinusoidal_positions(positions: Array, width: int) -> Array:
@@ -330,6 +333,12 @@ class PointerGenerator(nn.Module):
     return jnp.log(jnp.maximum(probs, jnp.finfo(jnp.float32).tiny))
 
 
+_gelu = functools.partial(jax.nn.gelu, approximate=True)  # The tanh approximation (GPT-2, T5 v1.1).
+# model.mlp -> (activation, gated). A gated MLP multiplies activation(x W_gate) by x W_in.
+MLP_ACTIVATIONS = {'gelu': (_gelu, False), 'relu': (jax.nn.relu, False), 'swiglu': (jax.nn.silu, True),
+                   'gated_gelu': (_gelu, True)}
+
+
 class Mlp(nn.Module):
   """Position-wise MLP: GELU (tanh approximation), ReLU (T5), SwiGLU, or gated GELU (T5 v1.1)."""
   hidden: int
@@ -342,16 +351,11 @@ class Mlp(nn.Module):
   def __call__(self, x: Array) -> Array:
     dense = functools.partial(Dense, use_bias=self.use_bias, dtype=self.dtype, kernel_axes=('embed', 'mlp'),
                               kernel_init=self.kernel_init)
-    if self.activation == 'gelu':
-      h = jax.nn.gelu(dense(self.hidden, name='wi')(x), approximate=True)
-    elif self.activation == 'relu':
-      h = jax.nn.relu(dense(self.hidden, name='wi')(x))
-    elif self.activation == 'swiglu':
-      h = jax.nn.silu(dense(self.hidden, name='wi_gate')(x)) * dense(self.hidden, name='wi')(x)
-    elif self.activation == 'gated_gelu':
-      h = jax.nn.gelu(dense(self.hidden, name='wi_gate')(x), approximate=True) * dense(self.hidden, name='wi')(x)
+    activation, gated = MLP_ACTIVATIONS[self.activation]
+    if gated:
+      h = activation(dense(self.hidden, name='wi_gate')(x)) * dense(self.hidden, name='wi')(x)
     else:
-      raise ValueError(f'model.mlp={self.activation!r}: expected "gelu", "relu", "swiglu" or "gated_gelu"')
+      h = activation(dense(self.hidden, name='wi')(x))
     return dense(x.shape[-1], kernel_axes=('mlp', 'embed'), name='wo')(h)
 
 

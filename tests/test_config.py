@@ -32,6 +32,8 @@ def test_the_default_experiment_is_the_schema():
 
 def test_choices_are_the_implementations_names():
   assert set(config_lib.CHOICES['model.kernel_init']) == set(layers.KERNEL_INITS)
+  assert set(config_lib.CHOICES['model.norm']) == set(layers.NORMS)
+  assert set(config_lib.CHOICES['model.mlp']) == set(layers.MLP_ACTIVATIONS)
   assert set(config_lib.CHOICES['model.attention']) == {*layers.ATTENTION_IMPLEMENTATIONS, 'cudnn'}
   assert set(config_lib.CHOICES['model.dtype']) == set(model_lib.DTYPES)
   assert set(config_lib.CHOICES['model.remat']) == {'none', *model_lib.REMAT_POLICIES}

@@ -162,8 +162,8 @@ def test_remat_gives_the_same_losses(single_losses, remat):
   np.testing.assert_allclose(losses, single_losses, rtol=1e-5)
   # A remat that did nothing would give the same losses: the train step must hold remat equations.
   model, tx = make_model_and_optimizer(remat=remat)
-  state = train.init_state(model, tx, jax.random.PRNGKey(0), SEQ_LEN)
-  step = functools.partial(train.train_step, model=model, tx=tx, token_bytes=jnp.ones(VOCAB))
+  state = step_lib.init_state(model, tx, jax.random.PRNGKey(0), SEQ_LEN)
+  step = functools.partial(step_lib.train_step, model=model, tx=tx, token_bytes=jnp.ones(VOCAB))
   policies = remat_policies(step, state, batches(1)[0])
   assert policies == [model_lib.REMAT_POLICIES[remat]] * 2, policies  # One per block.
 
