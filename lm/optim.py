@@ -4,25 +4,24 @@ from typing import Any
 import jax
 import optax
 
+from lm import config as config_lib
+
 
 def make_schedule(train_config: Any) -> optax.Schedule:
   """Linear warmup to `learning_rate`, then 'cosine' | 'constant' | 'wsd' (warmup-stable-decay) until num_steps."""
   t = train_config
   peak, warmup, total = t.learning_rate, t.warmup_steps, t.num_steps
   final = peak * t.min_lr_ratio
-  warmup_fn = optax.linear_schedule(0.0, peak, warmup)
   rest = max(total - warmup, 1)
-  if t.schedule == 'cosine':
-    main = optax.cosine_decay_schedule(peak, rest, alpha=t.min_lr_ratio)
-  elif t.schedule == 'constant':
-    main = optax.constant_schedule(peak)
-  elif t.schedule == 'wsd':
-    decay = max(int(round(t.decay_fraction * total)), 1)
-    main = optax.join_schedules(
-        [optax.constant_schedule(peak), optax.linear_schedule(peak, final, decay)], [max(rest - decay, 0)])
-  else:
-    raise ValueError(f'train.schedule={t.schedule!r}: expected "cosine", "constant" or "wsd"')
-  return optax.join_schedules([warmup_fn, main], [warmup])
+  decay = max(int(round(t.decay_fraction * total)), 1)
+  after_warmup = {  # train.schedule -> what follows the warmup.
+      'cosine': lambda: optax.cosine_decay_schedule(peak, rest, alpha=t.min_lr_ratio),
+      'constant': lambda: optax.constant_schedule(peak),
+      'wsd': lambda: optax.join_schedules(
+          [optax.constant_schedule(peak), optax.linear_schedule(peak, final, decay)], [max(rest - decay, 0)]),
+  }
+  config_lib.check(t.schedule in after_warmup, 'train.schedule', t.schedule, f'must be one of {tuple(after_warmup)}')
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after_warmup[t.schedule]()], [warmup])
 
 
 def decay_mask(params: Any) -> Any:

@@ -24,6 +24,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from lm import config as config_lib
+
 MESH_AXES = ('data', 'fsdp', 'tensor')
 BATCH_AXES = ('data', 'fsdp')  # The batch dimension is split over both: FSDP is data parallel too.
 PMAP_AXIS = 'batch'
@@ -41,25 +43,23 @@ LOGICAL_RULES = (
     ('length', None),
     ('act_embed', None),
 )
-STRATEGIES = ('single', 'pmap', 'mesh')
+STRATEGIES = config_lib.CHOICES['parallel.strategy']
 
 
 def make_mesh(mesh_shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mesh:
   """A (data, fsdp, tensor) mesh; one entry may be -1 to take the devices left over."""
   devices = list(jax.devices() if devices is None else devices)
   shape = list(mesh_shape)
-  if len(shape) != len(MESH_AXES):
-    raise ValueError(f'parallel.mesh_shape={tuple(mesh_shape)} needs {len(MESH_AXES)} entries {MESH_AXES}')
-  if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
-    raise ValueError(f'parallel.mesh_shape={tuple(mesh_shape)}: entries must be positive, at most one -1')
+  key, value = 'parallel.mesh_shape', tuple(mesh_shape)
+  config_lib.check(len(shape) == len(MESH_AXES), key, value, f'needs {len(MESH_AXES)} entries {MESH_AXES}')
+  config_lib.check(shape.count(-1) <= 1 and all(s > 0 or s == -1 for s in shape), key, value,
+                   'entries must be positive, at most one -1')
   known = int(np.prod([s for s in shape if s != -1]))
   if -1 in shape:
-    if len(devices) % known:
-      raise ValueError(f'parallel.mesh_shape={tuple(mesh_shape)} does not divide {len(devices)} devices')
+    config_lib.check(len(devices) % known == 0, key, value, f'does not divide {len(devices)} devices')
     shape[shape.index(-1)] = len(devices) // known
-  if int(np.prod(shape)) != len(devices):
-    raise ValueError(f'parallel.mesh_shape={tuple(mesh_shape)} needs {int(np.prod(shape))} devices, '
-                     f'have {len(devices)}')
+  config_lib.check(int(np.prod(shape)) == len(devices), key, value,
+                   f'needs {int(np.prod(shape))} devices, have {len(devices)}')
   return jax.make_mesh(tuple(shape), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
                        devices=devices)
 
@@ -114,8 +114,7 @@ class Launcher:
   """
 
   def __init__(self, strategy: str, mesh_shape: Sequence[int], *, init_fn, boxed_init_fn, step_fn, eval_fn):
-    if strategy not in STRATEGIES:
-      raise ValueError(f'parallel.strategy={strategy!r}: expected one of {STRATEGIES}')
+    config_lib.check(strategy in STRATEGIES, 'parallel.strategy', strategy, f'must be one of {STRATEGIES}')
     self.strategy = strategy
     self.step_traces = 0  # How often the step was traced: 1 after any number of steps, or it recompiles.
 

@@ -12,6 +12,9 @@ import pytest
 
 from experiments import base
 from lm import generate
+from lm import optim
+from lm import rundir
+from lm import step as step_lib
 from lm import tokenizers
 
 TEXTS = ['the cat sat.', 'a much longer input, so that it pads to another length than the others: 123 456 789',
@@ -120,3 +123,37 @@ def test_importing_generate_does_not_import_the_data_stack():
   code = ('import sys, lm.generate; bad = [m for m in ("tensorflow_datasets", "grain", "tensorflow") '
           'if m in sys.modules]; assert not bad, bad')
   subprocess.run([sys.executable, '-c', code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+class DigitTokenizer:
+  """'0'..'9' <-> ids 0..9; eos is 1 (so a greedy model may stop early, as a real one does)."""
+  eos_id = 1
+
+  def encode(self, text):
+    return np.array([int(ch) for ch in text], np.int32)
+
+  def decode(self, ids):
+    return ''.join(str(int(i)) for i in ids)
+
+
+def test_generate_slides_its_cached_window_like_a_full_forward_pass():
+  """The KV-cache sampler in chunks of n = max_len // 2 tokens, each reading the last max_len - n tokens,
+  against greedy decoding by the full forward pass over the same contexts."""
+  c = base.get_config()
+  c.model.update(num_layers=2, d_model=32, num_heads=4, max_len=8)
+  c.data.seq_len = 8
+  model = rundir.build_model(c, vocab_size=10)
+  params = step_lib.init_state(model, optim.make_optimizer(c.train), jax.random.PRNGKey(3), seq_len=8).params
+  prompt, num_tokens, n = '908070', 11, 4  # The prompt is longer than the window of 4: only its end is read.
+  text = generate.continue_text(model, params, DigitTokenizer(), prompt, num_tokens=num_tokens, temperature=0.0)
+  new = []
+  while len(new) < num_tokens:
+    chunk = len(new) // n
+    ids = [int(ch) for ch in prompt] + new
+    context = ids[:len(prompt) + chunk * n][-(8 - n):] + new[chunk * n:]
+    token = int(np.argmax(model.apply({'params': params}, np.array([context]))[0, -1]))
+    if token == DigitTokenizer.eos_id:
+      break
+    new.append(token)
+  assert text == prompt + ''.join(map(str, new))
+  assert len(new) > n, 'the greedy continuation stopped before a second chunk; pick another seed'
