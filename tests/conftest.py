@@ -44,9 +44,14 @@ def pytest_runtest_makereport(item, call):
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
 
+from experiments import base  # noqa: E402
 from lm import model as model_lib  # noqa: E402
 from lm import tokenizers  # noqa: E402
+from lm.data import datasets  # noqa: E402
+from lm.data import tokenizer_cache  # noqa: E402
 
 ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789 .,:'
 
@@ -67,3 +72,64 @@ def random_model(architecture='encoder_decoder', position='relative', max_len=12
 def seq2seq():
   """A random encoder-decoder (random_model()), shared by the generation and evaluation tests."""
   return random_model()
+
+
+# The data package's tests share two small data sets: 20 documents of random letters, and seq2seq digit pairs.
+
+
+def data_config(**overrides) -> ml_collections.ConfigDict:
+  """config.data with every key the data package reads, char tokens, rows of 16, no worker processes."""
+  config = base.get_config().data.to_dict()
+  config.update(tokenizer='char', seq_len=16, num_workers=0)
+  config.update(overrides)
+  return ml_collections.ConfigDict(config)
+
+
+@pytest.fixture(scope='session')
+def lm_corpus(tmp_path_factory):
+  """20 documents of 1..70 random letters: several shorter and longer than a row."""
+  root = tmp_path_factory.mktemp('letters')
+  rng = np.random.default_rng(0)
+  for i in range(20):
+    n = 1 + (i * 37) % 70
+    (root / f'doc{i:02d}.txt').write_text(''.join(rng.choice(list('abcdefgh'), n)))
+  return root
+
+
+@pytest.fixture(scope='session')
+def lm_config(lm_corpus):
+  return data_config(name='text_files', path=str(lm_corpus), data_dir=str(lm_corpus / 'tfds'), task='lm', pack=True)
+
+
+@pytest.fixture(scope='session')
+def lm_tokenizer(lm_config):
+  return tokenizer_cache.get_tokenizer(lm_config, None)
+
+
+S2S_TEXT = '0123456789'
+
+
+def s2s_records(split: str) -> list[dict]:
+  """Reverse a random digit string of 1..12 digits; 60 train, 9 eval pairs."""
+  rng = np.random.default_rng(len(split))
+  records = []
+  for _ in range(60 if split == 'train' else 9):
+    digits = ''.join(rng.choice(list(S2S_TEXT), rng.integers(1, 13)))
+    records.append({'question': digits.encode(), 'answer': digits[::-1].encode()})
+  return records
+
+
+@pytest.fixture
+def s2s(monkeypatch):
+  """(config, tokenizer) of s2s_records as the splits of a seq2seq data set, 'rev: ' in front of each input."""
+  monkeypatch.setattr(datasets, 'load_split', lambda config, split: s2s_records(split))
+  tokenizer = tokenizers.CharTokenizer(S2S_TEXT + 'rev: ')
+  config = data_config(name='fake', task='seq2seq', input_key='question', target_key='answer', prefix='rev: ',
+                       max_input_len=12, max_target_len=8, pack=False)
+  return config, tokenizer
+
+
+def squad_records() -> list[dict]:
+  """Five records shaped as the squad catalogue's: an input template over two features, a target list."""
+  return [{'question': f'q{i}'.encode(), 'context': b'ctx', 'answers': {'text': [f'a{i}'.encode(), b'other'],
+                                                                        'answer_start': [0, 0]}} for i in range(5)]

@@ -2,11 +2,14 @@
 concat-and-chunk, packed LM, seq2seq and span corruption."""
 
 
+from conftest import s2s_records
+from conftest import squad_records
 import grain
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import test_tasks
 
 from experiments import base
 from lm import tokenizers
@@ -257,29 +260,6 @@ def _segments(row_ids: np.ndarray):
           if s != 0]
 
 
-@pytest.fixture(scope='module')
-def corpus(tmp_path_factory):
-  """20 documents of 1..70 random letters: several shorter and longer than a row."""
-  root = tmp_path_factory.mktemp('tasks')
-  rng = np.random.default_rng(0)
-  for i in range(20):
-    n = 1 + (i * 37) % 70
-    (root / f'doc{i:02d}.txt').write_text(''.join(rng.choice(list('abcdefgh'),
-                                                             n)))
-  return root
-
-
-@pytest.fixture(scope='module')
-def lm_config(corpus):
-  return _data_config(name='text_files', path=str(corpus),
-                      data_dir=str(corpus / 'tfds'), task='lm', pack=True)
-
-
-@pytest.fixture(scope='module')
-def lm_tokenizer(lm_config):
-  return tokenizer_cache.get_tokenizer(lm_config, None)
-
-
 def _docs_with_eos(config, tokenizer, split):
   return [np.append(tokenizer.encode(text), tokenizer.eos_id)
           for text in datasets.split_texts(config, split)]
@@ -407,34 +387,11 @@ def test_unknown_task_is_named(lm_config, lm_tokenizer):
 
 
 # ---------------------------------------------------------------- seq2seq
-_S2S_TEXT = '0123456789'
-
-
-def _s2s_records(split: str) -> list[dict]:
-  """Reverse a random digit string of 1..12 digits; 60 train, 9 eval pairs."""
-  rng = np.random.default_rng(len(split))
-  records = []
-  for _ in range(60 if split == 'train' else 9):
-    digits = ''.join(rng.choice(list(_S2S_TEXT), rng.integers(1, 13)))
-    records.append({'question': digits.encode(),
-                    'answer': digits[::-1].encode()})
-  return records
-
-
-@pytest.fixture
-def s2s(monkeypatch):
-  monkeypatch.setattr(datasets, 'load_split',
-                      lambda config, split: _s2s_records(split))
-  tokenizer = tokenizers.CharTokenizer(_S2S_TEXT + 'rev: ')
-  config = _data_config(name='fake', task='seq2seq', input_key='question',
-                        target_key='answer', prefix='rev: ', max_input_len=12,
-                        max_target_len=8, pack=False)
-  return config, tokenizer
 
 
 def test_seq2seq_prefixes_truncates_and_shifts(s2s):
   config, tokenizer = s2s
-  records = _s2s_records('validation')
+  records = s2s_records('validation')
   (batch, *rest) = pipeline.make_eval_batches(config, tokenizer, 'validation',
                                               batch_size=len(records))
   assert not rest
@@ -477,7 +434,7 @@ def test_packed_seq2seq_pairs_share_segment_ids(s2s):
                            'max_input_len': 24, 'max_target_len': 16})
   answer_of = {tuple(tokenizer.encode('rev: ' + r['question'].decode())):
                tuple(tokenizer.encode(r['answer'].decode()))
-               for r in _s2s_records('train')}
+               for r in s2s_records('train')}
   batches = _take(pipeline.make_train_iterator(config, tokenizer,
                                                batch_size=BATCH, seed=0), 5)
   pairs = 0
@@ -527,9 +484,7 @@ def test_packed_seq2seq_resumes_exactly(s2s, skip):
 
 def test_seq2seq_reads_catalogue_feature_keys(monkeypatch):
   """squad's input template joins two features (T5's format); its target reads a list inside a dict."""
-  records = [{'question': f'q{i}'.encode(), 'context': b'ctx',
-              'answers': {'text': [f'a{i}'.encode(), b'other'],
-                          'answer_start': [0, 0]}} for i in range(5)]
+  records = squad_records()
   monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
   config = _data_config(name='squad', task='seq2seq', max_input_len=32,
                         max_target_len=4, pack=False,
@@ -566,17 +521,6 @@ class _SentinelTokenizer(tokenizers.CharTokenizer):
     return 1000 - i
 
 
-def _restore(inputs, targets, sentinels) -> list[int]:
-  """Undoes span corruption: each input sentinel -> the target span after it."""
-  spans, current = {}, None
-  for t in targets:
-    if t in sentinels:
-      current = spans.setdefault(t, [])
-    else:
-      current.append(t)
-  return [x for t in inputs for x in (spans[t] if t in sentinels else [t])]
-
-
 def test_span_noise_differs_between_processes(tmp_path):
   """Identical documents: only the noise can tell the two shards apart."""
   for i in range(8):
@@ -594,9 +538,9 @@ def test_span_noise_differs_between_processes(tmp_path):
                               np.stack([b[name] for b in batches[1]])), name
 
 
-def test_span_corruption_pipeline(corpus):
-  config = _data_config(name='text_files', path=str(corpus),
-                        data_dir=str(corpus / 'tfds'), task='span_corruption',
+def test_span_corruption_pipeline(lm_corpus):
+  config = _data_config(name='text_files', path=str(lm_corpus),
+                        data_dir=str(lm_corpus / 'tfds'), task='span_corruption',
                         max_input_len=20, max_target_len=10, pack=True)
   tokenizer = _SentinelTokenizer('abcdefgh')
   batches = list(pipeline.make_eval_batches(config, tokenizer, 'train',
@@ -613,7 +557,7 @@ def test_span_corruption_pipeline(corpus):
       for s, where in _segments(batch['encoder_segment_ids'][b]):
         inputs = batch['encoder_input_tokens'][b][where][:-1].tolist()
         targets = batch['decoder_target_tokens'][b][dec[s]][:-1].tolist()
-        restored.append(tuple(_restore(inputs, targets, sentinels)))
+        restored.append(tuple(test_tasks.restore_spans(inputs, targets, sentinels)))
   # Chunks of each document, reassembled: every token once.
   n = tasks.span_corruption_lengths(20, 10, 0.15, 3.0)
   assert sorted(restored) == sorted(doc[i:i + n] for doc in docs

@@ -1,11 +1,10 @@
 """Stats: token accounting agrees with the rows the pipeline makes, and the train iterator's needs no second read."""
 
-
-import ml_collections
+from conftest import data_config
+from conftest import s2s_records
+from conftest import squad_records
 import numpy as np
-import pytest
 
-from experiments import base
 from lm import tokenizers
 from lm.data import datasets
 from lm.data import pipeline
@@ -18,13 +17,6 @@ SEQ_LEN = 16
 BATCH = 4
 
 
-def _data_config(**overrides) -> ml_collections.ConfigDict:
-  config = base.get_config().data.to_dict()
-  config.update(tokenizer='char', seq_len=SEQ_LEN, num_workers=0)
-  config.update(overrides)
-  return ml_collections.ConfigDict(config)
-
-
 def _assert_conserved(stats):
   assert (stats.input_tokens + stats.target_tokens + stats.truncated_tokens
           == stats.source_tokens)
@@ -33,38 +25,16 @@ def _assert_conserved(stats):
 # ---------------------------------------------------------------- language modelling
 
 
-@pytest.fixture(scope='module')
-def corpus(tmp_path_factory):
-  """20 documents of 1..70 random letters: several shorter and longer than a row."""
-  root = tmp_path_factory.mktemp('stats')
-  rng = np.random.default_rng(0)
-  for i in range(20):
-    n = 1 + (i * 37) % 70
-    (root / f'doc{i:02d}.txt').write_text(''.join(rng.choice(list('abcdefgh'), n)))
-  return root
-
-
-@pytest.fixture(scope='module')
-def lm_config(corpus):
-  return _data_config(name='text_files', path=str(corpus),
-                      data_dir=str(corpus / 'tfds'), task='lm', pack=True)
-
-
-@pytest.fixture(scope='module')
-def tokenizer(lm_config):
-  return tokenizer_cache.get_tokenizer(lm_config, None)
-
-
 def _docs_with_eos(config, tokenizer, split):
   return [np.append(tokenizer.encode(text), tokenizer.eos_id)
           for text in datasets.split_texts(config, split)]
 
 
-def test_packed_stats_count_the_targets_of_one_epoch(lm_config, tokenizer):
-  docs = _docs_with_eos(lm_config, tokenizer, 'train')
+def test_packed_stats_count_the_targets_of_one_epoch(lm_config, lm_tokenizer):
+  docs = _docs_with_eos(lm_config, lm_tokenizer, 'train')
   batches = list(pipeline.make_train_iterator(
-      lm_config, tokenizer, batch_size=BATCH, seed=1, num_epochs=1))
-  stats = stats_lib.split_stats(lm_config, tokenizer, 'train')
+      lm_config, lm_tokenizer, batch_size=BATCH, seed=1, num_epochs=1))
+  stats = stats_lib.split_stats(lm_config, lm_tokenizer, 'train')
   weights = sum(b['decoder_loss_weights'].sum() for b in batches)
   assert weights == stats.target_tokens == sum(len(d) - 1 for d in docs)
   assert stats.source_tokens == sum(map(len, docs))
@@ -73,15 +43,15 @@ def test_packed_stats_count_the_targets_of_one_epoch(lm_config, tokenizer):
   assert stats.bytes == sum(len(t.encode('utf-8')) for t in datasets.split_texts(lm_config, 'train'))
 
 
-def test_packed_eval_stats_are_the_eval_weights(lm_config, tokenizer):
-  batches = list(pipeline.make_eval_batches(lm_config, tokenizer, 'validation', batch_size=3))
-  stats = stats_lib.split_stats(lm_config, tokenizer, 'validation')
+def test_packed_eval_stats_are_the_eval_weights(lm_config, lm_tokenizer):
+  batches = list(pipeline.make_eval_batches(lm_config, lm_tokenizer, 'validation', batch_size=3))
+  stats = stats_lib.split_stats(lm_config, lm_tokenizer, 'validation')
   assert sum(b['decoder_loss_weights'].sum() for b in batches) == stats.target_tokens
 
 
 def test_concat_stats_count_the_dropped_partial_row(tmp_path):
   (tmp_path / 'a.txt').write_text('abcdefghij' * 10)
-  config = _data_config(name='text_files', path=str(tmp_path / 'a.txt'),
+  config = data_config(name='text_files', path=str(tmp_path / 'a.txt'),
                         data_dir=str(tmp_path / 'tfds'), pack=False)
   tokenizer = tokenizer_cache.get_tokenizer(config, None)
   documents = tokenized.tokenize_split(config, tokenizer, 'train').documents
@@ -96,34 +66,10 @@ def test_concat_stats_count_the_dropped_partial_row(tmp_path):
 
 # ---------------------------------------------------------------- seq2seq
 
-_S2S_TEXT = '0123456789'
-
-
-def _s2s_records(split: str) -> list[dict]:
-  """Reverse a random digit string of 1..12 digits; 60 train, 9 eval pairs."""
-  rng = np.random.default_rng(len(split))
-  records = []
-  for _ in range(60 if split == 'train' else 9):
-    digits = ''.join(rng.choice(list(_S2S_TEXT), rng.integers(1, 13)))
-    records.append({'question': digits.encode(),
-                    'answer': digits[::-1].encode()})
-  return records
-
-
-@pytest.fixture
-def s2s(monkeypatch):
-  monkeypatch.setattr(datasets, 'load_split',
-                      lambda config, split: _s2s_records(split))
-  tokenizer = tokenizers.CharTokenizer(_S2S_TEXT + 'rev: ')
-  config = _data_config(name='fake', task='seq2seq', input_key='question',
-                        target_key='answer', prefix='rev: ', max_input_len=12,
-                        max_target_len=8, pack=False)
-  return config, tokenizer
-
 
 def test_seq2seq_stats_count_the_truncated_tokens(s2s):
   config, tokenizer = s2s
-  records = _s2s_records('validation')
+  records = s2s_records('validation')
   (batch,) = pipeline.make_eval_batches(config, tokenizer, 'validation', batch_size=len(records))
   truncated = 0
   for record in records:
@@ -142,11 +88,9 @@ def test_seq2seq_stats_count_the_truncated_tokens(s2s):
 
 def test_seq2seq_stats_read_catalogue_feature_keys(monkeypatch):
   """squad's input template joins two features (T5's format); its target reads a list inside a dict."""
-  records = [{'question': f'q{i}'.encode(), 'context': b'ctx',
-              'answers': {'text': [f'a{i}'.encode(), b'other'],
-                          'answer_start': [0, 0]}} for i in range(5)]
+  records = squad_records()
   monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
-  config = _data_config(name='squad', task='seq2seq', max_input_len=32,
+  config = data_config(name='squad', task='seq2seq', max_input_len=32,
                         max_target_len=4, pack=False,
                         **datasets.catalogue_features('squad'))
   tokenizer = tokenizer_cache.get_tokenizer(config, None)
@@ -159,12 +103,12 @@ def test_train_iterator_counts_its_split_without_reading_it_again(s2s, monkeypat
   """The stats training logs come from the ids the iterator tokenized: one read, one encoding of each text."""
   config, tokenizer = s2s
   reads, encodes = [], []
-  monkeypatch.setattr(datasets, 'load_split', lambda c, split: reads.append(split) or _s2s_records(split))
+  monkeypatch.setattr(datasets, 'load_split', lambda c, split: reads.append(split) or s2s_records(split))
   encode = tokenizer.encode
   monkeypatch.setattr(tokenizer, 'encode', lambda text: encodes.append(text) or encode(text))
   iterator = pipeline.make_train_iterator(config, tokenizer, batch_size=BATCH, seed=0)
   next(iterator)
-  assert reads == ['train'] and len(encodes) == 2 * len(_s2s_records('train'))
+  assert reads == ['train'] and len(encodes) == 2 * len(s2s_records('train'))
   assert iterator.stats == stats_lib.split_stats(config, tokenizer, 'train')  # which reads it again.
   assert iterator.stats.target_tokens > 0 and reads == ['train', 'train']
 
@@ -179,9 +123,9 @@ class _SentinelTokenizer(tokenizers.CharTokenizer):
     return 1000 - i
 
 
-def test_span_corruption_stats_are_the_rows_counts(corpus):
-  config = _data_config(name='text_files', path=str(corpus),
-                        data_dir=str(corpus / 'tfds'), task='span_corruption',
+def test_span_corruption_stats_are_the_rows_counts(lm_corpus):
+  config = data_config(name='text_files', path=str(lm_corpus),
+                        data_dir=str(lm_corpus / 'tfds'), task='span_corruption',
                         max_input_len=20, max_target_len=10, pack=True)
   tokenizer = _SentinelTokenizer('abcdefgh')
   batches = list(pipeline.make_eval_batches(config, tokenizer, 'train', batch_size=BATCH))

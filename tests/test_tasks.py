@@ -52,8 +52,8 @@ def test_split_identifiers(text, split):
 # ---------------------------------------------------------------- span corruption
 
 
-def _restore(inputs, targets, sentinels) -> list[int]:
-  """Undoes span corruption: each input sentinel -> the target span after it."""
+def restore_spans(inputs, targets, sentinels) -> list[int]:
+  """Undoes span corruption: each input sentinel -> the target span after it (test_pipeline.py uses it too)."""
   spans, current = {}, None
   for t in targets:
     if t in sentinels:
@@ -72,7 +72,7 @@ def test_span_corruption_keeps_every_token_once_in_order(length):
         tokens, noise_density=0.15, mean_noise_span_length=3.0,
         rng=np.random.default_rng(seed), sentinel_id=sentinel)
     sentinels = set(range(900, 1001))
-    assert _restore(inputs.tolist(), targets.tolist(), sentinels) == (
+    assert restore_spans(inputs.tolist(), targets.tolist(), sentinels) == (
         tokens.tolist())
     used = [t for t in inputs if t in sentinels]
     assert used == [1000 - i for i in range(len(used))]  # descending ids.

@@ -2,36 +2,25 @@
 
 import pathlib
 
-import ml_collections
+from conftest import data_config
 import numpy as np
 import pytest
+import test_tokenizers
+from test_tokenizers import SPM_VOCAB_SIZE
 
-from experiments import base
 from lm import tokenizers
 from lm.data import datasets
 from lm.data import pipeline
 from lm.data import tokenizer_cache
 
-SPM_VOCAB_SIZE = 500
-_WORDS = ('the quick brown fox jumps over lazy dog and then some more words '
-          'héllo wörld naïve café où être déjà vu '
-          'привет мир как дела хорошо спасибо '
-          '你好 世界 谢谢 再见 中文 '
-          'γειά σου κόσμε 🙂 🚀').split()
 
-
-def _data_config(**overrides) -> ml_collections.ConfigDict:
-  config = base.get_config().data.to_dict()  # every key the data package reads.
-  config.update(name='text_files', tokenizer='char', seq_len=16, num_workers=0)
-  config.update(overrides)
-  return ml_collections.ConfigDict(config)
+def _data_config(**overrides):
+  return data_config(**{'name': 'text_files', **overrides})
 
 
 def _corpus(num_lines: int = 300) -> str:
-  """test_tokenizers' corpus: documents of 30 lines of random words, as one text."""
-  rng = np.random.default_rng(0)
-  lines = [' '.join(rng.choice(_WORDS, rng.integers(3, 12))) for _ in range(num_lines)]
-  return ''.join('\n'.join(lines[i:i + 30]) + '\n' for i in range(0, num_lines, 30))
+  """test_tokenizers' corpus as one text."""
+  return ''.join(test_tokenizers.corpus(num_lines))
 
 
 def test_tokenizer_is_saved_in_the_workdir_and_reused(tmp_path):

@@ -158,7 +158,8 @@ UNSEEN = ('  two  spaces, \ttab, NUL \x00, Ωmega ﬁ Ａ ✓, '
           '<pad></s><unk><0x41> <extra_id_0> a▁b ▁ \r\n\n  trailing  ')
 
 
-def _corpus(num_lines: int = 300) -> list[str]:
+def corpus(num_lines: int = 300) -> list[str]:
+  """Documents of 30 lines of random words (test_tokenizer_cache.py reads them too)."""
   rng = np.random.default_rng(0)
   lines = [' '.join(rng.choice(_WORDS, rng.integers(3, 12)))
            for _ in range(num_lines)]
@@ -168,7 +169,7 @@ def _corpus(num_lines: int = 300) -> list[str]:
 
 @pytest.fixture(scope='module', params=['unigram', 'bpe'])
 def spm_tokenizer(request):
-  return tokenizers.make_tokenizer('sentencepiece', _corpus(),
+  return tokenizers.make_tokenizer('sentencepiece', corpus(),
                                    vocab_size=SPM_VOCAB_SIZE,
                                    model_type=request.param)
 
@@ -266,11 +267,11 @@ def test_char_and_byte_have_no_sentinels(kind):
 
 def test_spm_training_is_deterministic_and_keyed_by_content(spm_tokenizer):
   again = tokenizers.make_tokenizer(
-      'sentencepiece', _corpus(), vocab_size=SPM_VOCAB_SIZE,
+      'sentencepiece', corpus(), vocab_size=SPM_VOCAB_SIZE,
       model_type=spm_tokenizer.model_type)
   assert again.to_dict() == spm_tokenizer.to_dict()
   other = tokenizers.make_tokenizer(
-      'sentencepiece', _corpus(), vocab_size=SPM_VOCAB_SIZE - 10,
+      'sentencepiece', corpus(), vocab_size=SPM_VOCAB_SIZE - 10,
       model_type=spm_tokenizer.model_type)
   assert (other.to_dict()['model_sha256']
           != spm_tokenizer.to_dict()['model_sha256'])
@@ -292,7 +293,7 @@ def test_spm_save_and_load_round_trip(spm_tokenizer, tmp_path):
 
 def test_spm_load_rejects_a_model_that_does_not_match_its_json(tmp_path):
   first, second = (
-      tokenizers.make_tokenizer('sentencepiece', _corpus(), vocab_size=size)
+      tokenizers.make_tokenizer('sentencepiece', corpus(), vocab_size=size)
       for size in (SPM_VOCAB_SIZE, SPM_VOCAB_SIZE - 10))
   first.save(str(tmp_path))
   (tmp_path / 'spm.model').write_bytes(second.model_proto)
@@ -301,7 +302,7 @@ def test_spm_load_rejects_a_model_that_does_not_match_its_json(tmp_path):
 
 
 def test_spm_load_of_a_corrupt_model_names_the_file(tmp_path):
-  tokenizers.make_tokenizer('sentencepiece', _corpus(),
+  tokenizers.make_tokenizer('sentencepiece', corpus(),
                             vocab_size=SPM_VOCAB_SIZE).save(str(tmp_path))
   model = tmp_path / 'spm.model'
   model.write_bytes(model.read_bytes()[:1000])  # cut short.
@@ -320,11 +321,11 @@ def test_spm_load_of_a_corrupt_model_names_the_file(tmp_path):
 
 def test_spm_bad_settings_are_named():
   with pytest.raises(ValueError, match=r'exceed .* = 359; got 359'):
-    tokenizers.make_tokenizer('sentencepiece', _corpus(), vocab_size=359)
+    tokenizers.make_tokenizer('sentencepiece', corpus(), vocab_size=359)
   with pytest.raises(ValueError, match=r"'wordpiece'.*'unigram', 'bpe'"):
-    tokenizers.make_tokenizer('sentencepiece', _corpus(), vocab_size=400,
+    tokenizers.make_tokenizer('sentencepiece', corpus(), vocab_size=400,
                               model_type='wordpiece')
   with pytest.raises(ValueError, match='vocab_size 100000 .*failed'):
-    tokenizers.make_tokenizer('sentencepiece', _corpus(), vocab_size=100_000)
+    tokenizers.make_tokenizer('sentencepiece', corpus(), vocab_size=100_000)
   with pytest.raises(ValueError, match="'char' tokenizer takes no vocab_size"):
     tokenizers.make_tokenizer('char', ['abc'], vocab_size=400)
