@@ -33,7 +33,7 @@ examples:
   ./run.sh summarize --workdir=runs/t5_xsum "The full text of a news article ..."
   ./run.sh translate --workdir=runs/t5_wmt14_de_en --config.decode.num_beams=1 < text.txt
   ./run.sh answer --workdir=runs/t5_squad --question="Who wrote it?" --context="It was written by Ann."
-  ./run.sh data --config.data.pack=True --config.data.tokenizer=sentencepiece --config.data.vocab_size=2000
+  ./run.sh data --config.data.pack=True --config.data.tokenizer=sentencepiece --config.data.spm_vocab_size=2000
   ./run.sh test -k attention
 USAGE
 }

@@ -145,6 +145,8 @@ def expand_beams(tree: Any, num_beams: int) -> Any:
   return jax.tree.map(lambda x: jnp.repeat(x, num_beams, axis=0), tree)
 
 
+# 62 lines, over the ~60 limit: the loop body updates the live and finished beams together, and apart its
+# pieces would pass all eight arrays of the beam state back and forth.
 def beam_search(logits_fn: LogitsFn, cache: Cache, start_tokens: Array, *, num_beams: int, max_new_tokens: int,
                 eos_id: int, alpha: float = 0.6, pad_id: int = 0) -> tuple[Array, Array]:
   """The `num_beams` best continuations of each `start_tokens[B]` (fed at index 0), by length-penalized log-prob.
