@@ -251,11 +251,9 @@ def sample_from_workdir(workdir: str, prompt: str | None = None, **overrides) ->
   run = rundir.load_run(workdir)
   pairs = ()
   if run.config.model.architecture == 'encoder_decoder' and prompt is None:
-    pairs = datasets.split_pairs(run.config.data, 'validation')[:NUM_SAMPLE_EXAMPLES]
+    pairs = datasets.split_pairs(run.config.data, 'validation')[:generate.NUM_SAMPLE_EXAMPLES]
   return generate.sample(run.model, run.params, run.tokenizer, run.config, prompt=prompt, pairs=pairs, **overrides)
 
-
-NUM_SAMPLE_EXAMPLES = 4  # `./run.sh sample` of an encoder-decoder without a prompt: this many validation inputs.
 
 
 def generation_eval(config: ml_collections.ConfigDict) -> Callable[[Any, int, Any], None] | None:

@@ -19,6 +19,8 @@ from lm import model as model_lib
 from lm.data import tasks
 
 _MIN_PADDED_LEN = 16  # Inputs pad to a power of two at least this long: few shapes, few compilations.
+# An encoder-decoder's sample (end of training, `./run.sh sample` without a prompt): this many validation inputs.
+NUM_SAMPLE_EXAMPLES = 4
 
 
 class Decoding(typing.NamedTuple):

@@ -309,9 +309,6 @@ def validate(run: Run, step: int, state: step_lib.TrainState, eval_hook: EvalHoo
   return metrics
 
 
-NUM_SAMPLE_EXAMPLES = 4  # An encoder-decoder's sample: its predictions for this many validation inputs.
-
-
 def write_sample(run: Run, step: int, state: step_lib.TrainState) -> None:
   """Prints the end-of-run sample and appends it to samples.txt: a continuation of decode.sample_prompt, or an
   encoder-decoder's greedy predictions for the first validation inputs."""
@@ -323,7 +320,7 @@ def write_sample(run: Run, step: int, state: step_lib.TrainState) -> None:
     return
   params = run.params(state)
   if config.model.architecture == 'encoder_decoder':
-    pairs = datasets.split_pairs(config.data, 'validation')[:NUM_SAMPLE_EXAMPLES]
+    pairs = datasets.split_pairs(config.data, 'validation')[:generate.NUM_SAMPLE_EXAMPLES]
     text = generate.sample(run.model, params, run.tokenizer, config, pairs=pairs)
     heading = f'--- step {step}, validation input -> prediction (target), greedy'
   else:
