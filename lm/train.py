@@ -84,7 +84,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     with stop_requests() as stop:
       pending = None  # (step, metrics) dispatched but not yet read: keeps the device a step ahead of the host.
       while step < t.num_steps:
-        state, metrics = run.launcher.step(state, next(run.train_iter))
+        state, metrics = take_step(run, window, state, first=step == run.start_step)
         step += 1
         if pending is not None:
           window.add(check_finite(run, *pending))
@@ -101,20 +101,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if at_log:
           window.log(run, step, host['grad_norm'])
         if at_save:
-          run.checkpointer.save(step, run.launcher.to_checkpoint(state), run.train_iter)
+          with window.timing('checkpoint'):
+            run.checkpointer.save(step, run.launcher.to_checkpoint(state), run.train_iter)
         if at_eval:
-          final = validate(run, step, state, eval_hook)
+          with window.timing('eval'):
+            final = validate(run, step, state, eval_hook)
         if stopping:
           break
     if step >= t.num_steps and not final:  # Resumed a finished run: evaluate what is there, log nothing.
       final = validate(run, step, state, None, record=False)
+    seconds = window.summary(run, step)
   finally:
     run.close()
   if step < t.num_steps:
     run.say(f'stopped at step {step}; checkpoint saved at step {step}. '
             'Rerun the same command to resume.')
   else:
-    run.say(f'done: {step - run.start_step} steps in {time.perf_counter() - run.start_time:.0f}s', flush=True)
+    run.say(f'done: {step - run.start_step} steps in {time.perf_counter() - run.start_time:.0f}s ({seconds})',
+            flush=True)
     write_sample(run, step, state)
   return final
 
@@ -265,12 +269,38 @@ def check_finite(run: Run, step: int, metrics: dict[str, jax.Array]) -> dict[str
   return host
 
 
+def take_step(run: Run, window: 'Window', state: step_lib.TrainState, *, first: bool):
+  """Dispatches one train step on the next batch. The first call compiles the step: its time is compile time."""
+  with window.timing('data_wait', train=True):  # Part of training: a slow pipeline slows it.
+    batch = next(run.train_iter)
+  with window.timing('compile') if first else contextlib.nullcontext():
+    return run.launcher.step(state, batch)
+
+
 class Window:
-  """The train metrics summed since the last log line, and the time they took."""
+  """The train metrics summed since the last log line and the training time they took, which leaves out the
+  run's other work: compiling, evaluating, saving (`timing`), so that the logged speed is the training's."""
+  OTHER_WORK = ('compile', 'eval', 'checkpoint')
 
   def __init__(self):
+    self.seconds = dict.fromkeys(('train', 'data_wait', *self.OTHER_WORK), 0.0)  # The run's, in all.
+    self._start_window()
+
+  def _start_window(self):
     self.sums = {'nats': 0.0, 'tokens': 0.0, 'bytes': 0.0}
-    self.steps, self.start = 0, time.perf_counter()
+    self.steps, self.start, self.other_work = 0, time.perf_counter(), 0.0
+
+  @contextlib.contextmanager
+  def timing(self, name: str, *, train: bool = False):
+    """Adds the block's seconds to `seconds[name]`; unless `train`, they are not training time."""
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      elapsed = time.perf_counter() - start
+      self.seconds[name] += elapsed
+      if not train:
+        self.other_work += elapsed
 
   def add(self, host: dict[str, float]) -> None:
     for key in self.sums:
@@ -280,17 +310,25 @@ class Window:
   def log(self, run: Run, step: int, grad_norm: float) -> None:
     """Writes and prints the window's means and speed, then starts a new window."""
     t = run.config.train
-    steps_per_s = self.steps / (time.perf_counter() - self.start)
+    train_s = time.perf_counter() - self.start - self.other_work
+    self.seconds['train'] += train_s
+    steps_per_s = self.steps / train_s
     metrics = {**step_lib.summarize(self.sums), 'learning_rate': float(run.schedule(step - 1)),
                'grad_norm': grad_norm, 'tokens_seen': step * run.tokens_per_step,
                'flops_seen': step * run.flops_per_step, 'wall_s': time.perf_counter() - run.start_time,
                'tokens_per_s': steps_per_s * run.tokens_per_step, 'mfu': steps_per_s * run.flops_per_step /
-               run.peak_flops}
+               run.peak_flops, **{f'{k}_s': v for k, v in self.seconds.items()}}
     run.log.write(step, 'train', metrics)
     run.say(f'step {step:6d}/{t.num_steps}  loss {metrics["loss"]:.4f}  bpb {metrics["bits_per_byte"]:.3f}  '
             f'lr {metrics["learning_rate"]:.2e}  {metrics["tokens_per_s"]:,.0f} tok/s  mfu {metrics["mfu"]:.1%}  '
             f'eta {(t.num_steps - step) / steps_per_s:.0f}s', flush=True)
-    self.__init__()
+    self._start_window()
+
+  def summary(self, run: Run, step: int) -> str:
+    """Logs where the run's time went (split 'summary') and returns it as a line."""
+    seconds = {f'{k}_s': v for k, v in self.seconds.items()}
+    run.log.write(step, 'summary', {**seconds, 'wall_s': time.perf_counter() - run.start_time})
+    return ', '.join(f'{k} {v:.1f}s' for k, v in self.seconds.items())
 
 
 def validate(run: Run, step: int, state: step_lib.TrainState, eval_hook: EvalHook | None, *,

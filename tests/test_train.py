@@ -142,6 +142,25 @@ def test_resume_is_exact(corpus_dir, tmp_path, monkeypatch):
   assert_resume_is_exact(config, tmp_path, monkeypatch, stop_after=7)
 
 
+def test_logged_speed_is_the_trainings_without_eval_time(corpus_dir, tmp_path):
+  """A slow eval hook (0.3 s at each of 4 validation points) leaves the logged train tokens/s as it is, and its
+  time is logged as eval time."""
+  speeds, summaries = {}, {}
+  for name, hook in (('plain', None), ('slow_eval', lambda run, step, params: time.sleep(0.3))):
+    config = tiny_config(corpus_dir, num_steps=20, log_every=5, eval_every=5, checkpoint_every=100)
+    train.train_and_evaluate(config, str(tmp_path / name), eval_hook=hook)
+    rows = read_metrics(tmp_path / name)
+    speeds[name] = np.median([r['tokens_per_s'] for r in rows[1:]])  # The first window compiles the step.
+    summaries[name], = read_metrics(tmp_path / name, split='summary')
+  # Counted in, the hook alone would take 0.3 s of each later window of 5 steps (under 0.1 s of training here).
+  assert 0.5 < speeds['slow_eval'] / speeds['plain'] < 2.0, speeds
+  assert summaries['slow_eval']['eval_s'] > summaries['plain']['eval_s'] + 4 * 0.3 - 0.05, summaries
+  for summary in summaries.values():
+    assert summary['compile_s'] > 0 and summary['train_s'] > 0
+    assert summary['train_s'] + summary['eval_s'] + summary['compile_s'] + summary['checkpoint_s'] <= (
+        summary['wall_s'])
+
+
 def test_only_the_last_checkpoints_are_kept(corpus_dir, tmp_path):
   train.train_and_evaluate(tiny_config(corpus_dir, num_steps=20, checkpoint_every=5, keep_checkpoints=2,
                                        eval_every=100), str(tmp_path))
