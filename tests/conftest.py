@@ -4,9 +4,19 @@ Under CI=true a skipped test fails: there a skip means a missing dependency, ser
 hide the test it skips. The one skip that stays a skip is a test marked `@pytest.mark.backend('cpu')` run on
 another JAX backend: it is about the machine's hardware, which no CI setup step can install.
 """
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8').strip()
+# One persistent compilation cache per test session, in a fresh temporary folder (so no run depends on an
+# earlier one): the tests compile the same small steps again in separate tests and in subprocesses, which
+# inherit these variables. Measured on test_train.py + test_model.py: 3m46s without, 3m20s with.
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix='lm-test-jax-cache-')
+atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _COMPILATION_CACHE)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 from absl import flags  # noqa: E402
 import pytest  # noqa: E402
