@@ -139,7 +139,13 @@ def s2s(monkeypatch):
   return config, tokenizer
 
 
-def squad_records() -> list[dict]:
-  """Five records shaped as the squad catalogue's: an input template over two features, a target list."""
-  return [{'question': f'q{i}'.encode(), 'context': b'ctx', 'answers': {'text': [f'a{i}'.encode(), b'other'],
-                                                                        'answer_start': [0, 0]}} for i in range(5)]
+@pytest.fixture
+def squad(monkeypatch):
+  """(records, config, tokenizer): five records shaped as the squad catalogue's (an input template over two
+  features, a target in a list inside a dict) as every split, read through that catalogue's feature keys."""
+  records = [{'question': f'q{i}'.encode(), 'context': b'ctx', 'answers': {'text': [f'a{i}'.encode(), b'other'],
+                                                                           'answer_start': [0, 0]}} for i in range(5)]
+  monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
+  config = data_config(name='squad', task='seq2seq', max_input_len=32, max_target_len=4, pack=False,
+                       **datasets.catalogue_features('squad'))
+  return records, config, tokenizer_cache.get_tokenizer(config, None)

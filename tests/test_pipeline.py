@@ -3,7 +3,6 @@ concat-and-chunk, packed LM, seq2seq and span corruption."""
 
 
 from conftest import s2s_records
-from conftest import squad_records
 import grain
 import ml_collections
 import numpy as np
@@ -482,14 +481,9 @@ def test_packed_seq2seq_resumes_exactly(s2s, skip):
   _assert_resumes_exactly(config, tokenizer, skip, seed=5)
 
 
-def test_seq2seq_reads_catalogue_feature_keys(monkeypatch):
+def test_seq2seq_reads_catalogue_feature_keys(squad):
   """squad's input template joins two features (T5's format); its target reads a list inside a dict."""
-  records = squad_records()
-  monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
-  config = _data_config(name='squad', task='seq2seq', max_input_len=32,
-                        max_target_len=4, pack=False,
-                        **datasets.catalogue_features('squad'))
-  tokenizer = tokenizer_cache.get_tokenizer(config, None)
+  records, config, tokenizer = squad
   (batch,) = pipeline.make_eval_batches(config, tokenizer, 'validation',
                                         batch_size=len(records))
   for row in range(len(records)):

@@ -2,7 +2,6 @@
 
 from conftest import data_config
 from conftest import s2s_records
-from conftest import squad_records
 import numpy as np
 
 from lm import tokenizers
@@ -86,14 +85,9 @@ def test_seq2seq_stats_count_the_truncated_tokens(s2s):
   assert stats.bytes == sum(len('rev: ') + len(r['question']) + len(r['answer']) for r in records)
 
 
-def test_seq2seq_stats_read_catalogue_feature_keys(monkeypatch):
+def test_seq2seq_stats_read_catalogue_feature_keys(squad):
   """squad's input template joins two features (T5's format); its target reads a list inside a dict."""
-  records = squad_records()
-  monkeypatch.setattr(datasets, 'load_split', lambda config, split: records)
-  config = data_config(name='squad', task='seq2seq', max_input_len=32,
-                        max_target_len=4, pack=False,
-                        **datasets.catalogue_features('squad'))
-  tokenizer = tokenizer_cache.get_tokenizer(config, None)
+  records, config, tokenizer = squad
   (batch,) = pipeline.make_eval_batches(config, tokenizer, 'validation', batch_size=len(records))
   stats = stats_lib.split_stats(config, tokenizer, 'validation')
   assert stats.target_tokens == batch['decoder_loss_weights'].sum()
