@@ -21,6 +21,11 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from lm import evaluate
+from lm import train
+from lm.data import report
+from lm.data import tokenizer_cache
+
 config_flags.DEFINE_config_file('config', None, 'Experiment file (ml_collections get_config()).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: config, metrics, checkpoints, samples.')
@@ -84,11 +89,6 @@ def main(argv):
     logging.set_verbosity(logging.WARNING if mode in ('train', 'data') else logging.ERROR)
   if mode != 'data' and not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
-  # The library is imported after flag parsing, so that `--help` answers at once.
-  from lm import evaluate
-  from lm import train
-  from lm.data import report
-  from lm.data import tokenizer_cache
   if mode == 'data':
     print(report.describe(FLAGS.config.data, tokenizer_cache.get_tokenizer(FLAGS.config.data, None)))
   elif mode == 'train':

@@ -96,3 +96,15 @@ def test_the_readme_layout_lists_every_module():
   tree = {os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, 'lm', '**', '*.py'), recursive=True)
           if os.path.basename(p) != '__init__.py'}
   assert listed == tree, f'README layout lacks {sorted(tree - listed)}, lists gone {sorted(listed - tree)}'
+
+
+def test_no_module_imports_lm_inside_a_function():
+  """An import of lm inside a function hides a dependency (or dodges a cycle): every lm import is at the top."""
+  for path in glob.glob(os.path.join(REPO, 'lm', '**', '*.py'), recursive=True):
+    for function in ast.walk(ast.parse(open(path).read())):
+      if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        for node in ast.walk(function):
+          module = node.module if isinstance(node, ast.ImportFrom) else None
+          names = [a.name for a in node.names] if isinstance(node, ast.Import) else [module or '']
+          assert not any(n == 'lm' or n.startswith('lm.') for n in names), (
+              f'{os.path.relpath(path, REPO)}:{node.lineno} imports lm inside {function.name}()')
