@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments import base  # noqa: E402
 from lm import flops as flops_lib  # noqa: E402
+from lm import hardware  # noqa: E402
 from lm import optim  # noqa: E402
 from lm import parallel  # noqa: E402
 from lm import rundir  # noqa: E402
@@ -127,8 +128,8 @@ def peak_flops() -> tuple[float, str]:
     return _PEAK.value * 1e12, f'{_PEAK.value:g} TFLOP/s (--peak_tflops)'
   device = jax.devices()[0]
   if device.platform == 'cpu':
-    flops = flops_lib.measured_matmul_flops('bfloat16', n=1024)
-    return flops, f'{flops / 1e12:.3f} TFLOP/s (timed 1024^3 bf16 matmul on CPU)'
+    flops = flops_lib.peak_flops('bfloat16')
+    return flops, f'{flops / 1e12:.3f} TFLOP/s (lm/hardware.py\'s timed {hardware.PROBE_SIZE}^3 bf16 matmul on CPU)'
   flops = flops_lib.peak_flops('bfloat16')
   return flops, f'{flops / 1e12:g} TFLOP/s (lm/flops.py PEAK_BF16_FLOPS for {device.device_kind!r})'
 

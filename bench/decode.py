@@ -53,8 +53,7 @@ def best_of(fn, rounds):
 
 
 def greedy_comparison(new_tokens, batch, rounds):
-  config = model_lib.ModelConfig(vocab_size=65, max_len=new_tokens + 1, num_layers=4, d_model=256, num_heads=4,
-                                 dtype='bfloat16')
+  config = model_lib.ModelConfig(vocab_size=65, max_len=new_tokens + 1, num_layers=4, d_model=256, num_heads=4)
   model = model_lib.build_model(config)
   length = new_tokens + 1
   params = jax.jit(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, length), jnp.int32))['params'])()
@@ -83,7 +82,7 @@ def beam_search_t5_small(rounds):
   config = model_lib.ModelConfig(
       vocab_size=32128, max_len=512, architecture='encoder_decoder', num_layers=6, num_encoder_layers=6,
       d_model=512, num_heads=8, d_ff=2048, position='relative', norm='rmsnorm', use_bias=False, mlp='gated_gelu',
-      scale_tied_logits=True, embed_init_std=1.0, dtype='bfloat16')
+      scale_tied_logits=True, embed_init_std=1.0)
   model = model_lib.build_model(config)
   batch, input_len, beams, new_tokens = 8, 512, 4, 50
   params = jax.jit(lambda: model.init_variables(jax.random.PRNGKey(0), target_len=8, input_len=input_len)['params'])()

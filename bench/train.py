@@ -4,9 +4,9 @@ Run: ./run.sh bench train [--rounds=15] [--min_seconds=30] [--steps=N] [--shapes
                           [--dtypes=float32,bfloat16]
      ./run.sh bench train --strategies     (single vs pmap vs mesh launcher overhead on one device)
 
-MFU = model FLOPs/s (PaLM accounting, lm/flops.py) / the FLOP/s of a 4096^3 matmul of the matching kind timed
-in this process, in turns with the step: float32, or bf16 inputs accumulating in float32. "MFU vs f32 peak"
-divides by the float32 matmul's rate whatever the dtype. Run alone: a busy core skews every figure.
+MFU = model FLOPs/s (PaLM accounting, lm/flops.py) / the FLOP/s of lm/hardware.py's probe matmul (1024^3) of the
+matching kind, timed in this process in turns with the step: float32, or bf16 inputs accumulating in float32.
+"MFU vs f32 peak" divides by the float32 matmul's rate whatever the dtype. Run alone: a busy core skews every figure.
 """
 import functools
 import time
@@ -19,6 +19,7 @@ import numpy as np
 
 from experiments import base
 from lm import flops as flops_lib
+from lm import hardware
 from lm import optim
 from lm import parallel
 from lm import rundir
@@ -119,17 +120,9 @@ def compare_strategies():
     print(f'{strategy:8} {seconds * 1e3:7.2f} ms/step  {seconds / best[0] - 1:+6.1%} vs single', flush=True)
 
 
-def make_matmul_window(dtype, n=4096):
-  """`window()` times one n^3 matmul of the kind `dtype` names (bf16: bf16 inputs, float32 accumulation)."""
-  a = jnp.ones((n, n), {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[dtype])
-  f = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
-  f(a, a).block_until_ready()
-
-  def window():
-    start = time.perf_counter()
-    f(a, a).block_until_ready()
-    return time.perf_counter() - start
-  return window, 2 * n**3
+def make_matmul_window(dtype):
+  """`window()` times lm/hardware.py's probe matmul of the kind `dtype` names, the peak MFU divides by."""
+  return hardware.matmul_timer(dtype), 2 * hardware.PROBE_SIZE**3
 
 
 def best_interleaved(windows, rounds, min_seconds=0.0):
@@ -157,8 +150,8 @@ def main(argv):
     return compare_strategies()
   window = f'{_STEPS.value} steps' if _STEPS.value else f'about {_WINDOW_SECONDS} s'
   print(f'each figure is the best of at least {_ROUNDS.value} windows of {window} over at least '
-        f'{_MIN_SECONDS.value:.0f} s, taken in turns with a 4096^3 matmul of the same kind, whose best time is the '
-        'peak the MFU divides by')
+        f'{_MIN_SECONDS.value:.0f} s, taken in turns with a {hardware.PROBE_SIZE}^3 matmul of the same kind, whose '
+        f'best time is the peak the MFU divides by; model.dtype=auto is {hardware.resolve_dtype("auto")} here')
   print(f'{"shape":8} {"dtype":9} {"ms/step":>9} {"tokens/s":>10} {"GFLOP/s":>8} {"peak":>6} {"MFU":>6} '
         f'{"MFU vs f32 peak":>16}')
   for name in _SHAPES.value:

@@ -14,7 +14,7 @@ from experiments import base
 def get_config():
   c = base.get_config()
   c.model.update(architecture='encoder_decoder', num_layers=2, d_model=128, num_heads=4, position='relative',
-                 norm='rmsnorm', mlp='gated_gelu', use_bias=False, dtype='bfloat16')
+                 norm='rmsnorm', mlp='gated_gelu', use_bias=False)
   # 12 digits + eos on both sides; the char vocabulary is the ten digits and the special ids.
   c.data.update(name='reverse', task='seq2seq', tokenizer='char', synthetic_length=12, max_input_len=13,
                 max_target_len=13)

@@ -11,7 +11,7 @@ from experiments import base
 
 def get_config():
   c = base.get_config()
-  c.model.update(num_layers=4, d_model=256, num_heads=4, dtype='bfloat16')
+  c.model.update(num_layers=4, d_model=256, num_heads=4)
   c.data.update(name='shakespeare', tokenizer='char', seq_len=128)
   c.train.update(batch_size=32, num_steps=1500, learning_rate=2e-3, warmup_steps=100, log_every=100,
                  eval_every=250, checkpoint_every=500)

@@ -19,7 +19,7 @@ def t5_model(c):
   c.model.update(architecture='encoder_decoder', num_layers=4, d_model=256, num_heads=4, d_ff=640,
                  position='relative', relative_buckets=32, relative_max_distance=128, norm='rmsnorm',
                  norm_eps=1e-6, mlp='gated_gelu', use_bias=False, tie_embeddings=True, scale_tied_logits=True,
-                 embed_init_std=1.0, kernel_init='fan_in', dtype='bfloat16')
+                 embed_init_std=1.0, kernel_init='fan_in')
   c.data.update(tokenizer='sentencepiece', spm_vocab_size=8000)
   return c
 

@@ -51,7 +51,9 @@ class Model:
   scale_tied_logits: bool = False  # Tied output: multiply by d_model**-0.5 first (T5).
   embed_init_std: float = 0.02  # Token embedding init stddev (T5: 1.0).
   kernel_init: str = 'normal'  # Dense kernels: 'normal' (std 0.02, GPT-2) | 'fan_in' (std fan_in**-0.5, T5).
-  dtype: str = 'float32'  # Matmul input dtype: 'float32' | 'bfloat16' (accumulates in float32; params float32).
+  # Matmul input dtype: 'auto' | 'float32' | 'bfloat16' (accumulates in float32; params float32). 'auto': bfloat16
+  # on GPU/TPU, and on CPU where lm/hardware.py's probe measures it faster; a run records what it resolved to.
+  dtype: str = 'auto'
   # 'fused' (explicit softmax(QK^T/sqrt(d))V, backward written for XLA:CPU: kernels.fused_attention) | 'xla'
   # (jax.nn.dot_product_attention, XLA's) | 'cudnn' (jax.nn's cuDNN flash attention: GPU, bfloat16, one document
   # per row so not with data.pack).
@@ -98,6 +100,9 @@ class Train:
   batch_size: int = 32  # Global batch in rows (all processes); must divide by the data-parallel device count.
   grad_accum_steps: int = 1  # Microbatches per step (lax.scan); the update equals the full batch's.
   num_steps: int = 2000  # Optimizer steps.
+  # > 0: at a run's first start, num_steps becomes the steps that train in about this many seconds at the step
+  # time measured then (at most num_steps); printed, and kept in config.json for resumes.
+  time_budget_s: float = 0.0
   learning_rate: float = 1e-3  # Peak learning rate.
   schedule: str = 'cosine'  # 'cosine' (warmup, cosine) | 'constant' (warmup, flat) | 'wsd' (warmup-stable-decay).
   warmup_steps: int = 100  # Linear warmup from 0 to learning_rate.
@@ -179,7 +184,7 @@ CHOICES = {
     'model.norm': ('layernorm', 'rmsnorm'),
     'model.mlp': ('gelu', 'relu', 'swiglu', 'gated_gelu'),
     'model.kernel_init': ('normal', 'fan_in'),
-    'model.dtype': ('float32', 'bfloat16'),
+    'model.dtype': ('auto', 'float32', 'bfloat16'),
     'model.attention': ('fused', 'xla', 'cudnn'),
     'model.remat': ('none', 'full', 'save_matmuls'),
     'data.task': ('lm', 'seq2seq', 'span_corruption'),
@@ -238,6 +243,7 @@ def _check_train(t: Any) -> None:
   check(t.learning_rate > 0 and math.isfinite(t.learning_rate), 'train.learning_rate', t.learning_rate,
         'must be positive and finite')
   check(t.warmup_steps >= 0, 'train.warmup_steps', t.warmup_steps, 'must be >= 0')
+  check(t.time_budget_s >= 0, 'train.time_budget_s', t.time_budget_s, 'must be >= 0 (0: train num_steps)')
   check(0 <= t.min_lr_ratio <= 1, 'train.min_lr_ratio', t.min_lr_ratio, 'must be in [0, 1]')
   check(0 < t.decay_fraction <= 1, 'train.decay_fraction', t.decay_fraction, 'must be in (0, 1]')
   check(t.weight_decay >= 0, 'train.weight_decay', t.weight_decay, 'must be >= 0')

@@ -1,11 +1,8 @@
 """Parameter counts, model FLOPs per token (PaLM's accounting) and MFU."""
-import functools
-import time
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from lm import hardware
 from lm import model as model_lib
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' data sheets (no sparsity).
@@ -90,27 +87,13 @@ def flops_per_row(config: model_lib.ModelConfig, *, target_len: int, input_len: 
   return float(encoder + cross_kv + decoder)
 
 
-@functools.lru_cache(maxsize=None)
-def measured_matmul_flops(dtype: str, n: int = 4096, repeats: int = 3) -> float:
-  """FLOP/s of an n^3 matmul on the default device: float32, or bf16 inputs accumulating in float32."""
-  in_dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[dtype]
-  a = jnp.ones((n, n), in_dtype)
-  f = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
-  f(a, a).block_until_ready()
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
-    f(a, a).block_until_ready()
-    best = min(best, time.perf_counter() - start)
-  return 2 * n**3 / best
-
-
 def peak_flops(dtype: str) -> float:
-  """Peak FLOP/s of one device: the data-sheet bf16 figure for known accelerators; on CPU, measured."""
+  """Peak FLOP/s of one device: the data-sheet bf16 figure for known accelerators; on CPU, lm/hardware.py's
+  measured matmul rate of `dtype`."""
   device = jax.devices()[0]
   if device.platform != 'cpu':
     for name, flops in PEAK_BF16_FLOPS.items():
       if name.lower() in device.device_kind.lower():
         return flops if dtype == 'bfloat16' else flops / 2  # TF32-class float32 rate.
     return float('nan')
-  return measured_matmul_flops(dtype)
+  return hardware.matmul_flops()[dtype]

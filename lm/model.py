@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from lm import config as config_lib
+from lm import hardware
 from lm import layers
 
 Array = jax.Array
@@ -27,11 +28,12 @@ REMAT_POLICIES = {
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(config_lib.Model):
-  """config.model resolved (vocab_size and max_len filled in) and checked; lm/config.py declares each field.
-  Derive by `.replace`."""
+  """config.model resolved (vocab_size and max_len filled in, dtype 'auto' resolved by lm/hardware.py) and
+  checked; lm/config.py declares each field. Derive by `.replace`."""
 
   def __post_init__(self):
     object.__setattr__(self, 'attention', config_lib.resolve_alias('model.attention', self.attention))
+    object.__setattr__(self, 'dtype', hardware.resolve_dtype(self.dtype))
     config_lib.check_model(self)
     for key in ('vocab_size', 'max_len'):
       config_lib.check(getattr(self, key) > 0, f'model.{key}', getattr(self, key), 'must be positive')

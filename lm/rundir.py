@@ -91,7 +91,8 @@ class MetricsLog:
     self._jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
     self._jsonl.flush()
     for key, value in metrics.items():
-      self._tensorboard.add_scalar(f'{split}/{key}', value, step)
+      if isinstance(value, (int, float)):  # Not the words of a row (e.g. 'hardware''s dtype).
+        self._tensorboard.add_scalar(f'{split}/{key}', value, step)
     self._tensorboard.flush()
 
   def close(self) -> None:

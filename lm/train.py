@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable
 
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -26,6 +27,7 @@ from lm import checkpoint as checkpoint_lib
 from lm import config as config_lib
 from lm import flops as flops_lib
 from lm import generate
+from lm import hardware
 from lm import optim
 from lm import parallel
 from lm import rundir
@@ -79,7 +81,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   `eval_hook`, if given, runs at every validation point after the loss pass, on every process.
   """
   run, state = setup(config, workdir)
-  t, step, window, final = config.train, run.start_step, Window(), {}
+  t, step, window, final = run.config.train, run.start_step, Window(), {}  # run.config: num_steps fitted.
   try:
     with stop_requests() as stop:
       pending = None  # (step, metrics) dispatched but not yet read: keeps the device a step ahead of the host.
@@ -132,9 +134,9 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, step_li
   is_main = jax.process_index() == 0  # Only process 0 writes logs, config and samples; all save checkpoints.
   say = print if is_main else (lambda *args, **kwargs: None)
   workdir = rundir.resolve(workdir)
+  config, dtype_source = resolve_dtype(config, workdir)
+  say(f'model.dtype: {config.model.dtype} ({dtype_source})', flush=True)
   os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    rundir.write_config(workdir, config)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, rundir.CHECKPOINT_DIR), keep=t.keep_checkpoints)
   latest = checkpointer.latest_step()
   init_from = config.init_from and rundir.resolve(config.init_from)
@@ -144,10 +146,17 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, step_li
   tokenizer = tokenizer_cache.get_tokenizer(config.data, workdir)
   model = rundir.build_model(config, tokenizer.vocab_size)
   launcher = make_launcher(config, model, tokenizer)
-  state = launcher.init(jax.random.PRNGKey(config.seed))
   train_iter = pipeline.make_train_iterator(
       config.data, tokenizer, batch_size=t.batch_size // jax.process_count(), seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count())
+  steps_source = 'set by the config'
+  if t.time_budget_s > 0:
+    config, steps_source = fit_steps_to_budget(config, workdir, launcher, train_iter, fresh=latest is None)
+    say(f'train.num_steps: {config.train.num_steps} ({steps_source})', flush=True)
+    launcher = make_launcher(config, model, tokenizer)  # Its schedule ends at the fitted step.
+  if is_main:
+    rundir.write_config(workdir, config)
+  state = launcher.init(jax.random.PRNGKey(config.seed))
   if latest is not None:
     state = launcher.from_checkpoint(checkpointer.restore(latest, launcher.to_checkpoint(state), train_iter))
     say(f'resumed from {checkpointer.directory} at step {latest}', flush=True)
@@ -158,10 +167,67 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, step_li
     say(f'params from {init_from} step {pretrained_step} (init_from); fresh optimizer, step 0', flush=True)
   start_step = latest or 0
   log = rundir.MetricsLog(workdir, start_step=start_step) if is_main else rundir.NullLog()
-  run = Run(config, workdir, model, tokenizer, optim.make_schedule(t), launcher, train_iter, checkpointer, log,
-            start_step, *_speed_accounting(config, model), say)
+  run = Run(config, workdir, model, tokenizer, optim.make_schedule(config.train), launcher, train_iter,
+            checkpointer, log, start_step, *_speed_accounting(config, model), say)
   describe(run, state)
+  log.write(start_step, 'setup', {  # What this start resolved, and from what.
+      'device': hardware.device_name(), 'peak_flops': run.peak_flops, 'dtype': config.model.dtype,
+      'dtype_source': dtype_source, 'num_steps': config.train.num_steps, 'num_steps_source': steps_source})
   return run, state
+
+
+def resolve_dtype(config: ml_collections.ConfigDict, workdir: str) -> tuple[ml_collections.ConfigDict, str]:
+  """(`config` with model.dtype 'auto' resolved, how). A run resolves it once, at its first start, and
+  config.json keeps the answer: a resumed run reads it back, so it computes as before and never probes again.
+  Every process of a multi-host run takes process 0's answer."""
+  if config.model.dtype != 'auto':
+    return config, 'set by the config'
+  saved = os.path.join(workdir, rundir.CONFIG_FILE)
+  recorded = rundir.load_config(workdir).model.dtype if os.path.exists(saved) else 'auto'
+  if recorded != 'auto':
+    dtype, source = recorded, f'auto, recorded in {saved} at the run\'s first start'
+  else:
+    dtype, source = hardware.resolve_dtype('auto'), f'auto: {hardware.describe_auto()}'
+  dtype = hardware.DTYPES[_process_0s(hardware.DTYPES.index(dtype))]
+  config = config.copy_and_resolve_references()
+  config.model.dtype = dtype
+  return config, source
+
+
+def fit_steps_to_budget(config: ml_collections.ConfigDict, workdir: str, launcher: parallel.Launcher,
+                        train_iter: Any, *, fresh: bool) -> tuple[ml_collections.ConfigDict, str]:
+  """(`config` with train.num_steps fitted to train.time_budget_s, how). A fresh run times its own compiled
+  step on real batches (from a throwaway state; the iterator is rewound after) and takes the steps that fit
+  the budget, at most train.num_steps; a resumed run reads them back from config.json."""
+  t = config.train
+  if not fresh:
+    steps, source = rundir.load_config(workdir).train.num_steps, 'fitted at the run\'s first start'
+  else:
+    data_state = train_iter.get_state()
+    state = launcher.init(jax.random.PRNGKey(config.seed))
+    state, metrics = launcher.step(state, next(train_iter))  # Compiles.
+    jax.block_until_ready(metrics)
+    timed, start = 0, time.perf_counter()
+    while timed < 5 or (time.perf_counter() - start < 2.0 and timed < 100):
+      state, metrics = launcher.step(state, next(train_iter))
+      timed += 1
+    jax.block_until_ready(metrics)
+    step_s = (time.perf_counter() - start) / timed
+    del state
+    train_iter.set_state(data_state)
+    steps = min(t.num_steps, max(1, int(t.time_budget_s / step_s)))
+    source = (f'time_budget_s={t.time_budget_s:g} at {step_s * 1e3:.1f} ms per step, timed over {timed} steps; '
+              f'at most {t.num_steps}')
+  config = config.copy_and_resolve_references()
+  config.train.num_steps = _process_0s(steps)
+  return config, source
+
+
+def _process_0s(value: int) -> int:
+  """Process 0's `value` on every process: what one process measured, all must agree on."""
+  if jax.process_count() == 1:
+    return value
+  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
 def make_launcher(config: ml_collections.ConfigDict, model: Any, tokenizer: Any) -> parallel.Launcher:

@@ -17,6 +17,8 @@ _COMPILATION_CACHE = tempfile.mkdtemp(prefix='lm-test-jax-cache-')
 atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _COMPILATION_CACHE)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
+# lm/hardware.py's matmul probe caches its rates here, not in the user's ~/.cache: it runs once per session.
+os.environ['LM_CACHE_DIR'] = _COMPILATION_CACHE
 
 from absl import flags  # noqa: E402
 import pytest  # noqa: E402
@@ -72,7 +74,8 @@ def random_model(architecture='encoder_decoder', position='relative', max_len=12
   same for every input."""
   tokenizer = tokenizers.make_tokenizer('char', [ALPHABET])
   config = model_lib.ModelConfig(vocab_size=tokenizer.vocab_size, max_len=max_len, architecture=architecture,
-                                 num_layers=2, d_model=32, num_heads=4, position=position, tie_embeddings=False)
+                                 num_layers=2, d_model=32, num_heads=4, position=position, tie_embeddings=False,
+                                 dtype='float32')
   model = model_lib.build_model(config)
   params = model.init_variables(jax.random.PRNGKey(seed), target_len=8, input_len=8)['params']
   return tokenizer, model, nn.meta.unbox(params)

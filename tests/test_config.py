@@ -8,6 +8,7 @@ import pytest
 from experiments import base
 from lm import config as config_lib
 from lm import evaluate
+from lm import hardware
 from lm import layers
 from lm import model as model_lib
 from lm import optim
@@ -35,7 +36,7 @@ def test_choices_are_the_implementations_names():
   assert set(config_lib.CHOICES['model.norm']) == set(layers.NORMS)
   assert set(config_lib.CHOICES['model.mlp']) == set(layers.MLP_ACTIVATIONS)
   assert set(config_lib.CHOICES['model.attention']) == {*layers.ATTENTION_IMPLEMENTATIONS, 'cudnn'}
-  assert set(config_lib.CHOICES['model.dtype']) == set(model_lib.DTYPES)
+  assert set(config_lib.CHOICES['model.dtype']) == {'auto', *model_lib.DTYPES} == {'auto', *hardware.DTYPES}
   assert set(config_lib.CHOICES['model.remat']) == {'none', *model_lib.REMAT_POLICIES}
   assert config_lib.CHOICES['parallel.strategy'] == parallel.STRATEGIES
   assert config_lib.CHOICES['data.task'] == tasks.TASKS

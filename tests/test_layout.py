@@ -13,6 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALLOWED = {
     'config': set(),
     'kernels': set(),
+    'hardware': set(),
     'layers': {'kernels', 'config'},
     'tokenizers': set(),
     'data': {'tokenizers', 'config', 'data'},
@@ -21,12 +22,13 @@ ALLOWED = {
     'parallel': {'config'},
     'checkpoint': set(),
     'decode': set(),
-    'model': {'layers', 'config'},
-    'flops': {'model'},
+    'model': {'layers', 'config', 'hardware'},
+    'flops': {'model', 'hardware'},
     'step': {'model', 'loss'},
     'rundir': {'checkpoint', 'config', 'model', 'tokenizers', 'data'},
     'generate': {'config', 'decode', 'model', 'data'},  # data: tasks.model_input, a numpy-only module.
-    'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config'},
+    'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
+              'hardware'},
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
     'main': {'train', 'evaluate', 'data'},
 }

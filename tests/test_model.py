@@ -11,7 +11,7 @@ from lm import config as config_lib
 from lm import decode
 from lm import model as model_lib
 
-TINY = dict(vocab_size=11, max_len=16, num_layers=2, d_model=16, num_heads=4)
+TINY = dict(vocab_size=11, max_len=16, num_layers=2, d_model=16, num_heads=4, dtype='float32')  # Pinned numerics.
 
 
 def make(**overrides):
