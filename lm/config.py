@@ -117,6 +117,7 @@ class Train:
   log_every: int = 50  # Steps between train-metric log lines.
   eval_every: int = 500  # Steps between full validation passes (and at the end).
   eval_batch_size: int = 64  # Rows per eval batch.
+  eval_batches: int = 0  # Validation batches at each eval point before the last (the first N); 0: all.
   checkpoint_every: int = 500  # Steps between checkpoints (and at the end).
   keep_checkpoints: int = 3  # Most recent checkpoints kept.
 
@@ -243,6 +244,7 @@ def _check_train(t: Any) -> None:
   check(t.learning_rate > 0 and math.isfinite(t.learning_rate), 'train.learning_rate', t.learning_rate,
         'must be positive and finite')
   check(t.warmup_steps >= 0, 'train.warmup_steps', t.warmup_steps, 'must be >= 0')
+  check(t.eval_batches >= 0, 'train.eval_batches', t.eval_batches, 'must be >= 0 (0: the whole split)')
   check(t.time_budget_s >= 0, 'train.time_budget_s', t.time_budget_s, 'must be >= 0 (0: train num_steps)')
   check(0 <= t.min_lr_ratio <= 1, 'train.min_lr_ratio', t.min_lr_ratio, 'must be in [0, 1]')
   check(0 < t.decay_fraction <= 1, 'train.decay_fraction', t.decay_fraction, 'must be in (0, 1]')

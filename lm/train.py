@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import math
 import os
 import signal
@@ -107,7 +108,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             run.checkpointer.save(step, run.launcher.to_checkpoint(state), run.train_iter)
         if at_eval:
           with window.timing('eval'):
-            final = validate(run, step, state, eval_hook)
+            final = validate(run, step, state, eval_hook, max_batches=0 if at_end else t.eval_batches)
         if stopping:
           break
     if step >= t.num_steps and not final:  # Resumed a finished run: evaluate what is there, log nothing.
@@ -398,14 +399,16 @@ class Window:
 
 
 def validate(run: Run, step: int, state: step_lib.TrainState, eval_hook: EvalHook | None, *,
-             record: bool = True) -> dict[str, float]:
-  """The validation loss pass (logged when `record`), then `eval_hook`."""
+             record: bool = True, max_batches: int = 0) -> dict[str, float]:
+  """The validation loss pass (logged when `record`; the first `max_batches` batches, if > 0), then `eval_hook`."""
   batches = pipeline.make_eval_batches(run.config.data, run.tokenizer, 'validation',
                                        batch_size=run.config.train.eval_batch_size)
+  if max_batches:
+    batches = itertools.islice(batches, max_batches)
   metrics = step_lib.evaluate(functools.partial(run.launcher.evaluate, state), batches)
   if record:
     run.log.write(step, 'validation', {**metrics, 'tokens_seen': step * run.tokens_per_step,
-                                       'wall_s': time.perf_counter() - run.start_time})
+                                       'wall_s': time.perf_counter() - run.start_time, 'eval_batches': max_batches})
   run.say(f'step {step:6d}  validation loss {metrics["loss"]:.4f}  bits/byte {metrics["bits_per_byte"]:.3f}',
           flush=True)
   if record and eval_hook is not None:

@@ -207,6 +207,21 @@ def test_time_budget_fits_the_steps_once_and_a_resume_keeps_them(corpus_dir, tmp
   assert read_metrics(tmp_path, split='setup')[-1]['num_steps'] == steps
 
 
+def test_eval_batches_caps_the_validation_passes_before_the_last(corpus_dir, tmp_path, monkeypatch):
+  passes, evaluate = [], step_lib.evaluate
+
+  def counting(eval_batch, batches):
+    batches = list(batches)
+    passes.append(len(batches))
+    return evaluate(eval_batch, batches)
+  monkeypatch.setattr(step_lib, 'evaluate', counting)
+  config = tiny_config(corpus_dir, num_steps=4, eval_every=2, eval_batches=1)
+  config.decode.sample_num_tokens = 0
+  train.train_and_evaluate(config, str(tmp_path))
+  assert passes[0] == 1 and passes[1] > 1, passes  # The last pass, the run's figure, is the whole split.
+  assert [r['eval_batches'] for r in read_metrics(tmp_path, split='validation')] == [1, 0]
+
+
 def test_only_the_last_checkpoints_are_kept(corpus_dir, tmp_path):
   train.train_and_evaluate(tiny_config(corpus_dir, num_steps=20, checkpoint_every=5, keep_checkpoints=2,
                                        eval_every=100), str(tmp_path))
