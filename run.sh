@@ -21,6 +21,7 @@ usage: ./run.sh COMMAND [flags]
   data   [--config=...]     print dataset sizes, token counts, truncation and decoded rows
   test   [pytest args]      run the test suite (notebooks included)
   bench  train [flags]      print tokens/s and MFU of the train step (bench/train.py)
+  bench  loop [flags]       the real training loop's tokens/s against the bare step's, in turns (bench/loop.py)
   bench  data [flags]       print the input pipeline's tokens/s against the train step's (bench/data.py)
   bench  memory [flags]     print bytes per device by model size and strategy (bench/memory.py)
   bench  accelerator        GPU: tokens/s and MFU of ~350M and ~1B models (bench/accelerator.sh wraps it)

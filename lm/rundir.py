@@ -100,6 +100,12 @@ class MetricsLog:
     self._tensorboard.close()
 
 
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """metrics.jsonl's rows, in order."""
+  with open(os.path.join(workdir, METRICS_FILE)) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 class NullLog:
   """What processes other than 0 log: nothing."""
 
