@@ -3,6 +3,7 @@
 Run: ./run.sh bench train [--rounds=15] [--min_seconds=30] [--steps=N] [--shapes=nano,medium]
                           [--dtypes=float32,bfloat16]
      ./run.sh bench train --strategies     (single vs pmap vs mesh launcher overhead on one device)
+     ./run.sh bench train --vs_torch [--to_loss=L]   (our real loop against nanoGPT's in PyTorch: bench/vs_torch.py)
 
 MFU = model FLOPs/s (PaLM accounting, lm/flops.py) / the FLOP/s of lm/hardware.py's probe matmul (1024^3) of the
 matching kind, timed in this process in turns with the step: float32, or bf16 inputs accumulating in float32.
@@ -16,6 +17,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+import vs_torch  # bench/, this script's folder.
 
 from experiments import base
 from lm import flops as flops_lib
@@ -145,6 +147,8 @@ def time_train_step(num_layers, num_heads, d_model, seq_len, batch_size, dtype, 
 
 def main(argv):
   del argv
+  if vs_torch.VS_TORCH.value:
+    return vs_torch.main(SHAPES, _SHAPES.value, _STEPS.value, _ROUNDS.value if flags.FLAGS['rounds'].present else 0)
   print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}')
   if _STRATEGIES.value:
     return compare_strategies()
