@@ -9,7 +9,7 @@ usage() {
   cat <<'USAGE'
 usage: ./run.sh COMMAND [flags]
 
-  setup                     create or update .venv (pip install -e .[test])
+  setup                     create or update .venv (pip install -e .[test]; `bench ... --vs_torch`: .[test,bench])
   train  [flags]            train the default experiment (experiments/shakespeare.py) or --config=...;
                             resumes from --workdir (default runs/<experiment>) if it holds a checkpoint
   sample --workdir=DIR      print a continuation of --prompt from DIR's latest checkpoint
@@ -22,6 +22,7 @@ usage: ./run.sh COMMAND [flags]
   test   [pytest args]      run the test suite (notebooks included)
   bench  train [flags]      print tokens/s and MFU of the train step (bench/train.py)
   bench  loop [flags]       the real training loop's tokens/s against the bare step's, in turns (bench/loop.py)
+  bench  train --vs_torch   our training loop's tokens/s against nanoGPT's in PyTorch, in turns (bench/vs_torch.py)
   bench  data [flags]       print the input pipeline's tokens/s against the train step's (bench/data.py)
   bench  memory [flags]     print bytes per device by model size and strategy (bench/memory.py)
   bench  accelerator        GPU: tokens/s and MFU of ~350M and ~1B models (bench/accelerator.sh wraps it)
@@ -40,14 +41,16 @@ USAGE
 }
 
 setup() {
-  local stamp="$VENV/.setup.cfg.installed"
+  # Extras to install (default test); each set has its own stamp, so switching between them reinstalls nothing.
+  local extras="${1:-test}" stamp="$VENV/.setup.cfg.installed"
+  [[ "$extras" == test ]] || stamp+=".${extras//,/+}"
   if [[ ! -x "$PY" ]]; then
     echo "creating $VENV" >&2
     python3 -m venv "$VENV"
   fi
   if [[ ! -f "$stamp" ]] || ! cmp -s "$ROOT/setup.cfg" "$stamp"; then
     "$PY" -m pip install --quiet --upgrade pip >&2
-    "$PY" -m pip install --quiet -e "$ROOT[test]" >&2
+    "$PY" -m pip install --quiet -e "$ROOT[$extras]" >&2
     cp "$ROOT/setup.cfg" "$stamp"
   fi
 }
@@ -66,7 +69,9 @@ case "$cmd" in
   train|sample|eval|summarize|translate|answer|data) setup; exec "$PY" -m lm.main "$cmd" "$@" ;;
   test) setup; cd "$ROOT"; exec "$PY" -m pytest "$@" ;;
   bench)
-    setup
+    extras=test  # PyTorch (the `bench` extra) only for the benchmark that runs it.
+    for arg in "$@"; do [[ "$arg" == --vs_torch* ]] && extras=test,bench; done
+    setup "$extras"
     what="${1:-}"; [[ $# -gt 0 ]] && shift
     [[ -f "$ROOT/bench/$what.py" ]] || { echo "unknown benchmark '$what'; have: $(cd "$ROOT/bench" && ls *.py | sed 's/\.py$//' | tr '\n' ' ')" >&2; exit 2; }
     exec "$PY" "$ROOT/bench/$what.py" "$@" ;;
