@@ -55,6 +55,7 @@ from absl import flags
 from absl import logging
 import jax
 import numpy as np
+import tensorflow_datasets as tfds
 
 from lm import config as config_lib
 from lm import train as train_lib
@@ -109,8 +110,11 @@ def cpu_model() -> str:
 
 
 def load_average() -> str:
+  """/proc/loadavg's 1, 5 and 15 minute figures, with a warning when the last minute was busy."""
   with open('/proc/loadavg') as f:
-    return ' '.join(f.read().split()[:3])
+    figures = f.read().split()[:3]
+  busy = float(figures[0]) > 1.0
+  return ' '.join(figures) + (' (BUSY: other processes ran; the ratio is unreliable, flattered)' if busy else '')
 
 
 def resolved_dtype(dtype: str) -> str:
@@ -305,11 +309,11 @@ def to_loss(shape: Shape, dtype: str, target: float) -> None:
       if ours['done']:
         raise _Reached
 
-    try:
-      with quiet_loop(os.path.join(tmp, 'loop.log')):
+    with quiet_loop(os.path.join(tmp, 'loop.log')):
+      try:
         train_lib.train_and_evaluate(config, workdir, eval_hook=hook)
-    except _Reached:
-      pass
+      except _Reached:
+        pass
     try:
       while not theirs['done']:
         torch_turn()
@@ -326,8 +330,9 @@ def to_loss(shape: Shape, dtype: str, target: float) -> None:
 
 def main(shapes: dict, names: list[str], steps: int, rounds: int) -> None:
   """`--vs_torch` of bench/train.py: `shapes` is its SHAPES, `names` --shapes; steps 0 and rounds 0 pick ours."""
-  if not flags.FLAGS['verbosity'].present:  # orbax logs every save at INFO.
-    logging.set_verbosity(logging.WARNING)
+  if not flags.FLAGS['verbosity'].present:  # orbax logs every save at INFO, tfds each text_files read at WARNING.
+    logging.set_verbosity(logging.ERROR)
+  tfds.disable_progress_bar()  # Preparing the corpus would draw bars over the figures.
   dtype = resolved_dtype(_DTYPE.value)
   print(f'CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} CPUs; jax {jax.__version__}; ours in {dtype} '
         f'(--dtype={_DTYPE.value}), PyTorch in float32; load average {load_average()}', flush=True)
