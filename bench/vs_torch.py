@@ -36,8 +36,10 @@ evaluates; once one side is done the other goes on alone. Wall time of ours: fro
 setup: data read and tokenized, state initialised) to the evaluation that reached L, compile, evals and logging
 included, the worker's turns left out; of theirs: its train and eval seconds.
 
-The figures are only as good as the machine is quiet: the load average is printed before and after. On 2 cores
-a busy neighbour slows PyTorch's OpenMP threads more than ours, so a busy run flatters the ratio.
+The figures are only as good as the machine is quiet: each line says what share of the CPUs other processes
+took meanwhile (/proc/stat less this process's and the worker's CPU time), BUSY above 5%. On 2 cores a busy
+neighbour slows PyTorch's OpenMP threads far more than ours (measured: 0.47 s/step against 0.03 s quiet, nano),
+so a busy run flatters the ratio.
 """
 import contextlib
 import dataclasses
@@ -45,6 +47,7 @@ import importlib.util
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -110,11 +113,38 @@ def cpu_model() -> str:
 
 
 def load_average() -> str:
-  """/proc/loadavg's 1, 5 and 15 minute figures, with a warning when the last minute was busy."""
   with open('/proc/loadavg') as f:
-    figures = f.read().split()[:3]
-  busy = float(figures[0]) > 1.0
-  return ' '.join(figures) + (' (BUSY: other processes ran; the ratio is unreliable, flattered)' if busy else '')
+    return ' '.join(f.read().split()[:3])
+
+
+class OthersMeter:
+  """The CPU time that processes other than this one and the worker took since it was made, as a fraction of
+  the machine's: /proc/stat's busy time less ours (getrusage) and the worker's (/proc/PID/stat)."""
+
+  def __init__(self):
+    self._start = (self._busy(), self._ours())
+
+  @staticmethod
+  def _busy() -> float:
+    with open('/proc/stat') as f:
+      fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait.
+    return (sum(fields[:8]) - idle) / os.sysconf('SC_CLK_TCK')
+
+  @staticmethod
+  def _ours() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+  @staticmethod
+  def process_seconds(pid: int) -> float:
+    with open(f'/proc/{pid}/stat') as f:
+      fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')  # utime, stime.
+
+  def share(self, wall_seconds: float, worker_seconds: float) -> float:
+    busy, ours = self._busy() - self._start[0], self._ours() - self._start[1]
+    return max(busy - ours - worker_seconds, 0.0) / (wall_seconds * os.cpu_count())
 
 
 def resolved_dtype(dtype: str) -> str:
@@ -180,7 +210,8 @@ def write_token_files(config, directory: str) -> tuple[int, str, str]:
 
 
 class TorchWorker:
-  """bench/torch_gpt.py in a process of its own, driven one JSON line at a time."""
+  """bench/torch_gpt.py in a process of its own, driven one JSON line at a time; `close` returns its CPU
+  seconds."""
 
   def __init__(self, shape: Shape, *, vocab_size: int, train_bin: str, val_bin: str, num_steps: int, seed: int):
     if importlib.util.find_spec('torch') is None:
@@ -204,9 +235,11 @@ class TorchWorker:
       raise RuntimeError(f'bench/torch_gpt.py exited ({self._process.wait()}) on {command}; see its stderr above')
     return json.loads(line)
 
-  def close(self) -> None:
+  def close(self) -> float:
+    seconds = OthersMeter.process_seconds(self._process.pid)
     self._process.stdin.close()
     self._process.wait()
+    return seconds
 
 
 def last_row(workdir: str, split: str) -> dict:
@@ -218,7 +251,7 @@ def last_row(workdir: str, split: str) -> dict:
 
 @contextlib.contextmanager
 def quiet_loop(log_path: str):
-  """Our loop's own lines go to a file (kept if it fails), so that the benchmark prints its figures only."""
+  """What our loop prints goes to a file (and to stderr if it fails), so that the benchmark prints its figures."""
   buffer = io.StringIO()
   try:
     with contextlib.redirect_stdout(buffer):
@@ -234,18 +267,20 @@ def quiet_loop(log_path: str):
 def prepare(shape: Shape, tmp: str, *, val_rows: int, num_steps: int, eval_every: int, dtype: str):
   """(our config, our workdir, the worker) for `shape` in the temporary folder `tmp`."""
   data_dir = os.path.join(tmp, 'tfds')
-  write_corpus(corpus_text(_CORPUS.value), os.path.join(tmp, 'corpus'), val_rows=val_rows, seq_len=shape.seq_len)
-  config = loop_config(shape, dtype, corpus_dir=os.path.join(tmp, 'corpus'), data_dir=data_dir,
-                       num_steps=num_steps, eval_every=eval_every)
-  vocab_size, train_bin, val_bin = write_token_files(config, tmp)
+  with quiet_loop(os.path.join(tmp, 'prepare.log')):  # tfds prints as it prepares.
+    write_corpus(corpus_text(_CORPUS.value), os.path.join(tmp, 'corpus'), val_rows=val_rows, seq_len=shape.seq_len)
+    config = loop_config(shape, dtype, corpus_dir=os.path.join(tmp, 'corpus'), data_dir=data_dir,
+                         num_steps=num_steps, eval_every=eval_every)
+    vocab_size, train_bin, val_bin = write_token_files(config, tmp)
   worker = TorchWorker(shape, vocab_size=vocab_size, train_bin=train_bin, val_bin=val_bin, num_steps=num_steps,
                        seed=config.seed)
   return config, os.path.join(tmp, 'run'), worker
 
 
-def speed(shape: Shape, dtype: str, steps: int, rounds: int) -> tuple[float, float, dict]:
-  """(our tokens/s, PyTorch's tokens/s, the worker's info): medians of `rounds` windows of `steps` steps each,
-  taken in turns, after one window each to warm up."""
+def speed(shape: Shape, dtype: str, steps: int, rounds: int) -> tuple[float, float, dict, float]:
+  """(our tokens/s, PyTorch's tokens/s, the worker's info, the CPU share other processes took): medians of
+  `rounds` windows of `steps` steps each, taken in turns, after one window each to warm up."""
+  meter, start = OthersMeter(), time.perf_counter()
   with tempfile.TemporaryDirectory(prefix='vs_torch_') as tmp:
     num_steps = steps * (rounds + 1)
     config, workdir, worker = prepare(shape, tmp, val_rows=shape.batch_size, num_steps=num_steps,
@@ -264,12 +299,13 @@ def speed(shape: Shape, dtype: str, steps: int, rounds: int) -> tuple[float, flo
       with quiet_loop(os.path.join(tmp, 'loop.log')):
         train_lib.train_and_evaluate(config, workdir, eval_hook=hook)
     finally:
-      worker.close()
+      worker_seconds = worker.close()
     with open(os.path.join(workdir, 'metrics.jsonl')) as f:
       ours = [row['tokens_per_s'] for row in map(json.loads, f) if row['split'] == 'train']
   assert len(ours) == len(torch_seconds) == rounds + 1, (len(ours), len(torch_seconds))
   theirs = [steps * shape.tokens_per_step / s for s in torch_seconds]
-  return statistics.median(ours[1:]), statistics.median(theirs[1:]), worker.info
+  others = meter.share(time.perf_counter() - start, worker_seconds)
+  return statistics.median(ours[1:]), statistics.median(theirs[1:]), worker.info, others
 
 
 class _Reached(Exception):
@@ -279,6 +315,7 @@ class _Reached(Exception):
 def to_loss(shape: Shape, dtype: str, target: float) -> None:
   """Trains both sides to validation loss `target` in turns; prints each one's wall time, steps and the ratio."""
   every, max_steps, max_seconds = TO_LOSS_EVAL_EVERY, _MAX_STEPS.value, _MAX_SECONDS.value
+  meter, start = OthersMeter(), time.perf_counter()
   with tempfile.TemporaryDirectory(prefix='vs_torch_') as tmp:
     config, workdir, worker = prepare(shape, tmp, val_rows=TO_LOSS_EVAL_BATCHES * shape.batch_size,
                                       num_steps=max_steps, eval_every=every, dtype=dtype)
@@ -318,7 +355,7 @@ def to_loss(shape: Shape, dtype: str, target: float) -> None:
       while not theirs['done']:
         torch_turn()
     finally:
-      worker.close()
+      worker_seconds = worker.close()
   print(f'to validation loss {target} (nano shape, {TO_LOSS_EVAL_BATCHES} validation batches every {every} steps, '
         f'at most {max_steps} steps or {max_seconds:.0f} s a side)')
   for name, side in (('ours', ours), ('PyTorch', theirs)):
@@ -326,6 +363,12 @@ def to_loss(shape: Shape, dtype: str, target: float) -> None:
     print(f'{name:8} {verdict:11} step {side["step"]:5d}  loss {side["loss"]:.4f}  wall {side["seconds"]:7.1f} s')
   if ours['loss'] <= target and theirs['loss'] <= target:
     print(f'ratio (PyTorch wall / ours): {theirs["seconds"] / ours["seconds"]:.2f}x')
+  print(others_line(meter.share(time.perf_counter() - start, worker_seconds)))
+
+
+def others_line(share: float) -> str:
+  verdict = ' BUSY: the figures are unreliable (and flatter us)' if share > 0.05 else ''
+  return f'other processes took {share:.0%} of the CPUs meanwhile;{verdict}'
 
 
 def main(shapes: dict, names: list[str], steps: int, rounds: int) -> None:
@@ -344,9 +387,10 @@ def main(shapes: dict, names: list[str], steps: int, rounds: int) -> None:
     for name in names:
       shape = Shape(name, *shapes[name])
       n = steps or DEFAULT_STEPS.get(name, 10)
-      ours, theirs, info = speed(shape, dtype, n, rounds or DEFAULT_ROUNDS)
+      ours, theirs, info, others = speed(shape, dtype, n, rounds or DEFAULT_ROUNDS)
       print(f'{name:8} {shape.tokens_per_step / ours * 1e3:12.1f} {ours:11,.0f} '
-            f'{shape.tokens_per_step / theirs * 1e3:15.1f} {theirs:13,.0f} {ours / theirs:5.2f}x', flush=True)
+            f'{shape.tokens_per_step / theirs * 1e3:15.1f} {theirs:13,.0f} {ours / theirs:5.2f}x   '
+            f'({others_line(others)})', flush=True)
     print(f'medians of {rounds or DEFAULT_ROUNDS} windows a side, in turns; PyTorch {info["torch"]}, '
           f'{info["threads"]} threads, fused AdamW {info["fused"]}')
   print(f'load average after: {load_average()}')
