@@ -367,8 +367,8 @@ def to_loss(shape: Shape, dtype: str, target: float) -> None:
 
 
 def others_line(share: float) -> str:
-  verdict = ' BUSY: the figures are unreliable (and flatter us)' if share > 0.05 else ''
-  return f'other processes took {share:.0%} of the CPUs meanwhile;{verdict}'
+  verdict = '; BUSY: the figures are unreliable (and flatter us)' if share > 0.05 else ''
+  return f'other processes took {share:.0%} of the CPUs meanwhile{verdict}'
 
 
 def main(shapes: dict, names: list[str], steps: int, rounds: int) -> None:
