@@ -20,6 +20,7 @@ import numpy as np
 import vs_torch  # bench/, this script's folder.
 
 from experiments import base
+from lm import config as config_lib
 from lm import flops as flops_lib
 from lm import hardware
 from lm import optim
@@ -40,6 +41,17 @@ _WINDOW_SECONDS = 0.3  # Short windows, many rounds: the best window is likelier
 _STRATEGIES = flags.DEFINE_bool('strategies', False, 'Instead: time single, pmap and mesh launchers on 1 device.')
 _SHAPES = flags.DEFINE_list('shapes', list(SHAPES), 'Shapes to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Compute dtypes to time.')
+_VS_TORCH = flags.DEFINE_bool('vs_torch', False, "Instead: this codebase's training loop against nanoGPT's in "
+                              'PyTorch, same model and data, in turns (bench/vs_torch.py).')
+_DTYPE = flags.DEFINE_string('dtype', config_lib.defaults().model.dtype, "--vs_torch: our side's model.dtype "
+                             "(PyTorch's side is float32).")
+_CORPUS = flags.DEFINE_string('corpus', '', "--vs_torch: a UTF-8 text file to train on; '': the Shakespeare "
+                              'works (data.name=shakespeare) as one file.')
+_TO_LOSS = flags.DEFINE_float('to_loss', 0.0, '--vs_torch: instead of speed, train the nano shape until this '
+                              'validation loss (nats per token) and compare wall times.')
+_MAX_SECONDS = flags.DEFINE_float('max_seconds', 900.0, '--to_loss: give up on a side after this many seconds.')
+_MAX_STEPS = flags.DEFINE_integer('max_steps', 5000, "--to_loss: the schedule's length (nanoGPT's max_iters "
+                                  'and lr_decay_iters); a side stops there at the latest.')
 
 
 def make_step_window(num_layers, num_heads, d_model, seq_len, batch_size, dtype, steps):
@@ -147,8 +159,11 @@ def time_train_step(num_layers, num_heads, d_model, seq_len, batch_size, dtype, 
 
 def main(argv):
   del argv
-  if vs_torch.VS_TORCH.value:
-    return vs_torch.main(SHAPES, _SHAPES.value, _STEPS.value, _ROUNDS.value if flags.FLAGS['rounds'].present else 0)
+  if _VS_TORCH.value:
+    return vs_torch.main(SHAPES, _SHAPES.value, steps=_STEPS.value,
+                         rounds=_ROUNDS.value if flags.FLAGS['rounds'].present else 0, dtype=_DTYPE.value,
+                         corpus=_CORPUS.value, target_loss=_TO_LOSS.value, max_seconds=_MAX_SECONDS.value,
+                         max_steps=_MAX_STEPS.value)
   print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}')
   if _STRATEGIES.value:
     return compare_strategies()

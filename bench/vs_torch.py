@@ -68,18 +68,6 @@ from lm.data import rows
 from lm.data import tokenized
 from lm.data import tokenizer_cache
 
-VS_TORCH = flags.DEFINE_bool('vs_torch', False, 'Instead: this codebase\'s training loop against nanoGPT\'s in '
-                             'PyTorch, same model and data, in turns (bench/vs_torch.py).')
-_DTYPE = flags.DEFINE_string('dtype', config_lib.defaults().model.dtype, '--vs_torch: our side\'s model.dtype '
-                             '(PyTorch\'s side is float32).')
-_CORPUS = flags.DEFINE_string('corpus', '', '--vs_torch: a UTF-8 text file to train on; \'\': the Shakespeare '
-                              'works (data.name=shakespeare) as one file.')
-_TO_LOSS = flags.DEFINE_float('to_loss', 0.0, '--vs_torch: instead of speed, train the nano shape until this '
-                              'validation loss (nats per token) and compare wall times.')
-_MAX_SECONDS = flags.DEFINE_float('max_seconds', 900.0, '--to_loss: give up on a side after this many seconds.')
-_MAX_STEPS = flags.DEFINE_integer('max_steps', 5000, '--to_loss: the schedule\'s length (nanoGPT\'s max_iters '
-                                  'and lr_decay_iters); a side stops there at the latest.')
-
 # nanoGPT's config/train_shakespeare_char.py (min_lr 1e-4 = 0.1 * lr); its CPU command keeps them.
 HYPERPARAMETERS = dict(learning_rate=1e-3, warmup_steps=100, min_lr_ratio=0.1, beta1=0.9, beta2=0.99,
                        weight_decay=0.1, grad_clip=1.0)
@@ -264,11 +252,11 @@ def quiet_loop(log_path: str):
       f.write(buffer.getvalue())
 
 
-def prepare(shape: Shape, tmp: str, *, val_rows: int, num_steps: int, eval_every: int, dtype: str):
+def prepare(shape: Shape, tmp: str, *, corpus: str, val_rows: int, num_steps: int, eval_every: int, dtype: str):
   """(our config, our workdir, the worker) for `shape` in the temporary folder `tmp`."""
   data_dir = os.path.join(tmp, 'tfds')
   with quiet_loop(os.path.join(tmp, 'prepare.log')):  # tfds prints as it prepares.
-    write_corpus(corpus_text(_CORPUS.value), os.path.join(tmp, 'corpus'), val_rows=val_rows, seq_len=shape.seq_len)
+    write_corpus(corpus_text(corpus), os.path.join(tmp, 'corpus'), val_rows=val_rows, seq_len=shape.seq_len)
     config = loop_config(shape, dtype, corpus_dir=os.path.join(tmp, 'corpus'), data_dir=data_dir,
                          num_steps=num_steps, eval_every=eval_every)
     vocab_size, train_bin, val_bin = write_token_files(config, tmp)
@@ -277,13 +265,13 @@ def prepare(shape: Shape, tmp: str, *, val_rows: int, num_steps: int, eval_every
   return config, os.path.join(tmp, 'run'), worker
 
 
-def speed(shape: Shape, dtype: str, steps: int, rounds: int) -> tuple[float, float, dict, float]:
+def speed(shape: Shape, dtype: str, corpus: str, steps: int, rounds: int) -> tuple[float, float, dict, float]:
   """(our tokens/s, PyTorch's tokens/s, the worker's info, the CPU share other processes took): medians of
   `rounds` windows of `steps` steps each, taken in turns, after one window each to warm up."""
   meter, start = OthersMeter(), time.perf_counter()
   with tempfile.TemporaryDirectory(prefix='vs_torch_') as tmp:
     num_steps = steps * (rounds + 1)
-    config, workdir, worker = prepare(shape, tmp, val_rows=shape.batch_size, num_steps=num_steps,
+    config, workdir, worker = prepare(shape, tmp, corpus=corpus, val_rows=shape.batch_size, num_steps=num_steps,
                                       eval_every=steps, dtype=dtype)
     torch_seconds = []
 
@@ -312,12 +300,12 @@ class _Reached(Exception):
   """Raised by the eval hook to end our loop once it is done (target reached or out of time)."""
 
 
-def to_loss(shape: Shape, dtype: str, target: float) -> None:
+def to_loss(shape: Shape, dtype: str, corpus: str, target: float, max_seconds: float, max_steps: int) -> None:
   """Trains both sides to validation loss `target` in turns; prints each one's wall time, steps and the ratio."""
-  every, max_steps, max_seconds = TO_LOSS_EVAL_EVERY, _MAX_STEPS.value, _MAX_SECONDS.value
+  every = TO_LOSS_EVAL_EVERY
   meter, start = OthersMeter(), time.perf_counter()
   with tempfile.TemporaryDirectory(prefix='vs_torch_') as tmp:
-    config, workdir, worker = prepare(shape, tmp, val_rows=TO_LOSS_EVAL_BATCHES * shape.batch_size,
+    config, workdir, worker = prepare(shape, tmp, corpus=corpus, val_rows=TO_LOSS_EVAL_BATCHES * shape.batch_size,
                                       num_steps=max_steps, eval_every=every, dtype=dtype)
     theirs = {'seconds': 0.0, 'step': 0, 'loss': float('nan'), 'done': False}
     ours = {'seconds': 0.0, 'step': 0, 'loss': float('nan'), 'done': False, 'in_hooks': 0.0}
@@ -371,23 +359,24 @@ def others_line(share: float) -> str:
   return f'other processes took {share:.0%} of the CPUs meanwhile{verdict}'
 
 
-def main(shapes: dict, names: list[str], steps: int, rounds: int) -> None:
-  """`--vs_torch` of bench/train.py: `shapes` is its SHAPES, `names` --shapes; steps 0 and rounds 0 pick ours."""
+def main(shapes: dict, names: list[str], *, steps: int, rounds: int, dtype: str, corpus: str, target_loss: float,
+         max_seconds: float, max_steps: int) -> None:
+  """`--vs_torch` of bench/train.py, with its flags (module docstring); steps 0 and rounds 0 pick ours."""
   if not flags.FLAGS['verbosity'].present:  # orbax logs every save at INFO, tfds each text_files read at WARNING.
     logging.set_verbosity(logging.ERROR)
   tfds.disable_progress_bar()  # Preparing the corpus would draw bars over the figures.
-  dtype = resolved_dtype(_DTYPE.value)
+  asked, dtype = dtype, resolved_dtype(dtype)
   print(f'CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} CPUs; jax {jax.__version__}; ours in {dtype} '
-        f'(--dtype={_DTYPE.value}), PyTorch in float32; load average {load_average()}', flush=True)
-  if _TO_LOSS.value:
-    to_loss(Shape('nano', *shapes['nano']), dtype, _TO_LOSS.value)
+        f'(--dtype={asked}), PyTorch in float32; load average {load_average()}', flush=True)
+  if target_loss:
+    to_loss(Shape('nano', *shapes['nano']), dtype, corpus, target_loss, max_seconds, max_steps)
   else:
     print(f'{"shape":8} {"ours ms/step":>12} {"ours tok/s":>11} {"PyTorch ms/step":>15} {"PyTorch tok/s":>13} '
           f'{"ratio":>6}', flush=True)
     for name in names:
       shape = Shape(name, *shapes[name])
       n = steps or DEFAULT_STEPS.get(name, 10)
-      ours, theirs, info, others = speed(shape, dtype, n, rounds or DEFAULT_ROUNDS)
+      ours, theirs, info, others = speed(shape, dtype, corpus, n, rounds or DEFAULT_ROUNDS)
       print(f'{name:8} {shape.tokens_per_step / ours * 1e3:12.1f} {ours:11,.0f} '
             f'{shape.tokens_per_step / theirs * 1e3:15.1f} {theirs:13,.0f} {ours / theirs:5.2f}x   '
             f'({others_line(others)})', flush=True)
