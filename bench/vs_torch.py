@@ -15,7 +15,8 @@ validation split only; 1 batch when timing), on the same rows for both sides.
 
 - Ours: the real loop, `lm.train.train_and_evaluate` in a temporary workdir on data.name='text_files' of that
   corpus (grain pipeline, mesh launcher, AdamW chain, metrics.jsonl, tensorboard, final checkpoint), in the dtype
-  --dtype (default: the config's model.dtype, resolved by lm.hardware where it is 'auto'), printed.
+  --dtype (default: the config's model.dtype, 'auto', which lm.hardware resolves: bfloat16 where this CPU's
+  bf16 matmuls are faster), printed.
 - Theirs: bench/torch_gpt.py, nanoGPT's model and loop in PyTorch eager, float32 (no autocast, no
   torch.compile), in a worker process (torch.set_num_threads = the CPUs this process may use), whose data fetch
   is nanoGPT's get_batch (random windows of a uint16 file) inside the timed steps.
@@ -61,6 +62,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from lm import config as config_lib
+from lm import hardware
 from lm import train as train_lib
 from lm.data import corpora
 from lm.data import datasets
@@ -133,14 +135,6 @@ class OthersMeter:
   def share(self, wall_seconds: float, worker_seconds: float) -> float:
     busy, ours = self._busy() - self._start[0], self._ours() - self._start[1]
     return max(busy - ours - worker_seconds, 0.0) / (wall_seconds * os.cpu_count())
-
-
-def resolved_dtype(dtype: str) -> str:
-  """`dtype` as the model will run it: 'auto' resolved by lm.hardware where the codebase has it."""
-  if importlib.util.find_spec('lm.hardware') is None:
-    return dtype
-  hardware = importlib.import_module('lm.hardware')
-  return hardware.resolve_dtype(dtype)
 
 
 def corpus_text(path: str) -> str:
@@ -365,7 +359,7 @@ def main(shapes: dict, names: list[str], *, steps: int, rounds: int, dtype: str,
   if not flags.FLAGS['verbosity'].present:  # orbax logs every save at INFO, tfds each text_files read at WARNING.
     logging.set_verbosity(logging.ERROR)
   tfds.disable_progress_bar()  # Preparing the corpus would draw bars over the figures.
-  asked, dtype = dtype, resolved_dtype(dtype)
+  asked, dtype = dtype, hardware.resolve_dtype(dtype)
   print(f'CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} CPUs; jax {jax.__version__}; ours in {dtype} '
         f'(--dtype={asked}), PyTorch in float32; load average {load_average()}', flush=True)
   if target_loss:
