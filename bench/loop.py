@@ -1,6 +1,6 @@
 """The real training loop against the bare train step, in turns in one process: is the loop as fast as the bench?
 
-Run: ./run.sh bench loop [--shapes=nano,medium] [--dtype=auto] [--rounds=8]
+Run: ./run.sh bench loop [--shapes=nano,medium] [--dtype=auto] [--rounds=15]
 
 - Loop: `lm.train.train_and_evaluate` of experiments/shakespeare.py at bench/train.py's shape (its data, grain
   pipeline, mesh launcher, one-step-behind NaN check, metrics.jsonl, tensorboard, final checkpoint), in a
@@ -19,7 +19,6 @@ import sys
 import tempfile
 
 from absl import app
-from absl import flags
 from absl import logging
 import jax
 
@@ -31,8 +30,7 @@ from lm import rundir  # noqa: E402
 from lm import train  # noqa: E402
 
 WINDOW_STEPS = {'nano': 50, 'medium': 4}  # About 1-3 s of steps on the development CPU.
-_DTYPE = flags.DEFINE_string('loop_dtype', 'auto', "model.dtype of both ('auto': lm/hardware.py's choice).")
-_SHAPES, _ROUNDS = train_bench._SHAPES, train_bench._ROUNDS
+_SHAPES, _ROUNDS, _DTYPE = train_bench._SHAPES, train_bench._ROUNDS, train_bench._DTYPE  # Its flags.
 
 
 def loop_against_step(shape: str, dtype: str, rounds: int) -> tuple[float, float]:

@@ -43,8 +43,8 @@ _SHAPES = flags.DEFINE_list('shapes', list(SHAPES), 'Shapes to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Compute dtypes to time.')
 _VS_TORCH = flags.DEFINE_bool('vs_torch', False, "Instead: this codebase's training loop against nanoGPT's in "
                               'PyTorch, same model and data, in turns (bench/vs_torch.py).')
-_DTYPE = flags.DEFINE_string('dtype', config_lib.defaults().model.dtype, "--vs_torch: our side's model.dtype "
-                             "(PyTorch's side is float32).")
+_DTYPE = flags.DEFINE_string('dtype', config_lib.defaults().model.dtype, "--vs_torch and bench/loop.py: our "
+                             "side's model.dtype (PyTorch's side is float32).")
 _CORPUS = flags.DEFINE_string('corpus', '', "--vs_torch: a UTF-8 text file to train on; '': the Shakespeare "
                               'works (data.name=shakespeare) as one file.')
 _TO_LOSS = flags.DEFINE_float('to_loss', 0.0, '--vs_torch: instead of speed, train the nano shape until this '
