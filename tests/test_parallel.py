@@ -215,7 +215,9 @@ def test_two_processes_train_like_one_and_their_checkpoint_restores_in_one(tmp_p
     s.bind(('localhost', 0))
     port = s.getsockname()[1]
   worker = os.path.join(os.path.dirname(__file__), 'multihost_worker.py')
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  # The worker fakes its own 4 devices; conftest's other flags (faster compiles) stay.
+  flags = [f for f in os.environ.get('XLA_FLAGS', '').split() if 'force_host_platform_device_count' not in f]
+  env = {**os.environ, 'XLA_FLAGS': ' '.join(flags)}
   procs = [subprocess.Popen([sys.executable, worker, str(port), str(i), str(tmp_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
   outputs = []

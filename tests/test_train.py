@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from conftest import FAST_COMPILE_FLAGS
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -287,7 +288,7 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
                  '--config.data.seq_len=32', '--config.train.batch_size=8', '--config.train.log_every=1',
                  '--config.train.checkpoint_every=100000', '--config.train.eval_batch_size=8',
                  '--config.decode.sample_num_tokens=5']
-  env = {**os.environ, 'PYTHONPATH': REPO, 'XLA_FLAGS': ''}
+  env = {**os.environ, 'PYTHONPATH': REPO, 'XLA_FLAGS': FAST_COMPILE_FLAGS}  # One device.
   proc = subprocess.Popen([sys.executable, '-m', 'lm.main', 'train', *config_args,
                            '--config.train.num_steps=100000'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, cwd=REPO, env=env)
