@@ -19,13 +19,15 @@ FAST_COMPILE_FLAGS = ('--xla_backend_optimization_level=0 --xla_cpu_use_fusion_e
 
 
 def _with_flags(flags: str, extra: str) -> str:
-  """`flags` plus each flag of `extra` it lacks (a pytest-xdist worker inherits the controller's XLA_FLAGS)."""
-  have = flags.split()
-  return ' '.join(have + [f for f in extra.split() if f not in have])
+  """`flags` plus each flag of `extra` whose name it lacks: XLA_FLAGS set by hand win, and a pytest-xdist
+  worker, which inherits the controller's, adds none twice."""
+  names = {f.split('=')[0] for f in flags.split()}
+  return ' '.join(flags.split() + [f for f in extra.split() if f.split('=')[0] not in names])
 
 
-os.environ['XLA_FLAGS'] = _with_flags(os.environ.get('XLA_FLAGS', ''),
-                                      FAST_COMPILE_FLAGS + ' --xla_force_host_platform_device_count=8')
+os.environ['XLA_FLAGS'] = _with_flags(os.environ.get('XLA_FLAGS', ''), FAST_COMPILE_FLAGS)
+if '--xla_force_host_platform_device_count=8' not in os.environ['XLA_FLAGS'].split():
+  os.environ['XLA_FLAGS'] += ' --xla_force_host_platform_device_count=8'
 # One persistent compilation cache per test session, in a fresh temporary folder (so no run depends on an
 # earlier one): the tests compile the same small steps again in separate tests and in subprocesses, which
 # inherit these variables, as do pytest-xdist's workers (so they share the folder; only its maker removes it).

@@ -23,7 +23,7 @@ VOCAB, SEQ_LEN, BATCH = 29, 16, 16
 def make_model_and_optimizer(**model_overrides):
   c = base.get_config()
   # float32 unless a test asks: the strategies' parity is checked to float32 precision.
-  c.model.update(num_layers=2, d_model=32, num_heads=4, d_ff=64, **{'dtype': 'float32', **model_overrides})
+  c.model.update(**{'num_layers': 2, 'd_model': 32, 'num_heads': 4, 'd_ff': 64, 'dtype': 'float32', **model_overrides})
   c.data.seq_len = SEQ_LEN
   c.train.update(warmup_steps=0, learning_rate=3e-3)
   return rundir.build_model(c, vocab_size=VOCAB), optim.make_optimizer(c.train)
