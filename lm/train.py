@@ -199,10 +199,12 @@ def fit_steps_to_budget(config: ml_collections.ConfigDict, workdir: str, launche
                         train_iter: Any, *, fresh: bool) -> tuple[ml_collections.ConfigDict, str]:
   """(`config` with train.num_steps fitted to train.time_budget_s, how). A fresh run times its own compiled
   step on real batches (from a throwaway state; the iterator is rewound after) and takes the steps that fit
-  the budget, at most train.num_steps; a resumed run reads them back from config.json."""
+  the budget, at most train.num_steps; a resumed run reads them back from config.json (still at most
+  train.num_steps)."""
   t = config.train
-  if not fresh:
-    steps, source = rundir.load_config(workdir).train.num_steps, 'fitted at the run\'s first start'
+  if not fresh:  # train.num_steps still caps it: resuming with a nearer finish line works as without a budget.
+    steps = min(rundir.load_config(workdir).train.num_steps, t.num_steps)
+    source = f'fitted at the run\'s first start; at most {t.num_steps}'
   else:
     data_state = train_iter.get_state()
     state = launcher.init(jax.random.PRNGKey(config.seed))

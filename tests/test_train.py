@@ -206,6 +206,9 @@ def test_time_budget_fits_the_steps_once_and_a_resume_keeps_them(corpus_dir, tmp
   train.train_and_evaluate(config, str(tmp_path))  # Finished: resumes at its last step, trains none.
   assert f'train.num_steps: {steps} (fitted at the run' in capsys.readouterr().out
   assert read_metrics(tmp_path, split='setup')[-1]['num_steps'] == steps
+  config.train.num_steps = steps + 2  # A later finish line than the fitted one: the fitted one stays.
+  train.train_and_evaluate(config, str(tmp_path))
+  assert read_metrics(tmp_path)[-1]['step'] == steps
 
 
 def test_eval_batches_caps_the_validation_passes_before_the_last(corpus_dir, tmp_path, monkeypatch):
