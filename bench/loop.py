@@ -47,7 +47,7 @@ def loop_against_step(shape: str, dtype: str, rounds: int) -> tuple[float, float
   config.decode.sample_num_tokens = 0
   with tempfile.TemporaryDirectory() as workdir:
     train.train_and_evaluate(config, workdir, eval_hook=lambda run, step, params: step_seconds.append(step_window()))
-    rows = [row for row in rundir.read_metrics(workdir) if row['split'] == 'train']
+    rows = rundir.read_metrics(workdir, 'train')
   loop = statistics.median(row['tokens_per_s'] for row in rows[1:])
   step = statistics.median(batch_size * seq_len / s for s in step_seconds[1:])
   return loop, step

@@ -63,6 +63,7 @@ import tensorflow_datasets as tfds
 
 from lm import config as config_lib
 from lm import hardware
+from lm import rundir
 from lm import train as train_lib
 from lm.data import corpora
 from lm.data import datasets
@@ -226,9 +227,7 @@ class TorchWorker:
 
 def last_row(workdir: str, split: str) -> dict:
   """The last row of `split` in the run's metrics.jsonl."""
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    found = [row for row in map(json.loads, f) if row['split'] == split]
-  return found[-1]
+  return rundir.read_metrics(workdir, split)[-1]
 
 
 @contextlib.contextmanager
@@ -282,8 +281,7 @@ def speed(shape: Shape, dtype: str, corpus: str, steps: int, rounds: int) -> tup
         train_lib.train_and_evaluate(config, workdir, eval_hook=hook)
     finally:
       worker_seconds = worker.close()
-    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-      ours = [row['tokens_per_s'] for row in map(json.loads, f) if row['split'] == 'train']
+    ours = [row['tokens_per_s'] for row in rundir.read_metrics(workdir, 'train')]
   assert len(ours) == len(torch_seconds) == rounds + 1, (len(ours), len(torch_seconds))
   theirs = [steps * shape.tokens_per_step / s for s in torch_seconds]
   others = meter.share(time.perf_counter() - start, worker_seconds)

@@ -100,10 +100,11 @@ class MetricsLog:
     self._tensorboard.close()
 
 
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  """metrics.jsonl's rows, in order."""
+def read_metrics(workdir: str, split: str | None = None) -> list[dict[str, Any]]:
+  """metrics.jsonl's rows (of `split`, if given), in order."""
   with open(os.path.join(workdir, METRICS_FILE)) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [row for row in rows if split is None or row['split'] == split]
 
 
 class NullLog:

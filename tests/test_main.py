@@ -45,8 +45,7 @@ def run_main(*args, stdin=''):
 
 
 def test_training_runs_the_generation_eval(run_dir):
-  with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
-    logged = [m for m in map(json.loads, f) if m['split'] == 'eval_generation']
+  logged = rundir.read_metrics(run_dir, 'eval_generation')
   assert [m['step'] for m in logged] == [3]
   with open(os.path.join(run_dir, 'eval_3.json')) as f:
     report = json.load(f)['validation']

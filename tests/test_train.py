@@ -49,8 +49,7 @@ def tiny_config(corpus_dir, **train_overrides):
 
 
 def read_metrics(workdir, split='train'):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [m for m in map(json.loads, f) if m['split'] == split]
+  return rundir.read_metrics(str(workdir), split)
 
 
 def test_loss_falls_and_run_directory_is_complete(corpus_dir, tmp_path):
