@@ -5,7 +5,7 @@ Each section is a frozen dataclass whose fields are its keys. `defaults()` turns
 ConfigDict that `experiments/base.py` returns and other experiments override (`--config.train.num_steps=10`);
 `model.ModelConfig` is the model section resolved and checked. `validate` checks a whole config before any
 work; `upgrade` reads a run directory's config.json written by an older version (renamed keys, keys added
-since). This module imports nothing from `lm`: every other module may read it.
+since). This module imports only `lm.errors`: every other module may read it.
 """
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from typing import Any
 
 import ml_collections
 
+from lm import errors
 
-class ConfigError(ValueError):
+
+class ConfigError(errors.InputError):
   """A config key holds a value the code cannot use; the message names the key, the value and why."""
 
 
