@@ -10,6 +10,7 @@ since). This module imports only `lm.errors`: every other module may read it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from typing import Any
 
@@ -177,6 +178,27 @@ class Config:
 def defaults() -> ml_collections.ConfigDict:
   """Every key at its default, as a ConfigDict that experiments override."""
   return ml_collections.ConfigDict(dataclasses.asdict(Config()))
+
+
+def keys() -> list[str]:
+  """Every declared key, dotted: 'seed', 'model.d_model', 'train.learning_rate', ..."""
+  def leaves(prefix, values):
+    for name, value in values.items():
+      yield from leaves(f'{prefix}{name}.', value) if isinstance(value, dict) else [prefix + name]
+  return list(leaves('', dataclasses.asdict(Config())))
+
+
+def check_key(key: str) -> None:
+  """Raises ConfigError naming `key` and the nearest declared keys unless it is one (a section name is one too)."""
+  declared = keys()
+  if key in declared or key in {k.split('.')[0] for k in declared}:
+    return
+  leaf = key.rsplit('.', 1)[-1]
+  nearest = difflib.get_close_matches(key, declared, n=1, cutoff=0.6) or [
+      k for k in declared if k.endswith('.' + leaf)]  # The right name in another section.
+  hint = f"; did you mean {' or '.join(repr(k) for k in nearest)}?" if nearest else (
+      '; lm/config.py declares every key')
+  raise ConfigError(f'unknown config key {key!r}{hint}')
 
 
 # Allowed values, by key. The modules that implement a choice (layers, parallel, optim, ...) test that their

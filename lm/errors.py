@@ -19,6 +19,10 @@ class MissingError(UserError, FileNotFoundError):
   """A file or directory that should exist does not."""
 
 
+class OfflineError(UserError, RuntimeError):
+  """Data or a package that must be downloaded cannot be: no network."""
+
+
 class WorkdirBusy(UserError):
   """Another process is training in the run directory."""
 

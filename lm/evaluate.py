@@ -19,6 +19,7 @@ import numpy as np
 from rouge_score import rouge_scorer
 import sacrebleu
 
+from lm import errors
 from lm import config as config_lib
 from lm import generate
 from lm import rundir
@@ -166,7 +167,7 @@ def evaluate_generation(config: ml_collections.ConfigDict, model: Any, params: A
   pairs = datasets.split_pairs(config.data, split)
   pairs = pairs[:config.eval.num_examples or len(pairs)]
   if not pairs:
-    raise ValueError(f'the {split} split of data.name={config.data.name!r} has no examples')
+    raise errors.InputError(f'the {split} split of data.name={config.data.name!r} has no examples')
   inputs, targets = [x for x, _ in pairs], [y for _, y in pairs]
   predictions = predict(config, model, params, tokenizer, inputs)
   metrics = {}

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lm import errors
 from lm import config as config_lib
 from lm import decode
 from lm import model as model_lib
@@ -122,7 +123,7 @@ def predict(model: Any, params: Any, tokenizer: Any, inputs: Sequence[str], s: D
     try:
       return tokenizer.encode(prefix + text)
     except ValueError as e:  # E.g. a char vocabulary without the letters of a T5 prefix.
-      raise ValueError(f'cannot encode the prefix {prefix!r} + the input {text[:50]!r}: {e}') from None
+      raise errors.InputError(f'cannot encode the prefix {prefix!r} + the input {text[:50]!r}: {e}') from None
 
   eos = np.array([tokenizer.eos_id], np.int32)
   if isinstance(model, model_lib.EncoderDecoder):

@@ -11,16 +11,23 @@ Modes:
 train and data default to --config=experiments/shakespeare.py, and train to --workdir=runs/<experiment name> (in
 the repository); eval, summarize, translate and answer use the run's own config.json unless --config is given.
 --config.KEY=VALUE flags override either (e.g. --config.eval.split=test, --config.decode.num_beams=1).
+
+Expected errors (lm/errors.py: bad input, a missing or busy run directory, ...) print one `error: ...` block on
+stderr and exit 1, without a traceback; --traceback (or LM_TRACEBACK=1) shows it. Other exceptions are bugs
+and keep theirs. absl, tfds and orbax logging is off below ERROR unless --verbosity is given.
 """
 import os
 import re
 import sys
+import traceback
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from lm import config as config_lib
+from lm import errors
 from lm import evaluate
 from lm import train
 from lm.data import report
@@ -39,6 +46,7 @@ flags.DEFINE_string('question', None, 'answer: the question.')
 flags.DEFINE_string('context', None, 'answer: the text that holds the answer.')
 flags.DEFINE_string('prefix', None, "summarize/translate/answer: input prefix; default the run's data.prefix, "
                     "else T5's for the mode.")
+flags.DEFINE_bool('traceback', False, 'Show the full stack of expected errors too (also: LM_TRACEBACK=1).')
 FLAGS = flags.FLAGS
 TEXT_MODES = ('summarize', 'translate', 'answer')
 RUN_MODES = ('eval',) + TEXT_MODES  # Modes whose default config is the run's own.
@@ -80,13 +88,55 @@ def with_defaults(argv: list[str]) -> list[str]:
   return [argv[0], *added, *argv[1:]]
 
 
+def check_command_line(argv: list[str]) -> None:
+  """Raises an expected error for what flag parsing would report as a stack of tracebacks: a --config file that
+  does not exist, an unknown --config.KEY (with the nearest declared key)."""
+  config = _flag_value(argv, 'config')
+  if config is not None and not os.path.exists(path := config.partition(':')[0]):
+    raise errors.MissingError(f'--config={config}: there is no file {path!r}; experiments are in '
+                              f'{os.path.dirname(DEFAULT_EXPERIMENT)}')
+  for arg in argv[1:]:
+    if m := re.fullmatch(r'--?config\.([\w.]+)(=.*)?', arg):
+      config_lib.check_key(m.group(1))
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with its errors (a value that does not parse, an unknown flag) as `error: ...`."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {e}\n(--helpshort lists the flags)', file=sys.stderr)
+    sys.exit(2)
+
+
+def _show_tracebacks(argv: list[str]) -> bool:
+  if FLAGS.is_parsed():
+    return FLAGS.traceback or os.environ.get('LM_TRACEBACK') == '1'
+  return os.environ.get('LM_TRACEBACK') == '1' or any(re.fullmatch(r'--?traceback(=true)?', a) for a in argv)
+
+
+def exit_with(error: errors.UserError, argv: list[str]) -> None:
+  """Prints an expected error as one block (its stack too under --traceback) and exits 1."""
+  if _show_tracebacks(argv):
+    traceback.print_exception(error)
+  print(f'error: {error}', file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
 def main(argv):
+  try:
+    run_mode(argv)
+  except errors.UserError as e:
+    exit_with(e, argv)
+
+
+def run_mode(argv):
   if len(argv) < 2 or argv[1] not in MODES or (len(argv) > 2 and argv[1] not in TEXT_MODES):
     raise app.UsageError(f'expected one mode out of {MODES} (text only after {TEXT_MODES}), got {argv[1:]}')
   mode = argv[1]
-  if not FLAGS['verbosity'].present:  # orbax logs every save at INFO; --verbosity=0 shows it all.
-    # Readers of a run also skip orbax's read-only and tfds' custom-config warnings.
-    logging.set_verbosity(logging.WARNING if mode in ('train', 'data') else logging.ERROR)
+  if not FLAGS['verbosity'].present:  # Library noise the user can do nothing about: orbax logs every save at
+    # INFO, tfds warns of every custom (text_files) config, orbax of read-only managers. --verbosity=0 shows it.
+    logging.set_verbosity(logging.ERROR)
   if mode != 'data' and not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
   if mode == 'data':
@@ -112,6 +162,15 @@ def main(argv):
                                         prefix=FLAGS.prefix)[0])
 
 
+def run_command_line(argv: list[str]) -> None:
+  argv = with_defaults(argv)
+  try:
+    check_command_line(argv)
+  except errors.UserError as e:
+    exit_with(e, argv)
+  sys.argv = argv  # ml_collections reads its --config.KEY overrides from sys.argv.
+  app.run(main, argv=argv, flags_parser=_parse_flags)
+
+
 if __name__ == '__main__':
-  sys.argv = with_defaults(sys.argv)
-  app.run(main)
+  run_command_line(sys.argv)

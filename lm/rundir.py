@@ -22,6 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from lm import errors
 from lm import checkpoint as checkpoint_lib
 from lm import config as config_lib
 from lm import model as model_lib
@@ -58,9 +59,17 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config that `./run.sh train` saved in `workdir`, in today's keys (`config.upgrade`)."""
   path = os.path.join(os.path.expanduser(workdir), CONFIG_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: is {workdir!r} a run directory made by `./run.sh train`?')
-  with open(path) as f:
-    return ml_collections.ConfigDict(config_lib.upgrade(_tuples(json.load(f))))
+    raise errors.MissingError(f'{path} not found: is {workdir!r} a run directory made by `./run.sh train`?')
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    where = f'line {e.lineno} column {e.colno}: {e.msg}' if isinstance(e, json.JSONDecodeError) else e.reason
+    raise errors.InputError(f'{path} is corrupt ({where}). It is the config the run was trained with: restore it '
+                            'from a copy, or train in a new --workdir.') from None
+  if not isinstance(saved, dict):
+    raise errors.InputError(f'{path} is corrupt: it holds a JSON {type(saved).__name__}, not an object.')
+  return ml_collections.ConfigDict(config_lib.upgrade(_tuples(saved)))
 
 
 def get_config(workdir: str) -> ml_collections.ConfigDict:
@@ -169,7 +178,7 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None) -> R
   config = saved if config is None else config
   checkpointer = _read_only_checkpoints(workdir)
   if checkpointer is None:
-    raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}: train first '
+    raise errors.MissingError(f'no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}: train first '
                             f'(./run.sh train --workdir={workdir})')
   tokenizer = tokenizer_cache.get_tokenizer(config.data, workdir)  # The run's own, checked against config.data.
   model = build_model(config, tokenizer.vocab_size)
@@ -187,7 +196,7 @@ def _lengths(config: ml_collections.ConfigDict) -> dict[str, int]:
 def _pretrained_checkpoints(run_dir: str) -> checkpoint_lib.Checkpointer:
   checkpointer = _read_only_checkpoints(run_dir)
   if checkpointer is None:
-    raise FileNotFoundError(f'init_from={run_dir!r} has no checkpoint in {os.path.join(run_dir, CHECKPOINT_DIR)}: '
+    raise errors.MissingError(f'init_from={run_dir!r} has no checkpoint in {os.path.join(run_dir, CHECKPOINT_DIR)}: '
                             'train that run first, or set init_from to a run directory that has one.')
   return checkpointer
 
@@ -210,14 +219,14 @@ def copy_tokenizer(run_dir: str, workdir: str, data_config: ml_collections.Confi
   """Gives this run `run_dir`'s tokenizer (unless it has one): pretrained embeddings index its ids."""
   source, target = (os.path.join(d, TOKENIZER_DIR) for d in (run_dir, workdir))
   if not os.path.isdir(source):
-    raise FileNotFoundError(f'init_from={run_dir!r} has no tokenizer in {source}: is it a run directory?')
+    raise errors.MissingError(f'init_from={run_dir!r} has no tokenizer in {source}: is it a run directory?')
   tokenizer, data = tokenizers.load_tokenizer(source), data_config
   kind = tokenizer.to_dict()['kind']
   wanted = {'tokenizer': kind}
   if kind == 'sentencepiece':
     wanted.update(spm_model_type=tokenizer.model_type, spm_vocab_size=tokenizer.vocab_size)
   if any(data[key] != value for key, value in wanted.items()):
-    raise ValueError(f'init_from={run_dir!r} trained with its own tokenizer, which this run must use (its '
+    raise errors.InputError(f'init_from={run_dir!r} trained with its own tokenizer, which this run must use (its '
                      f'embeddings index its ids): set ' + ' '.join(f'data.{k}={v!r}' for k, v in wanted.items())
                      + ' (this config has ' + ' '.join(f'data.{k}={data[k]!r}' for k in wanted) + ').')
   if not os.path.isdir(target):
@@ -233,6 +242,6 @@ def check_same_params(want: Any, got: Any, source: str) -> None:
   want, got = shapes(want), shapes(got)
   for name in sorted(want.keys() | got.keys()):
     if want.get(name) != got.get(name):
-      raise ValueError(
+      raise errors.InputError(
           f'{source}: parameter {name} has shape {want.get(name, "(missing)")} in this model but '
           f'{got.get(name, "(missing)")} in the checkpoint; use the config.model the checkpoint was trained with.')

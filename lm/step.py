@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lm import errors
 from lm import loss as loss_lib
 
 Array = jax.Array
@@ -121,5 +122,5 @@ def evaluate(eval_batch: Callable[[dict[str, np.ndarray]], dict[str, Array]],
     for key, value in jax.device_get(eval_batch(batch)).items():
       totals[key] = totals.get(key, 0.0) + float(value)
   if not totals:
-    raise ValueError('the evaluation split produced no batches')
+    raise errors.InputError('the evaluation split produced no batches')
   return summarize(totals)

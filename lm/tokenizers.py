@@ -20,6 +20,8 @@ import numpy as np
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
+from lm import errors
+
 PAD_ID = 0
 EOS_ID = 1
 UNK_ID = 2  # SentencePiece only; byte fallback means encode never emits it.
@@ -67,7 +69,7 @@ def _save_json(directory: str, spec: dict) -> None:
 
 
 def _no_sentinels(tokenizer, i: int) -> int:
-  raise ValueError(
+  raise errors.InputError(
       f'The {tokenizer.to_dict()["kind"]!r} tokenizer has no sentinel ids '
       f'(asked for <extra_id_{i}>); span corruption needs '
       "data.tokenizer = 'sentencepiece'.")
@@ -77,7 +79,7 @@ def _checked_ids(ids, vocab_size: int) -> np.ndarray:
   """`ids` as a flat int64 array, or a ValueError if any lies outside the vocabulary."""
   ids = np.asarray(ids, dtype=np.int64).reshape(-1)
   if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-    raise ValueError(
+    raise errors.InputError(
         f'Ids must lie in [0, {vocab_size}); got range [{ids.min()}, {ids.max()}].')
   return ids
 
@@ -98,7 +100,7 @@ class CharTokenizer:
   def __init__(self, chars: str):
     chars = ''.join(sorted(set(chars)))
     if not chars:
-      raise ValueError('CharTokenizer needs at least one character; got none.')
+      raise errors.InputError('CharTokenizer needs at least one character; got none.')
     self.chars = chars
     self.vocab_size = len(chars) + _NUM_SPECIAL
     code_points = np.frombuffer(chars.encode('utf-32-le'), dtype=np.uint32)
@@ -122,7 +124,7 @@ class CharTokenizer:
     unknown = np.flatnonzero(ids < 0)
     if unknown.size:
       pos = int(unknown[0])
-      raise ValueError(
+      raise errors.InputError(
           f'Character {text[pos]!r} at position {pos} is not in the char '
           f'vocabulary ({len(self.chars)} characters); build the tokenizer '
           'from texts that contain it.')
@@ -218,7 +220,7 @@ class SentencePieceTokenizer:
     self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
     specials = (self._sp.pad_id(), self._sp.eos_id(), self._sp.unk_id())
     if specials != (PAD_ID, EOS_ID, UNK_ID):
-      raise ValueError(
+      raise errors.InputError(
           f'SentencePiece model has (pad, eos, unk) ids {specials}; this '
           f'codebase needs {(PAD_ID, EOS_ID, UNK_ID)} as T5.')
     trainer_spec = sentencepiece_model_pb2.ModelProto.FromString(
@@ -238,7 +240,7 @@ class SentencePieceTokenizer:
 
   def sentinel_id(self, i: int) -> int:
     if not 0 <= i < NUM_SENTINELS:
-      raise ValueError(
+      raise errors.InputError(
           f'Sentinel index must lie in [0, {NUM_SENTINELS}); got {i}.')
     return self.vocab_size - 1 - i
 
@@ -287,10 +289,10 @@ def _train_sentencepiece(texts: Iterable[str], *, vocab_size: int | None,
                          model_type: str | None) -> SentencePieceTokenizer:
   model_type = model_type or 'unigram'
   if model_type not in _SPM_MODEL_TYPES:
-    raise ValueError(f'Unknown SentencePiece model type {model_type!r}; '
+    raise errors.InputError(f'Unknown SentencePiece model type {model_type!r}; '
                      f'choose one of {list(_SPM_MODEL_TYPES)}.')
   if vocab_size is None or vocab_size <= NUM_SENTINELS + _SPM_MIN_PIECES:
-    raise ValueError(
+    raise errors.InputError(
         f'SentencePiece vocab_size must exceed {NUM_SENTINELS} sentinels + '
         f'{_SPM_MIN_PIECES} pad/eos/unk/byte pieces = '
         f'{NUM_SENTINELS + _SPM_MIN_PIECES}; got {vocab_size}.')
@@ -310,7 +312,7 @@ def _train_sentencepiece(texts: Iterable[str], *, vocab_size: int | None,
         input_sentence_size=_SPM_TRAINING_LINES, shuffle_input_sentence=True,
         num_threads=min(os.cpu_count() or 1, 16), minloglevel=2)
   except RuntimeError as e:  # e.g. a vocabulary too large for the corpus.
-    raise ValueError(
+    raise errors.InputError(
         f'SentencePiece {model_type} training for vocab_size {vocab_size} '
         f'({vocab_size - NUM_SENTINELS} pieces + {NUM_SENTINELS} sentinels) '
         f'failed: {e}') from e
@@ -320,23 +322,23 @@ def _train_sentencepiece(texts: Iterable[str], *, vocab_size: int | None,
 def _load_sentencepiece(spec: dict, directory: str) -> SentencePieceTokenizer:
   path = os.path.join(directory, _SPM_FILENAME)
   if not os.path.exists(path):
-    raise FileNotFoundError(f'No SentencePiece model at {path!r}.')
+    raise errors.MissingError(f'No SentencePiece model at {path!r}.')
   with open(path, 'rb') as f:
     proto = f.read()
   # The digest first: a damaged file fails here, named, not deep in protobuf.
   digest = hashlib.sha256(proto).hexdigest()
   if digest != spec.get('model_sha256'):
-    raise ValueError(
+    raise errors.InputError(
         f'{path!r} does not match {_FILENAME} beside it: its sha256 is '
         f"{digest}, not the recorded {spec.get('model_sha256')!r}; the model "
         'is corrupt or was replaced.')
   try:
     tokenizer = SentencePieceTokenizer(proto)
   except Exception as e:  # protobuf and SentencePiece raise their own types.
-    raise ValueError(f'{path!r} is not a readable SentencePiece model: '
+    raise errors.InputError(f'{path!r} is not a readable SentencePiece model: '
                      f'{e}') from e
   if tokenizer.to_dict() != spec:
-    raise ValueError(f'{path!r} does not match {_FILENAME} beside it: '
+    raise errors.InputError(f'{path!r} does not match {_FILENAME} beside it: '
                      f'{tokenizer.to_dict()} != {spec}.')
   return tokenizer
 
@@ -370,13 +372,13 @@ def make_tokenizer(kind: str, texts: Iterable[str], *,
   (default) or 'bpe'. Char and byte take neither.
   """
   if kind not in _BUILDERS:
-    raise ValueError(
+    raise errors.InputError(
         f'Unknown tokenizer kind {kind!r}; choose one of {sorted(_BUILDERS)}.')
   if kind == 'sentencepiece':
     return _train_sentencepiece(texts, vocab_size=vocab_size,
                                 model_type=model_type)
   if vocab_size is not None or model_type is not None:
-    raise ValueError(
+    raise errors.InputError(
         f'The {kind!r} tokenizer takes no vocab_size or model_type; got '
         f'vocab_size={vocab_size!r}, model_type={model_type!r}.')
   return _BUILDERS[kind](texts)
@@ -386,18 +388,18 @@ def load_tokenizer(directory: str) -> Tokenizer:
   """Loads a tokenizer that `Tokenizer.save(directory)` wrote."""
   path = os.path.join(directory, _FILENAME)
   if not os.path.exists(path):
-    raise FileNotFoundError(f'No tokenizer at {path!r}.')
+    raise errors.MissingError(f'No tokenizer at {path!r}.')
   try:
     with open(path, encoding='utf-8') as f:
       spec = json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise ValueError(f'{path!r} is corrupt (not UTF-8 JSON): {e}') from e
+    raise errors.InputError(f'{path!r} is corrupt (not UTF-8 JSON): {e}') from e
   if not isinstance(spec, dict):
-    raise ValueError(f'{path!r} is corrupt: it holds a '
+    raise errors.InputError(f'{path!r} is corrupt: it holds a '
                      f'{type(spec).__name__}, not a tokenizer description.')
   kind = spec.get('kind')
   if kind not in _LOADERS:
-    raise ValueError(
+    raise errors.InputError(
         f'{path!r} holds unknown tokenizer kind {kind!r}; '
         f'known: {sorted(_LOADERS)}.')
   return _LOADERS[kind](spec, directory)

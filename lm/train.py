@@ -26,6 +26,7 @@ import numpy as np
 
 from lm import checkpoint as checkpoint_lib
 from lm import config as config_lib
+from lm import errors
 from lm import flops as flops_lib
 from lm import generate
 from lm import hardware
@@ -40,10 +41,6 @@ from lm.data import tokenizer_cache
 
 # A generation eval at validation points: hook(run, step, params), e.g. lm/evaluate.py's `generation_eval`.
 EvalHook = Callable[['Run', int, Any], None]
-
-
-class NonFiniteLossError(FloatingPointError):
-  pass
 
 
 @dataclasses.dataclass
@@ -330,11 +327,13 @@ def check_finite(run: Run, step: int, metrics: dict[str, jax.Array]) -> dict[str
   host = {k: float(v) for k, v in jax.device_get(metrics).items()}
   if not (math.isfinite(host['loss']) and math.isfinite(host['grad_norm'])):
     run.checkpointer.wait()
-    raise NonFiniteLossError(
-        f'loss={host["loss"]} grad_norm={host["grad_norm"]} at step {step}: training stopped without saving. '
-        f'The last good checkpoint (step {run.checkpointer.latest_step()}) is kept in '
-        f'{run.checkpointer.directory}. Lower train.learning_rate or raise train.warmup_steps, then rerun to '
-        'resume from it.')
+    latest = run.checkpointer.latest_step()
+    kept = (f'step {latest} kept in {run.checkpointer.directory}; lower train.learning_rate or raise '
+            'train.warmup_steps, then rerun to resume from it' if latest is not None else
+            f'no checkpoint saved yet (train.checkpoint_every={run.config.train.checkpoint_every}); lower '
+            'train.learning_rate or raise train.warmup_steps, then rerun to start again')
+    raise errors.NonFiniteLoss(f'loss={host["loss"]} grad_norm={host["grad_norm"]} at step {step}: training '
+                               f'stopped without saving it; {kept}.')
   return host
 
 

@@ -11,6 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from experiments import base
+from lm import errors
 from lm.data import datasets
 
 
@@ -143,7 +144,7 @@ def test_catalogue_features_are_read_through_the_config_keys(
   config.input_key = 'Q {question} A {answers/text}'  # Templates nest too.
   assert datasets.split_pairs(config, 'train') == [('Q Who? A Ada', 'Ada')]
   config.input_key = 'question: {query}'
-  with pytest.raises(KeyError, match=r"no feature 'query'"):
+  with pytest.raises(errors.InputError, match=r"no feature 'query'"):
     datasets.split_pairs(config, 'train')
   config = _full_data_config(tmp_path, name='cnn_dailymail:3.4.0',
                              **datasets.catalogue_features('cnn_dailymail'))
@@ -154,7 +155,7 @@ def test_catalogue_features_are_read_through_the_config_keys(
   assert datasets.split_texts(config, 'train') == ['Some text.']
   # base.py's default seq2seq keys do not fit cnn_dailymail: say which do.
   config = _full_data_config(tmp_path, name='cnn_dailymail')
-  with pytest.raises(KeyError, match=r"no feature 'inputs'.*'highlights'"):
+  with pytest.raises(errors.InputError, match=r"no feature 'inputs'.*'highlights'"):
     datasets.split_pairs(config, 'train')
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from experiments import base
 from lm import checkpoint as checkpoint_lib
+from lm import errors
 from lm import evaluate
 from lm import hardware
 from lm import optim
@@ -278,9 +279,23 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus_dir, tmp_path, mon
     return state, metrics
 
   monkeypatch.setattr(step_lib, 'train_step', poisoned_step)
-  with pytest.raises(train.NonFiniteLossError, match=r'loss=nan .* at step 7.*last good checkpoint \(step 6\)'):
+  with pytest.raises(errors.NonFiniteLoss, match=rf'loss=nan .* at step 7: .*; step 6 kept in {tmp_path}'):
     train.train_and_evaluate(tiny_config(corpus_dir, checkpoint_every=3), str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
+
+
+def test_nan_loss_before_any_checkpoint_says_none_is_saved(corpus_dir, tmp_path, monkeypatch):
+  real_step = step_lib.train_step
+
+  def poisoned_step(state, batch, **kwargs):
+    state, metrics = real_step(state, batch, **kwargs)
+    metrics['loss'] = jnp.where(state.step >= 2, jnp.nan, metrics['loss'])
+    return state, metrics
+
+  monkeypatch.setattr(step_lib, 'train_step', poisoned_step)
+  with pytest.raises(errors.NonFiniteLoss, match=r'at step 2: .*no checkpoint saved yet .*start again'):
+    train.train_and_evaluate(tiny_config(corpus_dir, checkpoint_every=3), str(tmp_path))
+  assert not os.listdir(tmp_path / 'checkpoints')
 
 
 def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):

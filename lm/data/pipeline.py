@@ -18,6 +18,7 @@ import functools
 import grain
 import numpy as np
 
+from lm import errors
 from lm.config import check
 from lm.data import rows
 from lm.data import stats as stats_lib
@@ -113,7 +114,7 @@ class TrainIterator(grain.DatasetIterator):
       return
     saved = state['num_workers']
     if saved != self._num_workers:
-      raise ValueError(
+      raise errors.InputError(
           f'The data iterator state was saved with data.num_workers={saved} '
           f'but this run has data.num_workers={self._num_workers}; grain '
           'cannot resume across worker counts: resume with '
@@ -197,7 +198,7 @@ def _example_dataset(data_config, tokenizer, ids: tokenized.TokenizedSplit, spli
   ds = grain.MapDataset.source(_units(data_config, ids, tokenizer.eos_id))
   index, count = shard
   if len(ds) < count:
-    raise ValueError(f'The {split} split has {len(ds)} examples, fewer than '
+    raise errors.InputError(f'The {split} split has {len(ds)} examples, fewer than '
                      f'process_count = {count}.')
   ds = ds[index::count]
   if shuffle:

@@ -24,6 +24,7 @@ import math
 import grain
 import numpy as np
 
+from lm import errors
 from lm.data import tasks
 
 
@@ -122,7 +123,7 @@ def pad_example(example: dict[str, np.ndarray], lengths: dict[str, int]
   for name, length in lengths.items():
     value = example[name]
     if len(value) > length:
-      raise ValueError(f'{name} has {len(value)} tokens > row length {length}.')
+      raise errors.InputError(f'{name} has {len(value)} tokens > row length {length}.')
     row[name] = np.zeros(length, value.dtype)
     row[name][:len(value)] = value
   for prefix, name in (('encoder', 'encoder_input_tokens'),

@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lm import errors
 from lm.config import check
 
 SYNTHETIC_TASKS = ('copy', 'reverse', 'sort', 'addition')
@@ -71,7 +72,7 @@ def synthetic_pairs(task: str, length: int, num: int,
   leading zero, the sum without one.
   """
   if task not in SYNTHETIC_TASKS:
-    raise ValueError(f'Unknown synthetic task {task!r}; choose one of '
+    raise errors.InputError(f'Unknown synthetic task {task!r}; choose one of '
                      f'{list(SYNTHETIC_TASKS)}.')
   rng = np.random.default_rng(seed)
   digits = rng.integers(0, 10, size=(num, length), dtype=np.uint8)
