@@ -19,8 +19,8 @@ import numpy as np
 from rouge_score import rouge_scorer
 import sacrebleu
 
-from lm import errors
 from lm import config as config_lib
+from lm import errors
 from lm import generate
 from lm import rundir
 from lm import step as step_lib

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lm import errors
 from lm import config as config_lib
 from lm import decode
+from lm import errors
 from lm import model as model_lib
 from lm.data import tasks
 

@@ -128,6 +128,9 @@ def main(argv):
     run_mode(argv)
   except errors.UserError as e:
     exit_with(e, argv)
+  except errors.Stopped as e:  # By a signal, its state saved: a scheduler may requeue on the status.
+    print(e, flush=True)
+    sys.exit(errors.REQUEUE_EXIT_CODE)
 
 
 def run_mode(argv):

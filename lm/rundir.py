@@ -22,9 +22,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from lm import errors
 from lm import checkpoint as checkpoint_lib
 from lm import config as config_lib
+from lm import errors
 from lm import model as model_lib
 from lm import tokenizers
 from lm.data import tasks

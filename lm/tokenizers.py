@@ -11,9 +11,11 @@ corruption; char and byte have `num_sentinels = 0`.
 """
 
 import hashlib
-import io
 import json
 import os
+import subprocess
+import sys
+import tempfile
 from typing import Callable, Iterable, Protocol
 
 import numpy as np
@@ -296,27 +298,63 @@ def _train_sentencepiece(texts: Iterable[str], *, vocab_size: int | None,
         f'SentencePiece vocab_size must exceed {NUM_SENTINELS} sentinels + '
         f'{_SPM_MIN_PIECES} pad/eos/unk/byte pieces = '
         f'{NUM_SENTINELS + _SPM_MIN_PIECES}; got {vocab_size}.')
-  model = io.BytesIO()
-  spm.set_random_generator_seed(_SPM_SEED)  # the line sample and EM.
+  options = dict(
+      model_type=model_type, vocab_size=vocab_size - NUM_SENTINELS,
+      pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+      byte_fallback=True,
+      # Exact round trip: see `normalise`.
+      normalization_rule_name='identity', add_dummy_prefix=False,
+      remove_extra_whitespaces=False,
+      # Runs of spaces (verse indentation, code) become single pieces.
+      allow_whitespace_only_pieces=True,
+      input_sentence_size=_SPM_TRAINING_LINES, shuffle_input_sentence=True,
+      num_threads=min(os.cpu_count() or 1, 16), minloglevel=2)
+  with tempfile.TemporaryDirectory() as tmp:
+    lines, model = os.path.join(tmp, 'lines.txt'), os.path.join(tmp, 'model')
+    with open(lines, 'w', encoding='utf-8', newline='\n') as f:
+      f.writelines(line + '\n' for line in _training_lines(texts))
+    failure = _run_child(_SPM_CHILD, lines, model, json.dumps(options))
+    if failure is not None:  # e.g. a vocabulary too large for the corpus.
+      raise errors.InputError(
+          f'SentencePiece {model_type} training for vocab_size {vocab_size} '
+          f'({vocab_size - NUM_SENTINELS} pieces + {NUM_SENTINELS} sentinels) '
+          f'failed: {failure}')
+    with open(model, 'rb') as f:
+      return SentencePieceTokenizer(f.read())
+
+
+# SentencePiece trains in one blocking C++ call, during which the process can run no signal handler; so it
+# trains in a child process, and a SIGTERM or Ctrl-C stops the run (lm/train.py) at once, killing the child.
+_SPM_CHILD = '''
+import json, sys
+import sentencepiece as spm
+lines, model, options = sys.argv[1:]
+spm.set_random_generator_seed({seed})  # The line sample and EM.
+try:
+  with open(lines, encoding='utf-8', newline='\\n') as f, open(model, 'wb') as out:
+    spm.SentencePieceTrainer.train(sentence_iterator=(line[:-1] for line in f), model_writer=out,
+                                   **json.loads(options))
+except RuntimeError as e:  # SentencePiece's own errors: the message is the reason.
+  print(e, file=sys.stderr)
+  sys.exit(3)
+'''.format(seed=_SPM_SEED)
+
+
+def _run_child(code: str, *args: str) -> str | None:
+  """Runs `code` in a child Python with `args`; None if it succeeded, else the reason it printed (exit status
+  3). Any other failure is a bug and raises. An exception here (a signal's) kills the child first."""
+  child = subprocess.Popen([sys.executable, '-c', code, *args], stderr=subprocess.PIPE, text=True)
   try:
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_training_lines(texts)), model_writer=model,
-        model_type=model_type, vocab_size=vocab_size - NUM_SENTINELS,
-        pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
-        byte_fallback=True,
-        # Exact round trip: see `normalise`.
-        normalization_rule_name='identity', add_dummy_prefix=False,
-        remove_extra_whitespaces=False,
-        # Runs of spaces (verse indentation, code) become single pieces.
-        allow_whitespace_only_pieces=True,
-        input_sentence_size=_SPM_TRAINING_LINES, shuffle_input_sentence=True,
-        num_threads=min(os.cpu_count() or 1, 16), minloglevel=2)
-  except RuntimeError as e:  # e.g. a vocabulary too large for the corpus.
-    raise errors.InputError(
-        f'SentencePiece {model_type} training for vocab_size {vocab_size} '
-        f'({vocab_size - NUM_SENTINELS} pieces + {NUM_SENTINELS} sentinels) '
-        f'failed: {e}') from e
-  return SentencePieceTokenizer(model.getvalue())
+    _, stderr = child.communicate()
+  finally:
+    if child.poll() is None:
+      child.kill()
+      child.wait()
+  if child.returncode == 3:
+    return stderr.strip().splitlines()[-1] if stderr.strip() else 'no reason given'
+  if child.returncode:
+    raise RuntimeError(f'SentencePiece training crashed (exit status {child.returncode}):\n{stderr[-2000:]}')
+  return None
 
 
 def _load_sentencepiece(spec: dict, directory: str) -> SentencePieceTokenizer:

@@ -76,12 +76,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        eval_hook: EvalHook | None = None) -> dict[str, float]:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final validation metrics.
 
-  `eval_hook`, if given, runs at every validation point after the loss pass, on every process.
+  `eval_hook`, if given, runs at every validation point after the loss pass, on every process. The first SIGTERM
+  or SIGINT (`StopRequests`) stops the run after the current step, or at once in setup, validation and the
+  sample; the state is saved if it was not, then `errors.Stopped` is raised. A second one exits at once.
   """
-  run, state = setup(config, workdir)
-  t, step, window, final = run.config.train, run.start_step, Window(), {}  # run.config: num_steps fitted.
-  try:
-    with stop_requests() as stop:
+  with stop_requests() as stop:
+    try:
+      with stop.interruptible('setup'):  # Data preparation, tokenizer training, restoring: nothing to save yet.
+        run, state = setup(config, workdir)
+    except StopRequested:
+      raise errors.Stopped(f'stopped in setup, {time.perf_counter() - stop.received_at:.1f}s after {stop.signal}; '
+                           'no step was trained. Rerun the same command to start.') from None
+    t, step, window, final = run.config.train, run.start_step, Window(), {}  # run.config: num_steps fitted.
+    saved = step  # The step whose state is on disk (or, at 0, needs no saving).
+    try:
       pending = None  # (step, metrics) dispatched but not yet read: keeps the device a step ahead of the host.
       while step < t.num_steps:
         state, metrics = take_step(run, window, state, first=step == run.start_step)
@@ -93,7 +101,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         stopping, at_end = bool(stop), step == t.num_steps
         at_log = step % t.log_every == 0 or at_end
         at_save = step % t.checkpoint_every == 0 or at_end or stopping
-        at_eval = step % t.eval_every == 0 or at_end
+        at_eval = (step % t.eval_every == 0 or at_end) and not stopping
         if not (at_log or at_save or at_eval):
           continue
         window.add(host := check_finite(run, *pending))  # Step `step` is finite before it is logged or saved.
@@ -103,23 +111,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if at_save:
           with window.timing('checkpoint'):
             run.checkpointer.save(step, run.launcher.to_checkpoint(state), run.train_iter)
+          saved = step
         if at_eval:
-          with window.timing('eval'):
+          with window.timing('eval'), stop.interruptible('validation'):
             final = validate(run, step, state, eval_hook, max_batches=0 if at_end else t.eval_batches)
         if stopping:
           break
-    if step >= t.num_steps and not final:  # Resumed a finished run: evaluate what is there, log nothing.
-      final = validate(run, step, state, None, record=False)
-    seconds = window.summary(run, step)
-  finally:
-    run.close()
-  if step < t.num_steps:
-    run.say(f'stopped at step {step}; checkpoint saved at step {step}. '
-            'Rerun the same command to resume.')
-  else:
-    run.say(f'done: {step - run.start_step} steps in {time.perf_counter() - run.start_time:.0f}s ({seconds})',
-            flush=True)
-    write_sample(run, step, state)
+      with stop.interruptible('validation'):
+        if step >= t.num_steps and not final:  # Resumed a finished run: evaluate what is there, log nothing.
+          final = validate(run, step, state, None, record=False)
+      seconds = window.summary(run, step)
+      if not stop:
+        run.say(f'done: {step - run.start_step} steps in {time.perf_counter() - run.start_time:.0f}s '
+                f'({seconds})', flush=True)
+        with stop.interruptible('the sample'):
+          write_sample(run, step, state)
+    except StopRequested:  # From the handler, in validation or the sample: step `step` is finite and whole.
+      if saved != step:
+        run.checkpointer.save(step, run.launcher.to_checkpoint(state), run.train_iter)
+        saved = step
+    finally:
+      run.close()  # Waits for the checkpoint writes.
+  if stop:
+    raise errors.Stopped(f'stopped at step {step}, {time.perf_counter() - stop.received_at:.1f}s after '
+                         f'{stop.signal}; checkpoint saved at step {saved}. Rerun the same command to resume.')
   return final
 
 
@@ -298,25 +313,59 @@ def with_pretrained_params(launcher: parallel.Launcher, state: step_lib.TrainSta
 # The loop's periodic actions.
 
 
+class StopRequested(BaseException):
+  """Raised by the signal handler in an interruptible phase. A BaseException, so `except Exception` in library
+  code (a data reader, a metric) cannot swallow it."""
+
+
+class StopRequests:
+  """The run's signal state. The first SIGINT or SIGTERM asks it to stop: outside an `interruptible` phase (a
+  train step, a checkpoint write) after the current step; inside one (setup, validation, the sample) at once, by
+  raising StopRequested there. A second signal exits the process at once (status 128 + signal number): a
+  checkpoint being written is left unfinished, which resuming ignores; the finished ones are intact."""
+
+  def __init__(self):
+    self.signal: str | None = None  # The name of the first signal received.
+    self.received_at = 0.0
+    self._phase: str | None = None
+
+  def __bool__(self) -> bool:
+    return self.signal is not None
+
+  def handle(self, signum: int, frame: Any) -> None:
+    name = signal.Signals(signum).name
+    if self.signal is not None:
+      print(f'\nreceived a second signal ({name}): exiting now', flush=True)
+      os._exit(128 + signum)
+    self.signal, self.received_at = name, time.perf_counter()
+    if self._phase is not None:
+      print(f'\nreceived {name} during {self._phase}: stopping it, saving the state if it is not saved, then '
+            'exiting', flush=True)
+      raise StopRequested
+    print(f'\nreceived {name}: saving a checkpoint after this step, then exiting', flush=True)
+
+  @contextlib.contextmanager
+  def interruptible(self, phase: str):
+    """A signal inside this block stops it at once (at the next Python bytecode: within a batch or a file)."""
+    previous, self._phase = self._phase, phase
+    try:
+      yield
+    finally:
+      self._phase = previous
+
+
 @contextlib.contextmanager
 def stop_requests():
-  """Turns the first Ctrl-C or SIGTERM into a request to stop after saving; a second Ctrl-C interrupts."""
-  requested: list[int] = []
-
-  def handler(signum, frame):
-    if requested and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    requested.append(signum)
-    print(f'\nreceived {signal.Signals(signum).name}: saving a checkpoint, then stopping', flush=True)
-
-  previous = {}
+  """A StopRequests with its handler installed for SIGINT and SIGTERM (none outside the main thread, e.g. a
+  notebook's worker: no graceful stop there)."""
+  stop, previous = StopRequests(), {}
   try:
     for sig in (signal.SIGINT, signal.SIGTERM):
-      previous[sig] = signal.signal(sig, handler)
-  except ValueError:  # Not the main thread (e.g. a notebook worker): no handlers, no graceful stop.
+      previous[sig] = signal.signal(sig, stop.handle)
+  except ValueError:  # Not the main thread.
     pass
   try:
-    yield requested
+    yield stop
   finally:
     for sig, old in previous.items():
       signal.signal(sig, old)

@@ -10,6 +10,7 @@ from test_model import remat_policies  # The model tests' jaxpr walker.
 
 from experiments import base
 from lm import checkpoint as checkpoint_lib
+from lm import errors
 from lm import model as model_lib
 from lm import optim
 from lm import parallel
@@ -201,7 +202,8 @@ def test_the_training_loop_runs_and_resumes_across_strategies(corpus, tmp_path, 
   single = train.train_and_evaluate(config('single', (1, 1, 1)), str(tmp_path / 'single'))
   with monkeypatch.context() as patch:
     patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(3))))
-    train.train_and_evaluate(config('pmap', (-1, 1, 1)), str(tmp_path / 'mixed'))
+    with pytest.raises(errors.Stopped):
+      train.train_and_evaluate(config('pmap', (-1, 1, 1)), str(tmp_path / 'mixed'))
   mixed = train.train_and_evaluate(config('mesh', (2, 2, 2)), str(tmp_path / 'mixed'))
   assert mixed['loss'] == pytest.approx(single['loss'], rel=1e-4)
 

@@ -112,9 +112,14 @@ class StopAtIteration:
   def __init__(self, k):
     self.checks, self.k = 0, k
 
+  signal, received_at = 'SIGTERM', 0.0
+
   def __bool__(self):
     self.checks += 1
     return self.checks >= self.k
+
+  def interruptible(self, phase):
+    return contextlib.nullcontext()
 
 
 def assert_resume_is_exact(config, tmp_path, monkeypatch, *, stop_after):
@@ -126,7 +131,8 @@ def assert_resume_is_exact(config, tmp_path, monkeypatch, *, stop_after):
   with monkeypatch.context() as patch:
     patch.setattr(train, 'stop_requests',
                   contextlib.contextmanager(lambda: (yield StopAtIteration(stop_after))))
-    train.train_and_evaluate(config, str(split))
+    with pytest.raises(errors.Stopped, match=f'stopped at step {stop_after}'):
+      train.train_and_evaluate(config, str(split))
   assert os.listdir(split / 'checkpoints') == [str(stop_after)]
   train.train_and_evaluate(config, str(split))
   a, b = read_metrics(straight), read_metrics(split)
@@ -316,7 +322,7 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
       break
     assert time.time() < deadline, 'training never reached step 3'
   output = proc.stdout.read()
-  assert proc.wait(timeout=60) == 0, output
+  assert proc.wait(timeout=60) == errors.REQUEUE_EXIT_CODE, output
   assert 'received SIGTERM' in output and 'Rerun the same command to resume' in output
   steps = [int(s) for s in os.listdir(tmp_path / 'checkpoints')]
   assert len(steps) == 1 and 3 <= steps[0] < 100000
