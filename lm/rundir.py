@@ -1,19 +1,27 @@
 """A run directory (`--workdir`): its files, and the run read back from them.
 
     config.json      the resolved config (`write_config`; `load_config` reads older versions' keys too)
-    metrics.jsonl    one JSON object per log event, mirrored to tensorboard/ (`MetricsLog`)
+    lock             flock'ed by the one trainer; its JSON names it (host, pid, since) (`WorkdirLock`)
+    metrics.jsonl    one JSON object per log event, append-only, mirrored to tensorboard/ (`MetricsLog`);
+                     `read_metrics` reads it without the rows a resumed run redid
     checkpoints/     orbax steps: train state + data iterator (`lm/checkpoint.py`)
     tokenizer/       the tokenizer the run used
     samples.txt      the samples printed at the end of training (`append_sample`)
 
+A trainer holds the lock for its whole run; readers (`load_run`, `read_metrics`) take none.
 `load_run` gives (config, tokenizer, model, params, step) of the latest checkpoint; `pretrained_params` and
 `copy_tokenizer` start a fine-tuning run from another run (config.init_from). Also a config file for
 ml_collections: `--config=lm/rundir.py:WORKDIR` is the run's own config, so `--config.KEY=VALUE` overrides it.
 """
 from __future__ import annotations
 
+import datetime
+import errno
+import fcntl
 import json
 import os
+import socket
+import sys
 import typing
 from typing import Any
 
@@ -31,6 +39,7 @@ from lm.data import tasks
 from lm.data import tokenizer_cache
 
 CONFIG_FILE = 'config.json'
+LOCK_FILE = 'lock'
 METRICS_FILE = 'metrics.jsonl'
 SAMPLES_FILE = 'samples.txt'
 TOKENIZER_DIR = tokenizer_cache.RUN_SUBDIR
@@ -77,28 +86,123 @@ def get_config(workdir: str) -> ml_collections.ConfigDict:
   return load_config(workdir)
 
 
+def _this_process() -> dict[str, Any]:
+  return {'host': socket.gethostname(), 'pid': os.getpid()}
+
+
+def _now() -> str:
+  return datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+
+
+def _warn(message: str) -> None:
+  print(f'warning: {message}', file=sys.stderr, flush=True)
+
+
+# flock errors that mean the filesystem cannot lock (NFS without lockd, Lustre mounted without -o flock).
+_NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP)
+
+
+class WorkdirLock:
+  """One trainer per run directory: an exclusive, non-blocking flock on workdir/lock, whose JSON names the
+  holder (host, pid, since). Held from `train.setup` until `Run.close`; `release` (or leaving a `with` block)
+  empties the file and unlocks.
+
+  The kernel drops a flock when its process dies, so a file that still names another process once the flock is
+  ours was left by a run that crashed: it is taken over, with a warning. A held lock raises `errors.WorkdirBusy`.
+  """
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self._file = open(os.path.join(workdir, LOCK_FILE), 'a+')  # Created if missing, never truncated unlocked.
+    self.locked = False
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      owner = _owner(self._file)
+      self._file.close()
+      raise busy_error(workdir, owner) from None
+    except OSError as e:
+      if e.errno not in _NO_LOCKS:
+        self._file.close()
+        raise
+      _warn(f'the filesystem of {workdir} cannot lock files ({e.strerror}): training without a lock, so make '
+            'sure no other process trains in it')
+      return
+    self.locked = True
+    previous = _owner(self._file)
+    if previous and {key: previous[key] for key in ('host', 'pid')} != _this_process():
+      _warn(f'taking over the lock of {workdir} from pid {previous["pid"]} on host {previous["host"]}, which is '
+            'gone')
+    self._file.truncate(0)  # 'a+' writes at the end, which is now the start.
+    self._file.write(json.dumps({**_this_process(), 'since': _now()}) + '\n')
+    self._file.flush()
+
+  def release(self) -> None:
+    if self._file.closed:
+      return
+    if self.locked:
+      self._file.truncate(0)  # A run that ends cleanly names no holder: only a crashed one leaves its name.
+      self._file.flush()
+      fcntl.flock(self._file, fcntl.LOCK_UN)  # Not just close: forked children share the lock until they exit.
+    self._file.close()
+
+  def __enter__(self) -> WorkdirLock:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.release()
+
+
+def _owner(file: typing.TextIO) -> dict[str, Any] | None:
+  """The holder a lock file names, or None if it is empty or unreadable (a holder that has not written yet)."""
+  file.seek(0)
+  try:
+    owner = json.loads(file.read())
+  except ValueError:
+    return None
+  return owner if isinstance(owner, dict) and {'host', 'pid', 'since'} <= owner.keys() else None
+
+
+def busy_error(workdir: str, owner: dict[str, Any] | None = None) -> errors.WorkdirBusy:
+  """The error of a trainer refused `workdir`: who holds it (`owner`, else as its lock file says) and what to do."""
+  if owner is None:
+    try:
+      with open(os.path.join(workdir, LOCK_FILE)) as f:
+        owner = _owner(f)
+    except OSError:
+      pass
+  who = f'pid {owner["pid"]} on host {owner["host"]} since {owner["since"]}' if owner else 'another process'
+  return errors.WorkdirBusy(f'{workdir} is being trained by {who}: wait for that run to finish (or stop it), or '
+                            'train in another --workdir.')
+
+
+RESUME_SPLIT = 'resume'
+
+
 class MetricsLog:
   """Appends one JSON object per event to metrics.jsonl and mirrors scalars to TensorBoard.
 
-  A resumed run first drops the events logged after `start_step` (steps it will redo), so curves never
-  zig-zag.
+  The file is only ever appended to. A restart (the file exists) first appends a 'resume' row at `start_step`,
+  the restored step: the rows logged before it at later steps are redone, and `read_metrics` drops them.
   """
 
   def __init__(self, workdir: str, start_step: int):
     from tensorboardX import SummaryWriter  # Only runs that log pay for the import.
     path = os.path.join(workdir, METRICS_FILE)
-    if os.path.exists(path):
-      with open(path) as f:
-        kept = [line for line in f if line.strip() and json.loads(line)['step'] <= start_step]
-      with open(path + '.tmp', 'w') as f:
-        f.writelines(kept)
-      os.replace(path + '.tmp', path)
+    restart = os.path.exists(path)
     self._jsonl = open(path, 'a')
+    if restart:
+      if not _ends_a_line(path):  # A crash cut its last row short: the resume row must start a line of its own.
+        self._jsonl.write('\n')
+      self._append({'step': start_step, 'split': RESUME_SPLIT, **_this_process(), 'time': _now()})
     self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=start_step + 1)
 
-  def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
-    self._jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
+  def _append(self, row: dict[str, Any]) -> None:
+    self._jsonl.write(json.dumps(row) + '\n')
     self._jsonl.flush()
+
+  def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
+    self._append({'step': step, 'split': split, **metrics})
     for key, value in metrics.items():
       if isinstance(value, (int, float)):  # Not the words of a row (e.g. 'hardware''s dtype).
         self._tensorboard.add_scalar(f'{split}/{key}', value, step)
@@ -109,11 +213,45 @@ class MetricsLog:
     self._tensorboard.close()
 
 
+def _ends_a_line(path: str) -> bool:
+  with open(path, 'rb') as f:
+    if f.seek(0, os.SEEK_END) == 0:
+      return True
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) == b'\n'
+
+
 def read_metrics(workdir: str, split: str | None = None) -> list[dict[str, Any]]:
-  """metrics.jsonl's rows (of `split`, if given), in order."""
-  with open(os.path.join(workdir, METRICS_FILE)) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  """metrics.jsonl's rows (of `split`, if given), in order, without the superseded ones: those logged before a
+  'resume' row at a later step than its step, which the resumed run redid. `split` None includes the 'resume'
+  rows. A row a crash cut short (the last line, or the one before a resume row) is skipped.
+
+  E.g. rows of steps 1 2 3 4, resume at 2, rows 3 4 5 read as 1 2 resume(2) 3 4 5, steps 3 and 4 the redone ones.
+  """
+  path = os.path.join(workdir, METRICS_FILE)
+  with open(path, errors='replace') as f:  # A garbled line may hold any bytes.
+    lines = [line for line in f if line.strip()]
+  rows = []
+  for number, line in enumerate(lines):
+    row = _row(line)
+    if row is None:
+      following = _row(lines[number + 1]) if number + 1 < len(lines) else None
+      if number + 1 == len(lines) or (following and following['split'] == RESUME_SPLIT):
+        continue
+      raise errors.InputError(f'{path} line {number + 1} is no metrics row: {line[:100]!r}. Only a crash cuts a '
+                              'row short, and the next start then appends a resume row; was the file edited?')
+    if row['split'] == RESUME_SPLIT:
+      rows = [kept for kept in rows if kept['step'] <= row['step']]
+    rows.append(row)
   return [row for row in rows if split is None or row['split'] == split]
+
+
+def _row(line: str) -> dict[str, Any] | None:
+  try:
+    row = json.loads(line)
+  except ValueError:
+    return None
+  return row if isinstance(row, dict) and {'step', 'split'} <= row.keys() else None
 
 
 class NullLog:

@@ -60,6 +60,7 @@ class Run:
   flops_per_step: float
   peak_flops: float
   say: Callable[..., None]
+  lock: rundir.WorkdirLock | None = None  # Process 0's; the job's other processes hold none.
   start_time: float = dataclasses.field(default_factory=time.perf_counter)
 
   def params(self, state: step_lib.TrainState) -> Any:
@@ -67,9 +68,13 @@ class Run:
     return self.launcher.to_checkpoint(state).params
 
   def close(self) -> None:
-    self.checkpointer.wait()
-    self.checkpointer.close()
-    self.log.close()
+    try:
+      self.checkpointer.wait()
+      self.checkpointer.close()
+      self.log.close()
+    finally:
+      if self.lock:
+        self.lock.release()  # Last: another trainer may start once this run's writes are done.
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -139,17 +144,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, step_lib.TrainState]:
-  """Checks `config`, then builds the run in `workdir` and its state: restored from the run's latest checkpoint,
-  else with config.init_from's params, else fresh."""
-  p, t = config.parallel, config.train
+  """Checks `config`, locks `workdir` (`lock_workdir`; `Run.close` unlocks it), then builds the run in it and its
+  state: restored from the run's latest checkpoint, else with config.init_from's params, else fresh."""
+  p = config.parallel
   parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
   validate_config(config)
+  workdir = rundir.resolve(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  lock = lock_workdir(workdir)  # Before anything reads or writes the run directory.
+  try:
+    return _build_run(config, workdir, lock)
+  except BaseException:
+    if lock:
+      lock.release()
+    raise
+
+
+def lock_workdir(workdir: str) -> rundir.WorkdirLock | None:
+  """Process 0 locks `workdir` for its whole job (the others get None: they write only checkpoint shards beside
+  it); when another job holds it, every process raises `errors.WorkdirBusy`, so the whole job stops."""
+  lock = busy = None
+  if jax.process_index() == 0:
+    try:
+      lock = rundir.WorkdirLock(workdir)
+    except errors.WorkdirBusy as e:
+      busy = e
+  if _process_0s(int(busy is not None)):
+    raise busy or rundir.busy_error(workdir)  # The others read the holder from the lock file.
+  return lock
+
+
+def _build_run(config: ml_collections.ConfigDict, workdir: str, lock: rundir.WorkdirLock | None
+               ) -> tuple[Run, step_lib.TrainState]:
+  """`setup`'s run and state, in the locked `workdir`."""
+  t = config.train
   is_main = jax.process_index() == 0  # Only process 0 writes logs, config and samples; all save checkpoints.
   say = print if is_main else (lambda *args, **kwargs: None)
-  workdir = rundir.resolve(workdir)
   config, dtype_source = resolve_dtype(config, workdir)
   say(f'model.dtype: {config.model.dtype} ({dtype_source})', flush=True)
-  os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, rundir.CHECKPOINT_DIR), keep=t.keep_checkpoints)
   latest = checkpointer.latest_step()
   init_from = config.init_from and rundir.resolve(config.init_from)
@@ -181,7 +213,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, step_li
   start_step = latest or 0
   log = rundir.MetricsLog(workdir, start_step=start_step) if is_main else rundir.NullLog()
   run = Run(config, workdir, model, tokenizer, optim.make_schedule(config.train), launcher, train_iter,
-            checkpointer, log, start_step, *_speed_accounting(config, model), say)
+            checkpointer, log, start_step, *_speed_accounting(config, model), say, lock=lock)
   describe(run, state)
   log.write(start_step, 'setup', {  # What this start resolved, and from what.
       'device': hardware.device_name(), 'peak_flops': run.peak_flops, 'dtype': config.model.dtype,

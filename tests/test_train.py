@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -148,6 +149,76 @@ def test_resume_is_exact(corpus_dir, tmp_path, monkeypatch):
   config = tiny_config(corpus_dir, num_steps=12, checkpoint_every=100, eval_every=100)
   config.model.dropout = 0.1  # Exercises the RNG restored with the state.
   assert_resume_is_exact(config, tmp_path, monkeypatch, stop_after=7)
+
+
+def test_a_run_that_dies_after_its_checkpoint_resumes_with_a_marker_and_each_step_once(corpus_dir, tmp_path):
+  """Killed at step 8 (its last checkpoint step 5) with a row cut short, then resumed: metrics.jsonl keeps every
+  line and gains a 'resume' row at step 5; read_metrics gives each step once, steps 6-8 as the resumed run redid
+  them."""
+  config = tiny_config(corpus_dir, num_steps=12, checkpoint_every=5, eval_every=8)
+  config.decode.sample_num_tokens = 0
+
+  def killed(run, step, params):
+    raise RuntimeError('killed')
+  with pytest.raises(RuntimeError, match='killed'):
+    train.train_and_evaluate(config, str(tmp_path), eval_hook=killed)  # At step 8's validation.
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 9, "split": "train", "lo')  # And a row half written.
+  assert [m['step'] for m in read_metrics(tmp_path)] == list(range(1, 9))
+  before = (tmp_path / 'metrics.jsonl').read_text()
+  train.train_and_evaluate(config, str(tmp_path))
+  assert (tmp_path / 'metrics.jsonl').read_text().startswith(before)  # Appended to, never rewritten.
+  rows = read_metrics(tmp_path, split=None)
+  marker, = [i for i, r in enumerate(rows) if r['split'] == 'resume']
+  assert (rows[marker]['step'], rows[marker]['pid']) == (5, os.getpid())
+  assert [r['step'] for r in rows[:marker] if r['split'] == 'train'] == [1, 2, 3, 4, 5]  # Kept from the first.
+  assert [r['step'] for r in rows[marker:] if r['split'] == 'train'] == list(range(6, 13))  # Redone and new.
+  assert [r['step'] for r in read_metrics(tmp_path, split='validation')] == [8, 12]
+
+
+def test_a_second_trainer_is_refused_while_the_first_finishes(corpus_dir, tmp_path):
+  """`lm.main train` in another process on a run directory this process trains in stops at once, naming this
+  process, and writes nothing; this run then finishes as if alone."""
+  refusals = []
+
+  def second_trainer(run, step, params):  # At the first validation point, mid-run.
+    if not refusals:
+      refusals.append(subprocess.run(
+          [sys.executable, '-m', 'lm.main', 'train', f'--workdir={tmp_path}'], capture_output=True, text=True,
+          cwd=REPO, env={**os.environ, 'XLA_FLAGS': FAST_COMPILE_FLAGS}, timeout=120))
+  config = tiny_config(corpus_dir, num_steps=6, eval_every=3, checkpoint_every=100)
+  config.decode.sample_num_tokens = 0
+  train.train_and_evaluate(config, str(tmp_path), eval_hook=second_trainer)
+  refused, = refusals
+  assert refused.returncode != 0
+  assert (f'{tmp_path} is being trained by pid {os.getpid()} on host {socket.gethostname()} since '
+          in refused.stderr), refused.stderr
+  assert 'wait for that run to finish' in refused.stderr and 'another --workdir' in refused.stderr
+  assert [m['step'] for m in read_metrics(tmp_path)] == list(range(1, 7))
+  assert [r['split'] for r in read_metrics(tmp_path, split=None)].count('setup') == 1  # None from the refused.
+  assert rundir.load_config(str(tmp_path)).train.num_steps == 6  # Its config.json is this run's.
+  assert (tmp_path / 'lock').read_text() == ''  # Released at the end.
+
+
+def test_a_multi_process_job_stops_on_every_process_when_another_holds_the_workdir(tmp_path, monkeypatch):
+  """Process 0 takes the lock, its job's other processes none; refused, all raise the same WorkdirBusy (here each
+  process of a two-process job in turn, process 0's answer broadcast by hand)."""
+  def as_process(index, process_0_refused):
+    monkeypatch.setattr(jax, 'process_index', lambda: index)
+    monkeypatch.setattr(train, '_process_0s', lambda value: int(process_0_refused) if index else value)
+    return train.lock_workdir(str(tmp_path))
+
+  with rundir.WorkdirLock(str(tmp_path)):  # Another job's process 0.
+    refusals = []
+    for index in (0, 1):
+      with pytest.raises(errors.WorkdirBusy) as refused:
+        as_process(index, process_0_refused=True)
+      refusals.append(str(refused.value))
+    assert refusals[0] == refusals[1] and f'by pid {os.getpid()} on host ' in refusals[0]
+  assert as_process(1, process_0_refused=False) is None  # Process 0 of its job holds the lock.
+  lock = as_process(0, process_0_refused=False)
+  assert json.loads((tmp_path / 'lock').read_text())['pid'] == os.getpid()
+  lock.release()
 
 
 def test_logged_speed_is_the_trainings_without_eval_time(corpus_dir, tmp_path):
