@@ -76,5 +76,5 @@ case "$cmd" in
     [[ -f "$ROOT/bench/$what.py" ]] || { echo "unknown benchmark '$what'; have: $(cd "$ROOT/bench" && ls *.py | sed 's/\.py$//' | tr '\n' ' ')" >&2; exit 2; }
     exec "$PY" "$ROOT/bench/$what.py" "$@" ;;
   ""|-h|--help|help) usage ;;
-  *) echo "unknown command '$cmd'" >&2; usage >&2; exit 2 ;;
+  *) usage >&2; echo "error: unknown command '$cmd'; the commands are listed above" >&2; exit 2 ;;
 esac

@@ -29,6 +29,7 @@ from ml_collections import config_flags
 from lm import config as config_lib
 from lm import errors
 from lm import evaluate
+from lm import rundir
 from lm import train
 from lm.data import report
 from lm.data import tokenizer_cache
@@ -55,6 +56,7 @@ MODES = ('train', 'sample', 'data') + RUN_MODES
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_EXPERIMENT = os.path.join(REPOSITORY, 'experiments', 'shakespeare.py')
+RUN_CONFIG = os.path.join(REPOSITORY, 'lm', 'rundir.py')  # --config=RUN_CONFIG:WORKDIR: a run's own config.
 
 
 def _flag_value(argv: list[str], name: str) -> str | None:
@@ -84,7 +86,7 @@ def with_defaults(argv: list[str]) -> list[str]:
     name = os.path.basename(config.partition(':')[0]).removesuffix('.py')
     added.append(f'--workdir={os.path.join(REPOSITORY, "runs", name)}')
   if mode in RUN_MODES and workdir and config is None:
-    added.append(f'--config={os.path.join(REPOSITORY, "lm", "rundir.py")}:{workdir}')
+    added.append(f'--config={RUN_CONFIG}:{workdir}')
   return [argv[0], *added, *argv[1:]]
 
 
@@ -95,6 +97,8 @@ def check_command_line(argv: list[str]) -> None:
   if config is not None and not os.path.exists(path := config.partition(':')[0]):
     raise errors.MissingError(f'--config={config}: there is no file {path!r}; experiments are in '
                               f'{os.path.dirname(DEFAULT_EXPERIMENT)}')
+  if config is not None and os.path.abspath(path) == RUN_CONFIG:  # ml_collections would wrap its error in a stack.
+    rundir.load_config(config.partition(':')[2])
   for arg in argv[1:]:
     if m := re.fullmatch(r'--?config\.([\w.]+)(=.*)?', arg):
       config_lib.check_key(m.group(1))
@@ -135,13 +139,14 @@ def main(argv):
 
 def run_mode(argv):
   if len(argv) < 2 or argv[1] not in MODES or (len(argv) > 2 and argv[1] not in TEXT_MODES):
-    raise app.UsageError(f'expected one mode out of {MODES} (text only after {TEXT_MODES}), got {argv[1:]}')
+    raise errors.InputError(f'expected one mode out of {MODES} (text only after {TEXT_MODES}), got {argv[1:]}; '
+                            '`./run.sh` with no arguments lists them')
   mode = argv[1]
   if not FLAGS['verbosity'].present:  # Library noise the user can do nothing about: orbax logs every save at
     # INFO, tfds warns of every custom (text_files) config, orbax of read-only managers. --verbosity=0 shows it.
     logging.set_verbosity(logging.ERROR)
   if mode != 'data' and not FLAGS.workdir:
-    raise app.UsageError('--workdir is required')
+    raise errors.InputError('--workdir is required')
   if mode == 'data':
     print(report.describe(FLAGS.config.data, tokenizer_cache.get_tokenizer(FLAGS.config.data, None)))
   elif mode == 'train':
@@ -154,12 +159,12 @@ def run_mode(argv):
   else:
     if mode == 'answer' and (FLAGS.question or FLAGS.context):
       if not FLAGS.question:
-        raise app.UsageError('answer: --context needs --question')
+        raise errors.InputError('answer: --context needs --question')
       text = evaluate.answer_input(FLAGS.question, FLAGS.context or '')
     else:
       text = (' '.join(argv[2:]) or ('' if sys.stdin.isatty() else sys.stdin.read())).strip()
     if not text:
-      raise app.UsageError(f'{mode}: give the text as arguments or on stdin'
+      raise errors.InputError(f'{mode}: give the text as arguments or on stdin'
                            + (', or --question and --context' if mode == 'answer' else ''))
     print(evaluate.predict_from_workdir(FLAGS.workdir, [text], task=mode, config=FLAGS.config,
                                         prefix=FLAGS.prefix)[0])

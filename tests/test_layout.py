@@ -31,7 +31,7 @@ ALLOWED = {
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
               'hardware'},
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
-    'main': {'train', 'evaluate', 'data', 'config'},
+    'main': {'train', 'evaluate', 'rundir', 'data', 'config'},
 }
 
 

@@ -99,18 +99,64 @@ def test_eval_scores_another_split_with_overrides(run_dir):
   assert {'loss', 'bits_per_byte', 'accuracy', 'exact_match'} <= set(reports['test']['metrics'])
 
 
-@pytest.mark.parametrize('args, message', [
-    (('evaluate', '--workdir=x'), 'expected one mode'),
+@pytest.fixture(scope='module')
+def bad_inputs(tmp_path_factory):
+  """A directory of faulty inputs: a non-UTF-8 text, an empty folder, a run directory whose config.json is
+  corrupt."""
+  root = tmp_path_factory.mktemp('bad')
+  (root / 'latin1.txt').write_bytes('Fran\xe7ois est all\xe9 \xe0 la plage.\n'.encode('latin-1'))
+  (root / 'empty').mkdir()
+  (root / 'corrupt_run').mkdir()
+  (root / 'corrupt_run' / 'config.json').write_text('{"model": {"d_model": 64,\n  "num_heads": }')
+  return root
+
+
+# (command line, what stderr's one `error:` line says); {bad} is the bad_inputs directory. Each goes through
+# ./run.sh as a user types it.
+EXPECTED_ERRORS = [
+    (('evaluate', '--workdir=x'), "unknown command 'evaluate'"),  # ./run.sh's own.
     (('sample', '--workdir=x', 'extra text'), 'expected one mode'),
     (('summarize', 'some text'), '--workdir is required'),
     (('eval', '--workdir=/nonexistent/run'), 'config.json not found'),
     (('answer', '--workdir=/nonexistent/run', '--question=q'), 'config.json not found'),
-    (('answer', '--workdir=/nonexistent/run', '--context=c'), '--context needs --question'),
-])
-def test_command_line_errors(args, message):
-  result = run_main(*args)
-  assert result.returncode != 0
-  assert message in result.stderr, result.stderr
+    (('train', '--workdir={bad}/r', '--config.train.learnin_rate=1'),
+     "unknown config key 'train.learnin_rate'; did you mean 'train.learning_rate'?"),
+    (('train', '--workdir={bad}/r', '--config.nonexistent=1'), "unknown config key 'nonexistent'"),
+    (('train', '--config=experiments/nope.py'), "no file 'experiments/nope.py'"),
+    (('train', '--workdir={bad}/r', '--config.train.num_steps=many'), "--config.train.num_steps=many"),
+    (('train', '--workdir={bad}/r', '--config.model.num_heads=0'), 'model.num_heads=0 must be positive'),
+    (('train', '--workdir={bad}/r', '--config.parallel.strategy=mesh', '--config.parallel.mesh_shape=(3,1,1)'),
+     'parallel.mesh_shape=(3, 1, 1) needs 3 devices'),
+    (('train', '--workdir={bad}/r', '--config.data.name=text_files', '--config.data.path={bad}/latin1.txt',
+      '--config.data.data_dir={bad}/tfds'), "latin1.txt' is not valid UTF-8: byte b'\\xe7' at byte offset 4"),
+    (('train', '--workdir={bad}/r', '--config.data.name=text_files', '--config.data.path={bad}/empty',
+      '--config.data.data_dir={bad}/tfds'), 'empty' + "' holds no *.txt files"),
+    (('eval', '--workdir={bad}/corrupt_run'), 'corrupt_run/config.json is corrupt (line 2 column 16: Expecting value)'),
+]
+
+
+@pytest.mark.parametrize('args, message', EXPECTED_ERRORS, ids=[' '.join(a)[:60] for a, _ in EXPECTED_ERRORS])
+def test_expected_errors_are_one_line_without_a_traceback(bad_inputs, args, message):
+  args = [a.replace('{bad}', str(bad_inputs)) for a in args]
+  result = subprocess.run([os.path.join(REPO, 'run.sh'), *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=180, env={**os.environ, 'XLA_FLAGS': ''})
+  assert result.returncode not in (0, None), result.stdout
+  assert 'Traceback' not in result.stderr, result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+def test_answer_needs_a_question_for_its_context(run_dir):
+  result = run_main('answer', f'--workdir={run_dir}', '--context=c')
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  assert result.stderr.strip() == 'error: answer: --context needs --question'
+
+
+def test_traceback_flag_shows_the_stack_of_an_expected_error():
+  result = run_main('eval', '--workdir=/nonexistent/run', '--traceback')
+  assert result.returncode == 1
+  assert 'Traceback' in result.stderr and 'load_config' in result.stderr
+  assert result.stderr.rstrip().splitlines()[-1].startswith('error: /nonexistent/run/config.json not found')
 
 
 def test_each_mode_gets_its_default_config_and_workdir():

@@ -4,6 +4,7 @@ import glob
 import importlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -559,3 +560,40 @@ def test_every_experiment_documents_itself_validates_and_builds(name):
   state = jax.eval_shape(functools.partial(step_lib.init_state, model, optim.make_optimizer(c.train),
                                            seq_len=seq_len, input_len=input_len), jax.random.PRNGKey(0))
   assert train.flops_lib.count_params(state.params) > 0
+
+
+@pytest.mark.parametrize('phase', ['validation', 'sample', 'tokenizer'])
+def test_sigterm_in_a_slow_phase_stops_it_at_once_saving_the_state(corpus_dir, tmp_path, phase):
+  """SIGTERM in validation (step 5, no checkpoint due before 100), the end-of-run sample or SentencePiece
+  training (a child process) stops the run within seconds, saves the state if it is not saved and exits with
+  the requeue status; the tokenizer's child process is gone too."""
+  env = {**os.environ, 'XLA_FLAGS': FAST_COMPILE_FLAGS}  # One device.
+  proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'tests', 'signal_worker.py'), phase, str(tmp_path),
+                           str(corpus_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if line.startswith(f'slow {phase}'):
+      break
+  else:
+    pytest.fail(f'the run never reached its slow {phase}:\n' + ''.join(output))
+  signalled = time.perf_counter()
+  proc.send_signal(signal.SIGTERM)
+  rest = proc.stdout.read()
+  status, exit_s = proc.wait(timeout=60), time.perf_counter() - signalled
+  output = ''.join(output) + rest
+  assert status == errors.REQUEUE_EXIT_CODE, output
+  assert f'received SIGTERM during {({"sample": "the sample", "tokenizer": "setup"}).get(phase, phase)}' in output
+  assert exit_s < 10, f'{exit_s:.1f}s from SIGTERM to exit\n{output}'
+  stopped = re.search(r'stopped (?:at step (\d+)|in setup), ([\d.]+)s after SIGTERM', output)
+  assert stopped and float(stopped.group(2)) < 5, output
+  checkpoints = sorted(os.listdir(tmp_path / 'checkpoints')) if phase != 'tokenizer' else []
+  if phase == 'validation':  # Saved on the way out: step 5 was due no checkpoint.
+    assert stopped.group(1) == '5' and checkpoints == ['5'], output
+  elif phase == 'sample':  # The final checkpoint was already there.
+    assert stopped.group(1) == '10' and checkpoints == ['10'], output
+  else:
+    child_pid = int(output.split('slow tokenizer')[1].split()[0])
+    with pytest.raises(ProcessLookupError):
+      os.kill(child_pid, 0)
+    assert 'no step was trained' in output
