@@ -1,13 +1,15 @@
 """A `./run.sh train` (lm.main) that is slow in one phase, for the signal tests: `python signal_worker.py PHASE
 WORKDIR CORPUS`. PHASE 'validation': the generation eval hook of step 5 (a checkpoint is due at 100 only);
-'sample': the end-of-run sample; 'tokenizer': SentencePiece training (its child process). The slow phase prints
-'slow PHASE' (the child its pid), then waits in Python for 60 s; the test sends the signal then."""
+'sample': the end-of-run sample; 'tokenizer': SentencePiece training (its child process); 'checkpoint': the
+write of the second checkpoint (step 10; step 5's is written as usual), which no signal interrupts. The slow
+phase prints 'slow PHASE' (the child its pid), then waits in Python for 60 s; the test sends the signal then."""
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from lm import checkpoint  # noqa: E402
 from lm import evaluate  # noqa: E402
 from lm import generate  # noqa: E402
 from lm import main  # noqa: E402
@@ -31,6 +33,15 @@ def run(phase: str, workdir: str, corpus: str) -> None:
     evaluate.generation_eval = lambda config: lambda run, step, params: wait_in_python(phase)
   elif phase == 'sample':
     generate.sample = lambda *args, **kwargs: wait_in_python(phase)
+  elif phase == 'checkpoint':
+    overrides.append('--config.train.checkpoint_every=5')
+    real_save = checkpoint.Checkpointer.save
+
+    def save(self, step, *args):
+      if step == 10:
+        wait_in_python(phase)
+      real_save(self, step, *args)
+    checkpoint.Checkpointer.save = save
   elif phase == 'tokenizer':
     overrides += ['--config.data.tokenizer=sentencepiece', '--config.data.spm_vocab_size=400']
     tokenizers._SPM_CHILD = "import os, time; print('slow tokenizer', os.getpid(), flush=True); time.sleep(60)"

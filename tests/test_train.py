@@ -597,3 +597,30 @@ def test_sigterm_in_a_slow_phase_stops_it_at_once_saving_the_state(corpus_dir, t
     with pytest.raises(ProcessLookupError):
       os.kill(child_pid, 0)
     assert 'no step was trained' in output
+
+
+def test_a_second_sigterm_exits_at_once_and_the_finished_checkpoint_restores(corpus_dir, tmp_path):
+  """The first SIGTERM, in a (slow) checkpoint write, waits for the write; the second exits at once, with
+  128 + SIGTERM; step 5's checkpoint, written before, restores."""
+  env = {**os.environ, 'XLA_FLAGS': FAST_COMPILE_FLAGS}
+  proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'tests', 'signal_worker.py'), 'checkpoint',
+                           str(tmp_path), str(corpus_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env)
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if line.startswith('slow checkpoint'):
+      proc.send_signal(signal.SIGTERM)
+    elif line.startswith('received SIGTERM: saving a checkpoint after this step'):
+      break
+  else:
+    pytest.fail('the first SIGTERM was not acknowledged:\n' + ''.join(output))
+  signalled = time.perf_counter()
+  proc.send_signal(signal.SIGTERM)
+  output = ''.join(output) + proc.stdout.read()
+  assert proc.wait(timeout=30) == 128 + signal.SIGTERM, output
+  assert time.perf_counter() - signalled < 5 and 'received a second signal (SIGTERM): exiting now' in output
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / 'checkpoints'), keep=1, read_only=True)
+  assert checkpointer.latest_step() == 5
+  assert checkpointer.restore(5)['step'] == 5
+  checkpointer.close()
