@@ -378,7 +378,10 @@ class StopRequests:
 
   @contextlib.contextmanager
   def interruptible(self, phase: str):
-    """A signal inside this block stops it at once (at the next Python bytecode: within a batch or a file)."""
+    """A signal inside this block stops it at once (at the next Python bytecode: within a batch or a file); one
+    received before it (in a checkpoint write, say) stops it before it starts."""
+    if self.signal is not None:
+      raise StopRequested
     previous, self._phase = self._phase, phase
     try:
       yield
