@@ -3,13 +3,14 @@
 A step that cannot be read (files deleted, truncated or garbage) is told apart from one of another model (its
 saved shapes differ from the target's): `restore_newest` moves the first kind aside to `unrestorable-<step>/`
 beside the steps, never deleting it, and falls back to the step before; the second kind is a config mistake and
-stops.
+stops. A save that fails for lack of space raises `errors.DiskFullError` naming the step kept.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from etils import epath
 import grain
@@ -22,6 +23,9 @@ from lm import errors
 # A step moved aside is `unrestorable-<step>`: orbax takes only digits for a step and '<step>.orbax-checkpoint-tmp'
 # for an unfinished one, so it neither lists, cleans up nor deletes these.
 UNRESTORABLE_PREFIX = 'unrestorable-'
+# What a write out of space fails with: the OSError's errno, or its text inside tensorstore's ValueError
+# ("RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']").
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class UnreadableCheckpoint(errors.CheckpointError):
@@ -36,16 +40,34 @@ class UnreadableCheckpoint(errors.CheckpointError):
     self.reason = reason
 
 
+def out_of_space(e: BaseException) -> BaseException | None:
+  """The exception in `e`'s chain (itself, what it was raised from or while handling) that is a write out of
+  space, or None."""
+  seen, todo = set(), [e]
+  while todo:
+    e = todo.pop()
+    if e is None or id(e) in seen:
+      continue
+    seen.add(id(e))
+    if (isinstance(e, OSError) and e.errno in OUT_OF_SPACE) or any(os.strerror(c) in str(e) for c in OUT_OF_SPACE):
+      return e
+    todo += [e.__cause__, e.__context__, *getattr(e, 'exceptions', ())]  # `exceptions`: an ExceptionGroup's.
+  return None
+
+
 class Checkpointer:
   """Wraps an orbax `CheckpointManager` over `directory`, keeping the `keep` most recent steps.
 
   Saves are asynchronous: training continues while a step is written, and `wait()` blocks until it is on disk. A
+  failed write surfaces at `wait()` or at the next `save()`; after it the checkpointer can only be closed. A
   writer removes the unfinished steps a killed process left (`<step>.orbax-checkpoint-tmp`) when it starts.
   """
 
   def __init__(self, directory: str, *, keep: int, async_save: bool = True, read_only: bool = False):
     self.directory = os.path.abspath(directory)
     self._read_only = read_only
+    self._writing_step = None  # The step whose asynchronous save may still be running.
+    self._failed = False  # A write failed and was raised: close() must not raise it again.
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -59,8 +81,11 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any, data_iterator: Any) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+    self.wait()  # The previous step's failure, if any, is raised as that step's.
+    with self._writing(step):
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+    self._writing_step = step
 
   def restore(self, step: int, target_state: Any = None, data_iterator: Any = None) -> Any:
     """Returns the state saved at `step`, laid out like `target_state` (None: as saved, arrays in a dict tree).
@@ -134,13 +159,44 @@ class Checkpointer:
                   if name.startswith(UNRESTORABLE_PREFIX))
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    if self._writing_step is None or self._failed:
+      return
+    with self._writing(self._writing_step):
+      self._manager.wait_until_finished()
+    self._writing_step = None
+
+  @contextlib.contextmanager
+  def _writing(self, step: int) -> Iterator[None]:
+    """Turns a write of `step` that ran out of space into `errors.DiskFullError`; any failure is raised once."""
+    try:
+      yield
+    except Exception as e:
+      self._failed = True
+      if (cause := out_of_space(e)) is not None:
+        raise self._disk_full(step, cause) from e
+      raise
+
+  def _disk_full(self, step: int, cause: BaseException) -> errors.DiskFullError:
+    self._manager.reload()  # Only finished steps: orbax commits a step by renaming its temporary directory.
+    newest = self._manager.latest_step()
+    kept = (f'The newest complete checkpoint, step {newest}, is kept in {self._step_path(newest)}; free space, '
+            'then rerun the same command to resume from it' if newest is not None else
+            'No complete checkpoint is kept; free space, then rerun the same command to start again')
+    error = errors.DiskFullError(
+        f'no space left on the disk of {self.directory}: writing checkpoint step {step} to {self._step_path(step)} '
+        f'failed ({type(cause).__name__}: {_brief(cause)}). {kept} (the rerun removes the unfinished step).')
+    error.errno = errno.ENOSPC  # For callers that test it; the message stays the text above.
+    return error
 
   def _step_path(self, step: int | str) -> str:
     return os.path.join(self.directory, str(step))
 
   def close(self) -> None:
-    self._manager.close()
+    try:
+      self._manager.close()
+    except Exception:
+      if not self._failed:  # orbax raises a failed save again at close; it was raised once already.
+        raise
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:

@@ -1,8 +1,12 @@
+import errno
 import os
+import subprocess
 
 import grain
+import jax
 import jax.numpy as jnp
 import numpy as np
+from orbax.checkpoint._src.path import async_path
 import pytest
 
 from lm import checkpoint
@@ -125,3 +129,120 @@ def test_restore_newest_with_every_step_unreadable_returns_none(tmp_path):
   assert ckpt.latest_step() is None
   assert sorted(os.listdir(tmp_path)) == ['unrestorable-1', 'unrestorable-2']
   ckpt.close()
+
+
+# What tensorstore raised writing a step's array to a full tmpfs (test_a_full_disk_... below), minus the paths.
+TENSORSTORE_FULL = ('RESOURCE_EXHAUSTED: Error writing "w/0" in OCDBT database at local file "/d/2.orbax-checkpoint-'
+                    'tmp/state.orbax-checkpoint-tmp/ocdbt.process_0/": Failed writing: "/d/d/947b": Failed to write '
+                    "288494 bytes to file 4: No space left on device [os_error_code='28']")
+
+
+def test_out_of_space_is_found_in_the_errors_orbax_and_tensorstore_raise():
+  full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), 'metrics.jsonl')
+  for e in (full, OSError(errno.EDQUOT, os.strerror(errno.EDQUOT)), ValueError(TENSORSTORE_FULL)):
+    assert checkpoint.out_of_space(e) is e
+  try:
+    try:
+      raise full
+    except OSError as cause:
+      raise RuntimeError('orbax: save failed') from cause
+  except RuntimeError as wrapped:
+    assert checkpoint.out_of_space(wrapped) is full
+  for e in (OSError(errno.EACCES, os.strerror(errno.EACCES)), ValueError('DATA_LOSS: Error decoding local file')):
+    assert checkpoint.out_of_space(e) is None
+
+
+def write_to_dev_full(monkeypatch, step, what):
+  """Sends `step`'s write of `what` to /dev/full, where the kernel fails every write with ENOSPC: 'data', grain's
+  iterator file (written while `save` blocks), or 'metadata', the state's _METADATA (written in orbax's background
+  thread, after the arrays)."""
+  in_step = f'/{step}.orbax-checkpoint-tmp/'
+  if what == 'data':
+    real_save = grain.checkpoint.CheckpointHandler.save
+
+    def save(self, directory, *args, **kwargs):
+      if in_step in str(directory):
+        os.symlink('/dev/full', directory / f'process_{jax.process_index()}-of-{jax.process_count()}.json')
+      return real_save(self, directory, *args, **kwargs)
+    monkeypatch.setattr(grain.checkpoint.CheckpointHandler, 'save', save)
+  else:
+    real_write_text = async_path.write_text  # Which unlinks its path first: never hand it /dev/full.
+
+    async def write_text(path, text):
+      if not (in_step in str(path) and path.name == '_METADATA'):
+        return await real_write_text(path, text)
+      with open('/dev/full', 'w') as f:
+        return f.write(text)
+    monkeypatch.setattr(async_path, 'write_text', write_text)
+
+
+@pytest.mark.parametrize('what', ['data', 'metadata'])
+def test_a_write_to_a_full_device_fails_the_save_naming_the_step_and_the_one_kept(tmp_path, monkeypatch, what):
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=1)
+  ckpt.save(1, {'w': jnp.ones(4)}, make_iterator())
+  write_to_dev_full(monkeypatch, 2, what)
+  with pytest.raises(errors.DiskFullError) as error:
+    ckpt.save(2, {'w': jnp.ones(4)}, make_iterator())  # 'data' fails here, 'metadata' in the background...
+    ckpt.wait()  # ...raised here.
+  assert error.match(rf'no space left on the disk of {tmp_path}: writing checkpoint step 2 to {tmp_path}/2 failed '
+                     r'\(OSError: \[Errno 28\] No space left on device\)\. The newest complete checkpoint, step 1, '
+                     rf'is kept in {tmp_path}/1; free space')
+  ckpt.close()
+  assert sorted(os.listdir(tmp_path)) == ['1', '2.orbax-checkpoint-tmp']
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 2 MiB tmpfs (mounting needs root or CAP_SYS_ADMIN; under CI=true its skip is a failure, see conftest.py)."""
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+  try:
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', str(disk)], capture_output=True,
+                             text=True)
+  except FileNotFoundError as e:
+    pytest.skip(f'no mount command: {e}')
+  if mounted.returncode:
+    pytest.skip(f'cannot mount a tmpfs: {mounted.stderr.strip()}')
+  yield disk
+  subprocess.run(['umount', '-l', str(disk)], check=True)
+
+
+def fill(disk, leave_bytes):
+  """Writes disk/filler until the disk is full, then frees `leave_bytes` of it."""
+  fd = os.open(disk / 'filler', os.O_WRONLY | os.O_CREAT)
+  try:
+    while True:
+      os.write(fd, b'x' * 65536)
+  except OSError as e:
+    assert e.errno == errno.ENOSPC
+  os.ftruncate(fd, os.fstat(fd).st_size - leave_bytes)
+  os.close(fd)
+
+
+@pytest.mark.parametrize('surfaces_at', ['wait', 'next save'])
+def test_a_full_disk_fails_the_save_naming_the_step_and_the_one_kept(small_disk, surfaces_at):
+  """A real full disk: step 1 (400 kB of random floats) fits; with 200 kB left, step 2's array write fails in
+  orbax's background thread (tensorstore's ValueError), raised at `wait` or at the next `save`."""
+  directory, state = small_disk / 'checkpoints', {'w': jnp.asarray(np.random.default_rng(0).random(100_000))}
+  ckpt = checkpoint.Checkpointer(str(directory), keep=1)
+  ckpt.save(1, state, make_iterator())
+  ckpt.wait()
+  fill(small_disk, 200_000)
+  ckpt.save(2, state, make_iterator())  # Returns: the arrays are written in the background.
+  with pytest.raises(errors.DiskFullError) as error:
+    ckpt.wait() if surfaces_at == 'wait' else ckpt.save(3, state, make_iterator())
+  assert error.value.errno == errno.ENOSPC
+  assert error.match(rf'no space left on the disk of {directory}: writing checkpoint step 2 to {directory}/2 failed '
+                     r"\(ValueError: RESOURCE_EXHAUSTED: .*No space left on device \[os_error_code='28'\]\)\. ")
+  assert error.match(rf'The newest complete checkpoint, step 1, is kept in {directory}/1; free space, then rerun')
+  ckpt.wait()
+  ckpt.close()  # Neither raises the failure again.
+  assert sorted(os.listdir(directory)) == ['1', '2.orbax-checkpoint-tmp']
+  os.remove(small_disk / 'filler')
+  ckpt = checkpoint.Checkpointer(str(directory), keep=1)  # The rerun: restores step 1, saves step 2 again.
+  assert ckpt.latest_step() == 1
+  np.testing.assert_array_equal(ckpt.restore(1, state, make_iterator())['w'], state['w'])
+  ckpt.save(2, state, make_iterator())
+  ckpt.wait()
+  ckpt.close()
+  assert sorted(os.listdir(directory)) == ['2']

@@ -317,7 +317,7 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Faults: a checkpoint that cannot be read, a process killed while saving.
+# Faults: a checkpoint that cannot be read, a process killed while saving, a full disk.
 
 
 def losses_by_step(workdir):
@@ -414,6 +414,59 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_one_before(cor
   assert f'resumed from {checkpoints} at step 4' in capsys.readouterr().out
   assert os.listdir(checkpoints) == ['6']  # The unfinished step was removed at the start.
   assert losses_by_step(tmp_path) == before  # Steps 5 and 6 again, as the killed run took them.
+
+
+def test_a_full_disk_while_writing_a_checkpoint_stops_the_run_keeping_the_one_before(corpus_dir, tmp_path,
+                                                                                      monkeypatch):
+  """Step 4's metadata files go to /dev/full, which fails every write with ENOSPC: orbax's background thread fails,
+  and the run stops at the next save (step 6), keeping step 2 (of 1 kept)."""
+  config = fault_config(corpus_dir, keep_checkpoints=1)
+  checkpoints = tmp_path / 'checkpoints'
+  with monkeypatch.context() as patch:
+    test_checkpoint.write_to_dev_full(patch, 4, 'metadata')
+    with pytest.raises(errors.DiskFullError) as error:
+      train.train_and_evaluate(config, str(tmp_path))
+  assert error.match(rf'no space left on the disk of {checkpoints}: writing checkpoint step 4 to {checkpoints}/4 '
+                     r'failed \(OSError: \[Errno 28\] No space left on device\)\. The newest complete checkpoint, '
+                     rf'step 2, is kept in {checkpoints}/2; free space, then rerun the same command to resume from it')
+  before = losses_by_step(tmp_path)
+  assert sorted(before) == [1, 2, 3, 4, 5, 6]
+  train.train_and_evaluate(config, str(tmp_path))  # Space again: resumes from step 2.
+  assert sorted(os.listdir(checkpoints)) == ['6']
+  assert losses_by_step(tmp_path) == before
+
+
+def test_a_full_disk_while_writing_metrics_stops_the_run_keeping_the_rows(corpus_dir, tmp_path, monkeypatch):
+  """After step 3's train row, metrics.jsonl's file descriptor is made /dev/full's (dup2): the kernel fails the
+  write of step 4's row with ENOSPC."""
+  real_write, real_save = rundir.MetricsLog.write, checkpoint_lib.Checkpointer.save
+
+  def write_then_fill_the_disk(self, step, split, metrics):
+    real_write(self, step, split, metrics)
+    if (step, split) == (3, 'train'):
+      full = os.open('/dev/full', os.O_WRONLY)
+      os.dup2(full, self._jsonl.fileno())
+      os.close(full)
+
+  def save_and_wait(self, *args):  # The newest complete checkpoint at the failure is then step 2, always.
+    real_save(self, *args)
+    self.wait()
+
+  config = fault_config(corpus_dir)
+  with monkeypatch.context() as patch:
+    patch.setattr(rundir.MetricsLog, 'write', write_then_fill_the_disk)
+    patch.setattr(checkpoint_lib.Checkpointer, 'save', save_and_wait)
+    with pytest.raises(errors.DiskFullError) as error:
+      train.train_and_evaluate(config, str(tmp_path))
+  metrics, checkpoints = tmp_path / 'metrics.jsonl', tmp_path / 'checkpoints'
+  assert error.match(rf'no space left on the disk of {metrics}: writing the train row of step 4 failed \(No space '
+                     r'left on device\)\. The rows written before it are kept \(the last may be cut short\), and the '
+                     rf'checkpoints in {checkpoints} are untouched \(the newest complete: step 2\); free space')
+  before = losses_by_step(tmp_path)
+  assert sorted(before) == [1, 2, 3]
+  train.train_and_evaluate(config, str(tmp_path))  # Space again: resumes from step 2.
+  after = losses_by_step(tmp_path)
+  assert sorted(after) == [1, 2, 3, 4, 5, 6] and {step: after[step] for step in before} == before
 
 
 # ----------------------------------------------------------------------------------------------------------
