@@ -123,6 +123,9 @@ class Train:
   eval_batches: int = 0  # Validation batches at each eval point before the last (the first N); 0: all.
   checkpoint_every: int = 500  # Steps between checkpoints (and at the end).
   keep_checkpoints: int = 3  # Most recent checkpoints kept.
+  # A resume whose checkpoints all fail to read (each moved aside to checkpoints/unrestorable-<step>/) stops with an
+  # error; True: it warns and starts again from step 0.
+  restart_if_unrestorable: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

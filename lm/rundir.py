@@ -15,6 +15,7 @@ ml_collections: `--config=lm/rundir.py:WORKDIR` is the run's own config, so `--c
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -198,8 +199,15 @@ class MetricsLog:
     self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=start_step + 1)
 
   def _append(self, row: dict[str, Any]) -> None:
-    self._jsonl.write(json.dumps(row) + '\n')
-    self._jsonl.flush()
+    try:
+      self._jsonl.write(json.dumps(row) + '\n')
+      self._jsonl.flush()
+    except OSError as e:
+      if e.errno not in checkpoint_lib.OUT_OF_SPACE:
+        raise
+      with contextlib.suppress(OSError):
+        self._jsonl.close()  # Its buffer holds the failed row: a later close would raise again.
+      raise _metrics_disk_full(self._jsonl.name, f'the {row["split"]} row of step {row["step"]}', e) from e
 
   def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
     self._append({'step': step, 'split': split, **metrics})
@@ -219,6 +227,29 @@ def _ends_a_line(path: str) -> bool:
       return True
     f.seek(-1, os.SEEK_END)
     return f.read(1) == b'\n'
+
+
+def _metrics_disk_full(path: str, what: str, e: OSError) -> errors.DiskFullError:
+  """The error of a metrics row that found no space: the rows before it are on disk, the checkpoints untouched."""
+  checkpoints = os.path.join(os.path.dirname(path), CHECKPOINT_DIR)
+  error = errors.DiskFullError(
+      f'no space left on the disk of {path}: writing {what} failed ({e.strerror}). The rows written before it are '
+      f'kept (the last may be cut short), and the checkpoints in {checkpoints} are untouched (the newest complete: '
+      f'{_newest_step(os.path.dirname(path))}); free space, then rerun the same command to resume.')
+  error.errno = e.errno  # For callers that test it; the message stays the text above.
+  return error
+
+
+def _newest_step(workdir: str) -> str:
+  """'step N' of `workdir`'s newest complete checkpoint, or 'none'. (A save in progress completes before the
+  run exits: the rerun may resume from a later one.)"""
+  checkpointer = _read_only_checkpoints(workdir)
+  if checkpointer is None:
+    return 'none'
+  try:
+    return f'step {checkpointer.latest_step()}'
+  finally:
+    checkpointer.close()
 
 
 def read_metrics(workdir: str, split: str | None = None) -> list[dict[str, Any]]:

@@ -2,9 +2,9 @@
 
 One loop trains both architectures of `lm/model.py`: the decoder-only LM on `data.task='lm'` rows of
 `data.seq_len` tokens, the encoder-decoder on 'seq2seq' / 'span_corruption' rows of `data.max_input_len` encoder
-and `data.max_target_len` decoder tokens. The loop resumes from the run's latest checkpoint; `config.init_from`
-starts a fine-tuning run from another run's params. Its periodic actions (log, save, validate, sample) are the
-small functions below it.
+and `data.max_target_len` decoder tokens. The loop resumes from the run's newest checkpoint that restores (one
+that cannot be read is moved aside); `config.init_from` starts a fine-tuning run from another run's params. Its
+periodic actions (log, save, validate, sample) are the small functions below it.
 """
 from __future__ import annotations
 
@@ -145,7 +145,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, step_lib.TrainState]:
   """Checks `config`, locks `workdir` (`lock_workdir`; `Run.close` unlocks it), then builds the run in it and its
-  state: restored from the run's latest checkpoint, else with config.init_from's params, else fresh."""
+  state: restored from the run's newest checkpoint that restores (`resume`), else with config.init_from's params,
+  else fresh."""
   p = config.parallel
   parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
   validate_config(config)
@@ -199,11 +200,12 @@ def _build_run(config: ml_collections.ConfigDict, workdir: str, lock: rundir.Wor
     config, steps_source = fit_steps_to_budget(config, workdir, launcher, train_iter, fresh=latest is None)
     say(f'train.num_steps: {config.train.num_steps} ({steps_source})', flush=True)
     launcher = make_launcher(config, model, tokenizer)  # Its schedule ends at the fitted step.
-  if is_main:
-    rundir.write_config(workdir, config)
   state = launcher.init(jax.random.PRNGKey(config.seed))
+  if latest is not None or checkpointer.moved_aside():
+    state, latest = resume(checkpointer, launcher, state, train_iter, t.restart_if_unrestorable, say)
+  if is_main:  # After the restore: a config whose model the checkpoint does not fit leaves the run's own intact.
+    rundir.write_config(workdir, config)
   if latest is not None:
-    state = launcher.from_checkpoint(checkpointer.restore(latest, launcher.to_checkpoint(state), train_iter))
     say(f'resumed from {checkpointer.directory} at step {latest}', flush=True)
     if init_from:
       say(f'init_from={config.init_from!r} ignored: this run resumes from its own checkpoint', flush=True)
@@ -219,6 +221,29 @@ def _build_run(config: ml_collections.ConfigDict, workdir: str, lock: rundir.Wor
       'device': hardware.device_name(), 'peak_flops': run.peak_flops, 'dtype': config.model.dtype,
       'dtype_source': dtype_source, 'num_steps': config.train.num_steps, 'num_steps_source': steps_source})
   return run, state
+
+
+def resume(checkpointer: checkpoint_lib.Checkpointer, launcher: parallel.Launcher, state: step_lib.TrainState,
+           train_iter: Any, restart_if_unrestorable: bool, say: Callable[..., None]
+           ) -> tuple[step_lib.TrainState, int | None]:
+  """(state, step) of the newest checkpoint that restores, moving aside those that cannot be read. If none is
+  left (this start or an earlier one moved them all aside), raises `errors.CheckpointError`, or with
+  `restart_if_unrestorable` returns (`state`, None): a fresh start, the data iterator at its start too."""
+  data_start = train_iter.get_state()
+  restored, step = checkpointer.restore_newest(launcher.to_checkpoint(state), train_iter,
+                                               warn=lambda message: say(message, flush=True))
+  if step is not None:
+    return launcher.from_checkpoint(restored), step
+  moved = ', '.join(checkpointer.moved_aside())
+  if not restart_if_unrestorable:
+    raise errors.CheckpointError(
+        f'no checkpoint in {checkpointer.directory} can be restored; moved aside, never deleted: {moved}. To start '
+        'again from step 0, set --config.train.restart_if_unrestorable=True; to resume from one of them, move it '
+        f'back to {checkpointer.directory}/<step> (after repairing it).')
+  say(f'warning: no checkpoint in {checkpointer.directory} can be restored (moved aside: {moved}); starting again '
+      'from step 0 (train.restart_if_unrestorable=True)', flush=True)
+  train_iter.set_state(data_start)  # A failed restore may have moved it.
+  return state, None
 
 
 def resolve_dtype(config: ml_collections.ConfigDict, workdir: str) -> tuple[ml_collections.ConfigDict, str]:

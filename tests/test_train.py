@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import test_checkpoint
 
 from experiments import base
 from lm import checkpoint as checkpoint_lib
@@ -405,6 +406,159 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
   assert result.returncode == 0, result.stdout + result.stderr
   assert f'resumed from {tmp_path / "checkpoints"} at step {steps[0]}' in result.stdout
   assert 'done: 2 steps' in result.stdout
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Faults: a checkpoint that cannot be read, a process killed while saving, a full disk.
+
+
+def losses_by_step(workdir):
+  """{step: loss} of the train rows; a step logged twice (redone after a restart) counts as its last row."""
+  return {row['step']: row['loss'] for row in read_metrics(workdir)}
+
+
+def fault_config(corpus_dir, **train_overrides):
+  config = tiny_config(corpus_dir, **{'num_steps': 6, 'checkpoint_every': 2, 'eval_every': 100, **train_overrides})
+  config.decode.sample_num_tokens = 0
+  return config
+
+
+def test_resume_falls_back_past_an_unreadable_checkpoint(corpus_dir, tmp_path, monkeypatch, capsys):
+  """Stopped after step 4 (checkpoints 2 and 4), step 4's arrays deleted: the resume warns, moves step 4 aside
+  whole, resumes from step 2 and ends as the run straight through does."""
+  config = fault_config(corpus_dir, keep_checkpoints=2)
+  straight, split = tmp_path / 'straight', tmp_path / 'split'
+  train.train_and_evaluate(config, str(straight))
+  with monkeypatch.context() as patch:
+    patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(4))))
+    train.train_and_evaluate(config, str(split))
+  checkpoints = split / 'checkpoints'
+  assert sorted(os.listdir(checkpoints)) == ['2', '4']
+  test_checkpoint.delete_arrays(checkpoints / '4')  # Its metadata stays, and matches: damage, not another model.
+  damaged = test_checkpoint.files_under(checkpoints / '4')
+  capsys.readouterr()
+  train.train_and_evaluate(config, str(split))
+  out = capsys.readouterr().out
+  assert f'warning: cannot read checkpoint step 4 in {checkpoints}/4 (ValueError: ' in out
+  assert f'): moved it aside to {checkpoints}/unrestorable-4 (kept, never deleted); trying the step before' in out
+  assert f'resumed from {checkpoints} at step 2' in out
+  # Steps 4 and 6 saved again; keeping 2, orbax deleted step 2 but not the step moved aside.
+  assert sorted(os.listdir(checkpoints)) == ['4', '6', 'unrestorable-4']
+  assert test_checkpoint.files_under(checkpoints / 'unrestorable-4') == damaged
+  assert losses_by_step(split) == losses_by_step(straight) and sorted(losses_by_step(split)) == [1, 2, 3, 4, 5, 6]
+  jax.tree.map(np.testing.assert_array_equal, final_params(straight)[1], final_params(split)[1])
+
+
+def test_with_no_checkpoint_left_to_restore_the_run_stops_unless_told_to_restart(corpus_dir, tmp_path, capsys):
+  config = fault_config(corpus_dir, num_steps=2)
+  train.train_and_evaluate(config, str(tmp_path))
+  first = losses_by_step(tmp_path)
+  checkpoints = tmp_path / 'checkpoints'
+  test_checkpoint.write_garbage(checkpoints / '2')
+  damaged = test_checkpoint.files_under(checkpoints / '2')
+  for _ in range(2):  # The rerun too: with the step moved aside, it does not start again silently.
+    with pytest.raises(errors.CheckpointError, match=(
+        rf'no checkpoint in {checkpoints} can be restored; moved aside, never deleted: {checkpoints}/unrestorable-2\. '
+        r'To start again from step 0, set --config.train.restart_if_unrestorable=True')):
+      train.train_and_evaluate(config, str(tmp_path))
+  assert os.listdir(checkpoints) == ['unrestorable-2']
+  assert test_checkpoint.files_under(checkpoints / 'unrestorable-2') == damaged
+  capsys.readouterr()
+  config.train.restart_if_unrestorable = True
+  train.train_and_evaluate(config, str(tmp_path))
+  assert (f'warning: no checkpoint in {checkpoints} can be restored (moved aside: {checkpoints}/unrestorable-2); '
+          'starting again from step 0') in capsys.readouterr().out
+  assert losses_by_step(tmp_path) == first  # Step 0's state and data: the first run again.
+  assert sorted(os.listdir(checkpoints)) == ['2', 'unrestorable-2']
+
+
+# Run in a subprocess: trains fault_config(keep_checkpoints=1) and SIGKILLs itself in orbax's commit of step 6,
+# when its first item (state or data) is written and the rest may not be: orbax renames each item's temporary
+# directory, then the step's, to commit them (AtomicRenameTemporaryPath.finalize, orbax-checkpoint 0.12).
+KILLED_WHILE_SAVING = """
+import os, pathlib, signal, sys
+from orbax.checkpoint._src.path import atomicity
+import test_train
+
+commit = atomicity.AtomicRenameTemporaryPath.finalize
+
+async def killing_commit(self):
+  if '/6.orbax-checkpoint-tmp' in str(self.get()):
+    os.kill(os.getpid(), signal.SIGKILL)
+  return await commit(self)
+
+atomicity.AtomicRenameTemporaryPath.finalize = killing_commit
+test_train.train.train_and_evaluate(test_train.fault_config(pathlib.Path(sys.argv[1]), keep_checkpoints=1), sys.argv[2])
+"""
+
+
+def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_one_before(corpus_dir, tmp_path, capsys):
+  env = {**os.environ, 'PYTHONPATH': os.pathsep.join([REPO, os.path.join(REPO, 'tests')])}
+  killed = subprocess.run([sys.executable, '-c', KILLED_WHILE_SAVING, str(corpus_dir), str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+  assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+  checkpoints = tmp_path / 'checkpoints'
+  # Step 4, the one before (keeping 1), is deleted only once step 6 is complete.
+  assert sorted(os.listdir(checkpoints)) == ['4', '6.orbax-checkpoint-tmp']
+  before = losses_by_step(tmp_path)
+  assert sorted(before) == [1, 2, 3, 4, 5, 6]  # Each row is flushed as it is logged.
+  train.train_and_evaluate(fault_config(corpus_dir, keep_checkpoints=1), str(tmp_path))
+  assert f'resumed from {checkpoints} at step 4' in capsys.readouterr().out
+  assert os.listdir(checkpoints) == ['6']  # The unfinished step was removed at the start.
+  assert losses_by_step(tmp_path) == before  # Steps 5 and 6 again, as the killed run took them.
+
+
+def test_a_full_disk_while_writing_a_checkpoint_stops_the_run_keeping_the_one_before(corpus_dir, tmp_path,
+                                                                                      monkeypatch):
+  """Step 4's metadata files go to /dev/full, which fails every write with ENOSPC: orbax's background thread fails,
+  and the run stops at the next save (step 6), keeping step 2 (of 1 kept)."""
+  config = fault_config(corpus_dir, keep_checkpoints=1)
+  checkpoints = tmp_path / 'checkpoints'
+  with monkeypatch.context() as patch:
+    test_checkpoint.write_to_dev_full(patch, 4, 'metadata')
+    with pytest.raises(errors.DiskFullError) as error:
+      train.train_and_evaluate(config, str(tmp_path))
+  assert error.match(rf'no space left on the disk of {checkpoints}: writing checkpoint step 4 to {checkpoints}/4 '
+                     r'failed \(OSError: \[Errno 28\] No space left on device\)\. The newest complete checkpoint, '
+                     rf'step 2, is kept in {checkpoints}/2; free space, then rerun the same command to resume from it')
+  before = losses_by_step(tmp_path)
+  assert sorted(before) == [1, 2, 3, 4, 5, 6]
+  train.train_and_evaluate(config, str(tmp_path))  # Space again: resumes from step 2.
+  assert sorted(os.listdir(checkpoints)) == ['6']
+  assert losses_by_step(tmp_path) == before
+
+
+def test_a_full_disk_while_writing_metrics_stops_the_run_keeping_the_rows(corpus_dir, tmp_path, monkeypatch):
+  """After step 3's train row, metrics.jsonl's file descriptor is made /dev/full's (dup2): the kernel fails the
+  write of step 4's row with ENOSPC."""
+  real_write, real_save = rundir.MetricsLog.write, checkpoint_lib.Checkpointer.save
+
+  def write_then_fill_the_disk(self, step, split, metrics):
+    real_write(self, step, split, metrics)
+    if (step, split) == (3, 'train'):
+      full = os.open('/dev/full', os.O_WRONLY)
+      os.dup2(full, self._jsonl.fileno())
+      os.close(full)
+
+  def save_and_wait(self, *args):  # The newest complete checkpoint at the failure is then step 2, always.
+    real_save(self, *args)
+    self.wait()
+
+  config = fault_config(corpus_dir)
+  with monkeypatch.context() as patch:
+    patch.setattr(rundir.MetricsLog, 'write', write_then_fill_the_disk)
+    patch.setattr(checkpoint_lib.Checkpointer, 'save', save_and_wait)
+    with pytest.raises(errors.DiskFullError) as error:
+      train.train_and_evaluate(config, str(tmp_path))
+  metrics, checkpoints = tmp_path / 'metrics.jsonl', tmp_path / 'checkpoints'
+  assert error.match(rf'no space left on the disk of {metrics}: writing the train row of step 4 failed \(No space '
+                     r'left on device\)\. The rows written before it are kept \(the last may be cut short\), and the '
+                     rf'checkpoints in {checkpoints} are untouched \(the newest complete: step 2\); free space')
+  before = losses_by_step(tmp_path)
+  assert sorted(before) == [1, 2, 3]
+  train.train_and_evaluate(config, str(tmp_path))  # Space again: resumes from step 2.
+  after = losses_by_step(tmp_path)
+  assert sorted(after) == [1, 2, 3, 4, 5, 6] and {step: after[step] for step in before} == before
 
 
 # ----------------------------------------------------------------------------------------------------------
