@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sys
 from typing import Any, Callable, Iterator
 
 from etils import epath
@@ -97,6 +98,7 @@ class Checkpointer:
     items = {'state': ocp.args.StandardRestore(target_state)}
     if data_iterator is not None:
       items['data'] = grain.checkpoint.CheckpointRestore(data_iterator)
+    _quiet_closed_loop_callbacks()  # Before: the first may come while orbax still raises.
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # orbax raises many types (ValueError, KeyError, JSONDecodeError...) for both kinds.
@@ -206,6 +208,21 @@ def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
 
   return {'/'.join(name(k) for k in path): tuple(getattr(leaf, 'shape', ()))
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _quiet_closed_loop_callbacks() -> None:
+  """After a failed restore, tensorstore reads still in flight complete onto the asyncio loop orbax has closed;
+  each prints a stack ('Event loop is closed') through sys.unraisablehook, after the clean error. Drop those
+  only; any other unraisable exception goes to the hook there was."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'quiets_closed_loops', False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == 'Event loop is closed'):
+      previous(unraisable)
+  hook.quiets_closed_loops = True
+  sys.unraisablehook = hook
 
 
 def _brief(e: BaseException) -> str:

@@ -124,7 +124,10 @@ def exit_with(error: errors.UserError, argv: list[str]) -> None:
   if _show_tracebacks(argv):
     traceback.print_exception(error)
   print(f'error: {error}', file=sys.stderr, flush=True)
-  sys.exit(1)
+  sys.stdout.flush()
+  # Not sys.exit: after a failed restore, orbax's leftover asyncio tasks print stacks at interpreter shutdown.
+  # The run's own files are closed by now (train_and_evaluate's finally, setup's lock release).
+  os._exit(1)
 
 
 def main(argv):
