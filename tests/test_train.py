@@ -113,9 +113,9 @@ class StopAtIteration:
   """Stands in for the signal handler's request list: reads as 'stop requested' from the k-th check on."""
 
   def __init__(self, k):
-    self.checks, self.k = 0, k
+    self.checks, self.k, self.received_at = 0, k, time.perf_counter()
 
-  signal, received_at = 'SIGTERM', 0.0
+  signal = 'SIGTERM'
 
   def __bool__(self):
     self.checks += 1
@@ -406,6 +406,9 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(corpus_dir, tmp_path):
   assert result.returncode == 0, result.stdout + result.stderr
   assert f'resumed from {tmp_path / "checkpoints"} at step {steps[0]}' in result.stdout
   assert 'done: 2 steps' in result.stdout
+  everything = output + result.stdout + result.stderr  # Library logging (absl's, tfds') is off below ERROR.
+  assert 'Using custom data configuration' not in everything and 'WARNING:absl' not in everything
+  assert not re.search(r'^[IW]\d{4} \d\d:\d\d', everything, re.M), everything
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -431,7 +434,8 @@ def test_resume_falls_back_past_an_unreadable_checkpoint(corpus_dir, tmp_path, m
   train.train_and_evaluate(config, str(straight))
   with monkeypatch.context() as patch:
     patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(4))))
-    train.train_and_evaluate(config, str(split))
+    with pytest.raises(errors.Stopped, match='stopped at step 4'):
+      train.train_and_evaluate(config, str(split))
   checkpoints = split / 'checkpoints'
   assert sorted(os.listdir(checkpoints)) == ['2', '4']
   test_checkpoint.delete_arrays(checkpoints / '4')  # Its metadata stays, and matches: damage, not another model.
