@@ -14,7 +14,6 @@ import functools
 import itertools
 import math
 import os
-import signal
 import time
 from typing import Any, Callable
 
@@ -34,6 +33,7 @@ from lm import optim
 from lm import parallel
 from lm import rundir
 from lm import step as step_lib
+from lm import stopping
 from lm.data import datasets
 from lm.data import pipeline
 from lm.data import tasks
@@ -85,11 +85,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   or SIGINT (`StopRequests`) stops the run after the current step, or at once in setup, validation and the
   sample; the state is saved if it was not, then `errors.Stopped` is raised. A second one exits at once.
   """
-  with stop_requests() as stop:
+  with stopping.stop_requests() as stop:
     try:
       with stop.interruptible('setup'):  # Data preparation, tokenizer training, restoring: nothing to save yet.
         run, state = setup(config, workdir)
-    except StopRequested:
+    except stopping.StopRequested:
       raise errors.Stopped(f'stopped in setup, {time.perf_counter() - stop.received_at:.1f}s after {stop.signal}; '
                            'no step was trained. Rerun the same command to start.') from None
     t, step, window, final = run.config.train, run.start_step, Window(), {}  # run.config: num_steps fitted.
@@ -103,10 +103,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           window.add(check_finite(run, *pending))
         pending = (step, metrics)
         # Read the stop request once: a signal landing later in this iteration is handled after the next step.
-        stopping, at_end = bool(stop), step == t.num_steps
+        stop_now, at_end = bool(stop), step == t.num_steps
         at_log = step % t.log_every == 0 or at_end
-        at_save = step % t.checkpoint_every == 0 or at_end or stopping
-        at_eval = (step % t.eval_every == 0 or at_end) and not stopping
+        at_save = step % t.checkpoint_every == 0 or at_end or stop_now
+        at_eval = (step % t.eval_every == 0 or at_end) and not stop_now
         if not (at_log or at_save or at_eval):
           continue
         window.add(host := check_finite(run, *pending))  # Step `step` is finite before it is logged or saved.
@@ -120,7 +120,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if at_eval:
           with window.timing('eval'), stop.interruptible('validation'):
             final = validate(run, step, state, eval_hook, max_batches=0 if at_end else t.eval_batches)
-        if stopping:
+        if stop_now:
           break
       with stop.interruptible('validation'):
         if step >= t.num_steps and not final:  # Resumed a finished run: evaluate what is there, log nothing.
@@ -131,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                 f'({seconds})', flush=True)
         with stop.interruptible('the sample'):
           write_sample(run, step, state)
-    except StopRequested:  # From the handler, in validation or the sample: step `step` is finite and whole.
+    except stopping.StopRequested:  # From the handler, in validation or the sample: step `step` is finite and whole.
       if saved != step:
         run.checkpointer.save(step, run.launcher.to_checkpoint(state), run.train_iter)
         saved = step
@@ -368,67 +368,6 @@ def with_pretrained_params(launcher: parallel.Launcher, state: step_lib.TrainSta
 
 # ----------------------------------------------------------------------------------------------------------
 # The loop's periodic actions.
-
-
-class StopRequested(BaseException):
-  """Raised by the signal handler in an interruptible phase. A BaseException, so `except Exception` in library
-  code (a data reader, a metric) cannot swallow it."""
-
-
-class StopRequests:
-  """The run's signal state. The first SIGINT or SIGTERM asks it to stop: outside an `interruptible` phase (a
-  train step, a checkpoint write) after the current step; inside one (setup, validation, the sample) at once, by
-  raising StopRequested there. A second signal exits the process at once (status 128 + signal number): a
-  checkpoint being written is left unfinished, which resuming ignores; the finished ones are intact."""
-
-  def __init__(self):
-    self.signal: str | None = None  # The name of the first signal received.
-    self.received_at = 0.0
-    self._phase: str | None = None
-
-  def __bool__(self) -> bool:
-    return self.signal is not None
-
-  def handle(self, signum: int, frame: Any) -> None:
-    name = signal.Signals(signum).name
-    if self.signal is not None:
-      print(f'\nreceived a second signal ({name}): exiting now', flush=True)
-      os._exit(128 + signum)
-    self.signal, self.received_at = name, time.perf_counter()
-    if self._phase is not None:
-      print(f'\nreceived {name} during {self._phase}: stopping it, saving the state if it is not saved, then '
-            'exiting', flush=True)
-      raise StopRequested
-    print(f'\nreceived {name}: saving a checkpoint after this step, then exiting', flush=True)
-
-  @contextlib.contextmanager
-  def interruptible(self, phase: str):
-    """A signal inside this block stops it at once (at the next Python bytecode: within a batch or a file); one
-    received before it (in a checkpoint write, say) stops it before it starts."""
-    if self.signal is not None:
-      raise StopRequested
-    previous, self._phase = self._phase, phase
-    try:
-      yield
-    finally:
-      self._phase = previous
-
-
-@contextlib.contextmanager
-def stop_requests():
-  """A StopRequests with its handler installed for SIGINT and SIGTERM (none outside the main thread, e.g. a
-  notebook's worker: no graceful stop there)."""
-  stop, previous = StopRequests(), {}
-  try:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      previous[sig] = signal.signal(sig, stop.handle)
-  except ValueError:  # Not the main thread.
-    pass
-  try:
-    yield stop
-  finally:
-    for sig, old in previous.items():
-      signal.signal(sig, old)
 
 
 def check_finite(run: Run, step: int, metrics: dict[str, jax.Array]) -> dict[str, float]:

@@ -2,6 +2,7 @@
 today's keys."""
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -111,3 +112,16 @@ def test_generation_metrics_need_seq2seq_data():
   config.eval.metrics = ('rouge',)
   with pytest.raises(ValueError, match="needs data.task='seq2seq'"):
     config_lib.validate(config)
+
+
+def test_an_unknown_key_names_the_nearest_declared_one():
+  for key in ('seed', 'model', 'model.d_model', 'train.learning_rate'):
+    config_lib.check_key(key)  # Declared: a key or a section.
+  cases = {'train.learnin_rate': "unknown config key 'train.learnin_rate'; did you mean 'train.learning_rate'?",
+           'modle.d_model': "did you mean 'model.d_model'?",
+           'learning_rate': "did you mean 'train.learning_rate'?",  # The right name in its section.
+           'nonexistent': "unknown config key 'nonexistent'; lm/config.py declares every key"}
+  for key, message in cases.items():
+    with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+      config_lib.check_key(key)
+  assert set(config_lib.keys()) >= {'seed', 'init_from', 'model.d_model', 'train.restart_if_unrestorable'}

@@ -15,6 +15,7 @@ ALLOWED = {
     'config': set(),
     'kernels': set(),
     'hardware': set(),
+    'stopping': set(),
     'layers': {'kernels', 'config'},
     'tokenizers': set(),
     'data': {'tokenizers', 'config', 'data'},
@@ -29,7 +30,7 @@ ALLOWED = {
     'rundir': {'checkpoint', 'config', 'model', 'tokenizers', 'data'},
     'generate': {'config', 'decode', 'model', 'data'},  # data: tasks.model_input, a numpy-only module.
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
-              'hardware'},
+              'hardware', 'stopping'},
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
     'main': {'train', 'evaluate', 'rundir', 'data', 'config'},
 }

@@ -16,6 +16,7 @@ from lm import optim
 from lm import parallel
 from lm import rundir
 from lm import step as step_lib
+from lm import stopping
 from lm import train
 
 VOCAB, SEQ_LEN, BATCH = 29, 16, 16
@@ -201,7 +202,7 @@ def test_the_training_loop_runs_and_resumes_across_strategies(corpus, tmp_path, 
 
   single = train.train_and_evaluate(config('single', (1, 1, 1)), str(tmp_path / 'single'))
   with monkeypatch.context() as patch:
-    patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(3))))
+    patch.setattr(stopping, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(3))))
     with pytest.raises(errors.Stopped):
       train.train_and_evaluate(config('pmap', (-1, 1, 1)), str(tmp_path / 'mixed'))
   mixed = train.train_and_evaluate(config('mesh', (2, 2, 2)), str(tmp_path / 'mixed'))

@@ -26,6 +26,7 @@ from lm import hardware
 from lm import optim
 from lm import rundir
 from lm import step as step_lib
+from lm import stopping
 from lm import tokenizers
 from lm import train
 from lm.data import tasks
@@ -132,7 +133,7 @@ def assert_resume_is_exact(config, tmp_path, monkeypatch, *, stop_after):
   straight, split = tmp_path / 'straight', tmp_path / 'split'
   train.train_and_evaluate(config, str(straight))
   with monkeypatch.context() as patch:
-    patch.setattr(train, 'stop_requests',
+    patch.setattr(stopping, 'stop_requests',
                   contextlib.contextmanager(lambda: (yield StopAtIteration(stop_after))))
     with pytest.raises(errors.Stopped, match=f'stopped at step {stop_after}'):
       train.train_and_evaluate(config, str(split))
@@ -433,7 +434,7 @@ def test_resume_falls_back_past_an_unreadable_checkpoint(corpus_dir, tmp_path, m
   straight, split = tmp_path / 'straight', tmp_path / 'split'
   train.train_and_evaluate(config, str(straight))
   with monkeypatch.context() as patch:
-    patch.setattr(train, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(4))))
+    patch.setattr(stopping, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(4))))
     with pytest.raises(errors.Stopped, match='stopped at step 4'):
       train.train_and_evaluate(config, str(split))
   checkpoints = split / 'checkpoints'
