@@ -174,3 +174,15 @@ def test_each_mode_gets_its_default_config_and_workdir():
                ['m', 'train', '--workdir=runs/x', '--config=experiments/reverse.py'], ['m', 'eval'],
                ['m', 'sample', '--workdir=runs/x']):
     assert main.with_defaults(argv) == argv
+
+
+def test_an_unexpected_exception_keeps_its_traceback():
+  """A bug (here: sampling raises ZeroDivisionError) is not dressed as an expected error."""
+  code = ('import sys; from lm import evaluate, main\n'
+          'def broken(*args, **kwargs): return 1 / 0\n'
+          'evaluate.sample_from_workdir = broken\n'
+          "main.run_command_line(['lm.main', 'sample', '--workdir=runs/x'])")
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode not in (0, None)
+  assert 'Traceback' in result.stderr and 'ZeroDivisionError: division by zero' in result.stderr
+  assert 'error: ' not in result.stderr

@@ -50,6 +50,7 @@ def tiny_config(corpus_dir, **train_overrides):
   c.train.update({'batch_size': 8, 'num_steps': 40, 'warmup_steps': 5, 'learning_rate': 3e-3, 'log_every': 1,
                   'eval_every': 20, 'checkpoint_every': 20, 'eval_batch_size': 8, **train_overrides})
   c.decode.sample_num_tokens = 10
+  c.parallel.strategy = 'single'  # The loop's tests; layouts are test_parallel's (8 fake devices compile slower).
   return c
 
 
@@ -328,6 +329,7 @@ def test_bad_config_values_name_the_key(corpus_dir):
            ('train', 'label_smoothing', 1.0): 'train.label_smoothing=1.0 must be in'}
   for (group, key, value), message in cases.items():
     c = tiny_config(corpus_dir)
+    c.parallel.strategy = 'mesh'  # Over the 8 fake devices: the batch must divide among them.
     c[group][key] = value
     if message is None and key == 'schedule':  # wsd: warmup 5 + decay 20% of 40 steps fits; 90% does not.
       train.validate_config(c)
