@@ -137,7 +137,8 @@ def main(argv):
     exit_with(e, argv)
   except errors.Stopped as e:  # By a signal, its state saved: a scheduler may requeue on the status.
     print(e, flush=True)
-    sys.exit(errors.REQUEUE_EXIT_CODE)
+    sys.stderr.flush()
+    os._exit(errors.REQUEUE_EXIT_CODE)  # Its files are closed; the interpreter's teardown would take another ~1 s.
 
 
 def run_mode(argv):
