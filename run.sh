@@ -19,6 +19,9 @@ usage: ./run.sh COMMAND [flags]
   translate --workdir=DIR TEXT   translation of TEXT (or stdin) ('translate English to German: ', or --prefix=...)
   answer --workdir=DIR --question=Q --context=C   answer extracted from C ('question: Q context: C')
   data   [--config=...]     print dataset sizes, token counts, truncation and decoded rows
+  sweep  STUDY [--launcher=local|slurm] [--print_commands] [--sweep_dir=DIR]
+                            train a study's runs (experiments/studies/), skipping finished ones; results.csv
+  results DIR               print a sweep directory's results.csv (status, N, D, C, losses, speed)
   test   [pytest args]      run the test suite (notebooks included)
   bench  train [flags]      print tokens/s and MFU of the train step (bench/train.py)
   bench  loop [flags]       the real training loop's tokens/s against the bare step's, in turns (bench/loop.py)
@@ -66,7 +69,7 @@ cmd="${1:-}"
 case "$cmd" in
   setup) setup ;;
   # lm/main.py picks the default --config and --workdir of each mode.
-  train|sample|eval|summarize|translate|answer|data) setup; exec "$PY" -m lm.main "$cmd" "$@" ;;
+  train|sample|eval|summarize|translate|answer|data|sweep|results) setup; exec "$PY" -m lm.main "$cmd" "$@" ;;
   test) setup; cd "$ROOT"; exec "$PY" -m pytest "$@" ;;
   bench)
     extras=test  # PyTorch (the `bench` extra) only for the benchmark that runs it.

@@ -57,14 +57,15 @@ def out_of_space(e: BaseException) -> BaseException | None:
 
 
 class Checkpointer:
-  """Wraps an orbax `CheckpointManager` over `directory`, keeping the `keep` most recent steps.
+  """Wraps an orbax `CheckpointManager` over `directory`, keeping the `keep` most recent steps and `keep_steps`.
 
   Saves are asynchronous: training continues while a step is written, and `wait()` blocks until it is on disk. A
   failed write surfaces at `wait()` or at the next `save()`; after it the checkpointer can only be closed. A
   writer removes the unfinished steps a killed process left (`<step>.orbax-checkpoint-tmp`) when it starts.
   """
 
-  def __init__(self, directory: str, *, keep: int, async_save: bool = True, read_only: bool = False):
+  def __init__(self, directory: str, *, keep: int, keep_steps: tuple[int, ...] = (), async_save: bool = True,
+               read_only: bool = False):
     self.directory = os.path.abspath(directory)
     self._read_only = read_only
     self._writing_step = None  # The step whose asynchronous save may still be running.
@@ -72,7 +73,8 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+            preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy([  # The latest, and keep_steps.
+                ocp.checkpoint_managers.LatestN(keep), ocp.checkpoint_managers.CustomSteps(list(keep_steps))]),
             enable_async_checkpointing=async_save,
             read_only=read_only,  # Readers (sampling, evaluation) can never delete or write a step.
             create=not read_only,

@@ -123,6 +123,7 @@ class Train:
   eval_batches: int = 0  # Validation batches at each eval point before the last (the first N); 0: all.
   checkpoint_every: int = 500  # Steps between checkpoints (and at the end).
   keep_checkpoints: int = 3  # Most recent checkpoints kept.
+  save_steps: tuple = ()  # More steps to save at, kept whatever keep_checkpoints (sweeps' cooldown branch points).
   # A resume whose checkpoints all fail to read (each moved aside to checkpoints/unrestorable-<step>/) stops with an
   # error; True: it warns and starts again from step 0.
   restart_if_unrestorable: bool = False
@@ -283,6 +284,8 @@ def _check_train(t: Any) -> None:
   check(t.schedule != 'wsd' or t.warmup_steps + round(t.decay_fraction * t.num_steps) <= t.num_steps,
         'train.decay_fraction', t.decay_fraction,
         f'leaves no room after {t.warmup_steps} warmup steps in {t.num_steps} steps (schedule wsd)')
+  check(all(isinstance(s, int) and 0 < s <= t.num_steps for s in t.save_steps), 'train.save_steps', t.save_steps,
+        f'must hold steps in [1, train.num_steps={t.num_steps}]')
 
 
 def _check_data(c: ml_collections.ConfigDict) -> None:

@@ -30,6 +30,7 @@ from lm import config as config_lib
 from lm import errors
 from lm import evaluate
 from lm import rundir
+from lm import sweep
 from lm import train
 from lm.data import report
 from lm.data import tokenizer_cache
@@ -47,11 +48,16 @@ flags.DEFINE_string('question', None, 'answer: the question.')
 flags.DEFINE_string('context', None, 'answer: the text that holds the answer.')
 flags.DEFINE_string('prefix', None, "summarize/translate/answer: input prefix; default the run's data.prefix, "
                     "else T5's for the mode.")
+flags.DEFINE_enum('launcher', 'local', ['local', 'slurm'], 'sweep: run here in turn, or submit a SLURM job array.')
+flags.DEFINE_bool('print_commands', False, 'sweep: print one train command per run instead, for any scheduler.')
+flags.DEFINE_string('sweep_dir', None, 'sweep: the sweep directory; default runs/<study file name>.')
+flags.DEFINE_string('only', '', 'sweep: run only the run of this name (what each SLURM task does).')
 flags.DEFINE_bool('traceback', False, 'Show the full stack of expected errors too (also: LM_TRACEBACK=1).')
 FLAGS = flags.FLAGS
 TEXT_MODES = ('summarize', 'translate', 'answer')
 RUN_MODES = ('eval',) + TEXT_MODES  # Modes whose default config is the run's own.
-MODES = ('train', 'sample', 'data') + RUN_MODES
+SWEEP_MODES = ('sweep', 'results')  # sweep STUDY_FILE, results SWEEP_DIR.
+MODES = ('train', 'sample', 'data') + RUN_MODES + SWEEP_MODES
 
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,13 +148,18 @@ def main(argv):
 
 
 def run_mode(argv):
-  if len(argv) < 2 or argv[1] not in MODES or (len(argv) > 2 and argv[1] not in TEXT_MODES):
+  if len(argv) < 2 or argv[1] not in MODES or (len(argv) > 2 and argv[1] not in TEXT_MODES + SWEEP_MODES):
     raise errors.InputError(f'expected one mode out of {MODES} (text only after {TEXT_MODES}), got {argv[1:]}; '
                             '`./run.sh` with no arguments lists them')
   mode = argv[1]
   if not FLAGS['verbosity'].present:  # Library noise the user can do nothing about: orbax logs every save at
     # INFO, tfds warns of every custom (text_files) config, orbax of read-only managers. --verbosity=0 shows it.
     logging.set_verbosity(logging.ERROR)
+  if mode in SWEEP_MODES:
+    if len(argv) != 3:
+      raise errors.InputError(f'{mode}: give one ' + ('study file' if mode == 'sweep' else 'sweep directory'))
+    run_sweep_mode(mode, argv[2])
+    return
   if mode != 'data' and not FLAGS.workdir:
     raise errors.InputError('--workdir is required')
   if mode == 'data':
@@ -172,6 +183,24 @@ def run_mode(argv):
                            + (', or --question and --context' if mode == 'answer' else ''))
     print(evaluate.predict_from_workdir(FLAGS.workdir, [text], task=mode, config=FLAGS.config,
                                         prefix=FLAGS.prefix)[0])
+
+
+def run_sweep_mode(mode: str, path: str) -> None:
+  """sweep: launch a study's unfinished runs (or print their commands); results: print results.csv."""
+  if mode == 'results':
+    print(sweep.format_results(sweep.write_results(path)))
+    return
+  name = os.path.basename(path).removesuffix('.py')
+  sweep_dir = os.path.abspath(FLAGS.sweep_dir or os.path.join(REPOSITORY, 'runs', name))
+  if FLAGS.print_commands:
+    sweep.print_commands(path, sweep_dir)
+  elif FLAGS.launcher == 'slurm':
+    sweep.launch_slurm(path, sweep_dir)
+  else:
+    failed = sweep.launch_local(path, sweep_dir, only=FLAGS.only)
+    print(sweep.format_results(sweep.read_results(sweep_dir)))
+    if failed:
+      raise errors.InputError(f'{failed} run(s) of {path} failed: see the error column above and their train.log')
 
 
 def run_command_line(argv: list[str]) -> None:

@@ -154,6 +154,20 @@ class WorkdirLock:
     self.release()
 
 
+def is_locked(workdir: str) -> bool:
+  """Whether a process holds `workdir`'s lock now (a training run in it), without taking or writing it."""
+  try:
+    with open(os.path.join(workdir, LOCK_FILE)) as f:
+      try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        return True
+      fcntl.flock(f, fcntl.LOCK_UN)
+      return False
+  except OSError:  # No lock file (never trained), or a file system without locks.
+    return False
+
+
 def _owner(file: typing.TextIO) -> dict[str, Any] | None:
   """The holder a lock file names, or None if it is empty or unreadable (a holder that has not written yet)."""
   file.seek(0)

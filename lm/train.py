@@ -105,7 +105,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         # Read the stop request once: a signal landing later in this iteration is handled after the next step.
         stop_now, at_end = bool(stop), step == t.num_steps
         at_log = step % t.log_every == 0 or at_end
-        at_save = step % t.checkpoint_every == 0 or at_end or stop_now
+        at_save = step % t.checkpoint_every == 0 or at_end or stop_now or step in t.save_steps
         at_eval = (step % t.eval_every == 0 or at_end) and not stop_now
         if not (at_log or at_save or at_eval):
           continue
@@ -183,7 +183,8 @@ def _build_run(config: ml_collections.ConfigDict, workdir: str, lock: rundir.Wor
   say = print if is_main else (lambda *args, **kwargs: None)
   config, dtype_source = resolve_dtype(config, workdir)
   say(f'model.dtype: {config.model.dtype} ({dtype_source})', flush=True)
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, rundir.CHECKPOINT_DIR), keep=t.keep_checkpoints)
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, rundir.CHECKPOINT_DIR), keep=t.keep_checkpoints,
+                                             keep_steps=t.save_steps)
   latest = checkpointer.latest_step()
   init_from = config.init_from and rundir.resolve(config.init_from)
   if init_from and latest is None:
@@ -219,7 +220,9 @@ def _build_run(config: ml_collections.ConfigDict, workdir: str, lock: rundir.Wor
   describe(run, state)
   log.write(start_step, 'setup', {  # What this start resolved, and from what.
       'device': hardware.device_name(), 'peak_flops': run.peak_flops, 'dtype': config.model.dtype,
-      'dtype_source': dtype_source, 'num_steps': config.train.num_steps, 'num_steps_source': steps_source})
+      'dtype_source': dtype_source, 'num_steps': config.train.num_steps, 'num_steps_source': steps_source,
+      'params': flops_lib.count_params(run.params(state)),
+      'non_embedding_params': flops_lib.matmul_params(model.config) - model.config.d_model * model.config.vocab_size})
   return run, state
 
 

@@ -32,7 +32,8 @@ ALLOWED = {
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
               'hardware', 'stopping'},
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
-    'main': {'train', 'evaluate', 'rundir', 'data', 'config'},
+    'sweep': {'rundir', 'config'},
+    'main': {'train', 'evaluate', 'sweep', 'rundir', 'data', 'config'},
 }
 
 
