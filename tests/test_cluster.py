@@ -6,6 +6,7 @@ first) conftest turns that skip into a failure.
 """
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -156,3 +157,16 @@ def test_two_srun_tasks_train_like_one_process(slurm, tmp_path):
   assert len(one) == len(two) == 5
   assert one[-1] < one[0]  # It trains: the comparison is of changing numbers.
   np.testing.assert_allclose(two, one, rtol=1e-6)  # To rounding (~1e-7 seen): gloo's sums against in-process ones.
+
+
+def test_a_batch_script_trains_as_one_process(slurm, tmp_path):
+  """sbatch runs its script as one process with SLURM_JOB_ID and SLURM_NTASKS but no job step: there the training
+  command must start no jax.distributed (which finds no cluster and raises) and run alone."""
+  code = ('import os, jax; from lm import parallel; parallel.initialize_distributed("", 1, 0, timeout_s=30); '
+          'print(os.environ["SLURM_NTASKS"], "SLURM_STEP_NODELIST" in os.environ, jax.process_count())')
+  job, output = f'lm-test-{uuid.uuid4().hex[:8]}', tmp_path / 'job.out'
+  sbatch = ['sbatch', '--wait', '--ntasks=2', '--time=2', f'--job-name={job}', f'--output={output}',
+            f'--chdir={REPO}', f'--wrap={shlex.join([sys.executable, "-c", code])}']
+  run_to_end(sbatch, {**os.environ, 'PYTHONPATH': REPO}, timeout_s=120,
+             on_timeout=lambda: subprocess.run(['scancel', f'--name={job}'], timeout=30))
+  assert output.read_text().split() == ['2', 'False', '1'], output.read_text()
