@@ -39,13 +39,14 @@ class Daemon:
     self.name, self.pid_file, self.log, self.user = name, pid_file, log, user
 
   def pid(self) -> int | None:
-    """The pid in its pid file if that process is alive and is this daemon (not a reused pid), else None."""
+    """The pid in its pid file if that process is this daemon (not a reused pid) and alive (not a zombie)."""
     try:
       with open(self.pid_file) as f:
         pid = int(f.read().split()[0])
-      with open(f'/proc/{pid}/comm') as f:
-        return pid if f.read().strip() == self.name else None
-    except (OSError, ValueError, IndexError):
+      with open(f'/proc/{pid}/stat') as f:
+        name, state = re.fullmatch(r'\d+ \((.*)\) (\S).*', f.read().strip(), re.S).groups()
+      return pid if name == self.name and state != 'Z' else None
+    except (OSError, ValueError, IndexError, AttributeError):
       return None
 
 
@@ -61,7 +62,7 @@ def slurm_conf(hostname: str, cpus: int, memory_mb: int) -> str:
   """slurm.conf of a one-node cluster on `hostname` (its short name) with `cpus` CPUs and `memory_mb` for jobs."""
   return f"""\
 # Written by lm/cluster.py (`./run.sh cluster up`) for this machine; `up` writes it again whenever it starts
-# the cluster.
+# the cluster from stopped daemons.
 ClusterName=lm
 SlurmctldHost={hostname}(127.0.0.1)
 SlurmUser=root
@@ -122,11 +123,12 @@ def up() -> None:
   start, started_at = time.perf_counter(), time.time()
   if missing_programs():
     install_packages()
-  write_conf(*machine())
+  if not any(daemon.pid() for daemon in DAEMONS[1:]):  # A running one keeps the conf it read: no mismatch.
+    write_conf(*machine())
   create_munge_key()
-  for daemon in DAEMONS:
-    start_daemon(daemon)
-  state = wait_until_up(START_TIMEOUT_S, slurmd_since=started_at)
+  started = [daemon.name for daemon in DAEMONS if start_daemon(daemon)]
+  # A slurmd that ran already registers again with a new slurmctld, keeping its start time.
+  state = wait_until_up(START_TIMEOUT_S, slurmd_since=started_at if 'slurmd' in started else 0)
   print(f'cluster: up in {time.perf_counter() - start:.1f}s (node {state}; {CONF_PATH})')
 
 
@@ -183,6 +185,7 @@ def install_packages() -> None:
 
 
 def write_conf(hostname: str, cpus: int, memory_mb: int) -> None:
+  """slurm.conf for this machine, and the directories it names."""
   os.makedirs(os.path.dirname(CONF_PATH), exist_ok=True)
   with open(CONF_PATH, 'w') as f:
     f.write(slurm_conf(hostname, cpus, memory_mb))
@@ -204,16 +207,18 @@ def create_munge_key() -> None:
   os.chown(MUNGE_KEY, munge.pw_uid, munge.pw_gid)
 
 
-def start_daemon(daemon: Daemon) -> None:
-  """Starts `daemon` unless it runs; each forks into the background once it has started, writing its pid file."""
+def start_daemon(daemon: Daemon) -> bool:
+  """Starts `daemon` unless it runs (then False); each forks into the background once started, writing its pid
+  file."""
   if daemon.pid():
-    return
+    return False
   user = None if daemon.user == 'root' else daemon.user
   result = subprocess.run([shutil.which(daemon.name, path='/usr/sbin:/sbin:' + os.environ.get('PATH', ''))],
                           user=user, capture_output=True, text=True, timeout=START_TIMEOUT_S)
   if result.returncode:
     raise errors.UserError(f'{daemon.name} did not start (exit {result.returncode}): '
                            f'{(result.stdout + result.stderr).strip()}\nsee {daemon.log}:\n{_log_tail(daemon)}')
+  return True
 
 
 def wait_until_up(timeout_s: float, slurmd_since: float = 0) -> str:

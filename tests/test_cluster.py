@@ -62,6 +62,16 @@ def test_cluster_imports_no_jax():
   assert result.returncode == 0 and result.stdout.strip() == '[]', result.stdout + result.stderr
 
 
+def test_a_daemon_runs_only_if_its_pid_file_names_a_live_process_of_its_name(tmp_path):
+  pid_file = tmp_path / 'daemon.pid'
+  with open(f'/proc/{os.getpid()}/comm') as f:
+    me = f.read().strip()
+  assert cluster.Daemon(me, str(pid_file), 'log').pid() is None  # No pid file.
+  pid_file.write_text(f'{os.getpid()}\n')
+  assert cluster.Daemon(me, str(pid_file), 'log').pid() == os.getpid()
+  assert cluster.Daemon('slurmd', str(pid_file), 'log').pid() is None  # A reused pid: another program.
+
+
 def test_not_root_says_how_to_install(monkeypatch):
   monkeypatch.setattr(os, 'geteuid', lambda: 1000)
   monkeypatch.setattr(cluster, 'missing_programs', lambda: ['slurmd', 'munged'])
