@@ -30,6 +30,7 @@ usage: ./run.sh COMMAND [flags]
   bench  memory [flags]     print bytes per device by model size and strategy (bench/memory.py)
   bench  accelerator        GPU: tokens/s and MFU of ~350M and ~1B models (bench/accelerator.sh wraps it)
   bench  decode [flags]     KV-cache vs recompute greedy decoding; T5-small beam search tokens/s (bench/decode.py)
+  cluster up|down|status    a one-node SLURM cluster on this machine (lm/cluster.py; root: installs slurm-wlm, munge)
 
 examples:
   ./run.sh train --config=experiments/shakespeare.py --config.model.num_layers=2 --workdir=runs/x
@@ -78,6 +79,8 @@ case "$cmd" in
     what="${1:-}"; [[ $# -gt 0 ]] && shift
     [[ -f "$ROOT/bench/$what.py" ]] || { echo "unknown benchmark '$what'; have: $(cd "$ROOT/bench" && ls *.py | sed 's/\.py$//' | tr '\n' ' ')" >&2; exit 2; }
     exec "$PY" "$ROOT/bench/$what.py" "$@" ;;
+  # Standard library only, so the system python3: CI brings the cluster up on a fresh clone, before .venv exists.
+  cluster) exec python3 -m lm.cluster "$@" ;;
   ""|-h|--help|help) usage ;;
   *) usage >&2; echo "error: unknown command '$cmd'; the commands are listed above" >&2; exit 2 ;;
 esac

@@ -91,18 +91,29 @@ def split_for_pmap(batch: dict[str, np.ndarray], num_devices: int) -> dict[str, 
   return {k: v.reshape(num_devices, v.shape[0] // num_devices, *v.shape[1:]) for k, v in batch.items()}
 
 
+# What jax.distributed reads of a SLURM job step (a task of `srun`). A batch script or an salloc shell has
+# SLURM_JOB_ID but no step: there jax finds no cluster, and the one process must run alone.
+SLURM_STEP_VARIABLES = ('SLURM_JOB_ID', 'SLURM_STEP_NODELIST', 'SLURM_NTASKS', 'SLURM_PROCID', 'SLURM_LOCALID')
+
+
 def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int,
                            timeout_s: int = 300) -> None:
   """Starts multi-host JAX when asked, by flags or by the environment SLURM and TPU VMs set.
 
   With an explicit coordinator, all three values come from the config; otherwise `jax.distributed` reads
-  SLURM / TPU / Open MPI variables itself. A single process with none of these does nothing.
+  SLURM (a step of several tasks) / TPU / Open MPI variables itself. A single process with none of these,
+  or a SLURM batch script's own process, does nothing.
   """
   if coordinator_address:
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id, initialization_timeout=timeout_s)
-  elif any(k in os.environ for k in ('SLURM_JOB_ID', 'TPU_WORKER_HOSTNAMES', 'OMPI_COMM_WORLD_SIZE')):
+  elif _in_slurm_step_of_several_tasks() or any(k in os.environ for k in ('TPU_WORKER_HOSTNAMES',
+                                                                          'OMPI_COMM_WORLD_SIZE')):
     jax.distributed.initialize(initialization_timeout=timeout_s)
+
+
+def _in_slurm_step_of_several_tasks() -> bool:
+  return all(k in os.environ for k in SLURM_STEP_VARIABLES) and int(os.environ['SLURM_NTASKS']) > 1
 
 
 class Launcher:

@@ -16,6 +16,7 @@ ALLOWED = {
     'kernels': set(),
     'hardware': set(),
     'stopping': set(),
+    'cluster': set(),  # Standard library only: `./run.sh cluster` runs it before .venv exists.
     'layers': {'kernels', 'config'},
     'tokenizers': set(),
     'data': {'tokenizers', 'config', 'data'},

@@ -209,6 +209,30 @@ def test_the_training_loop_runs_and_resumes_across_strategies(corpus, tmp_path, 
   assert mixed['loss'] == pytest.approx(single['loss'], rel=1e-4)
 
 
+# SLURM's variables as each place a training command may run sets them (seen on `./run.sh cluster up`'s cluster).
+SLURM_BATCH_SCRIPT = {'SLURM_JOB_ID': '4', 'SLURM_NTASKS': '2', 'SLURM_PROCID': '0', 'SLURM_LOCALID': '0'}
+SLURM_STEP = {**SLURM_BATCH_SCRIPT, 'SLURM_STEP_NODELIST': 'vm'}
+
+
+@pytest.mark.parametrize('env, starts', [
+    ({}, False),
+    ({'SLURM_JOB_ID': '4'}, False),  # An salloc shell.
+    (SLURM_BATCH_SCRIPT, False),  # jax finds no cluster there (no step): it would raise, not run alone.
+    ({**SLURM_STEP, 'SLURM_NTASKS': '1'}, False),  # srun -n 1.
+    (SLURM_STEP, True),  # srun -n 2.
+    ({'TPU_WORKER_HOSTNAMES': 'a,b'}, True),
+])
+def test_distributed_starts_from_the_environment_only_in_a_multi_process_launch(monkeypatch, env, starts):
+  for key in ('SLURM_JOB_ID', 'SLURM_STEP_NODELIST', 'SLURM_NTASKS', 'TPU_WORKER_HOSTNAMES', 'OMPI_COMM_WORLD_SIZE'):
+    monkeypatch.delenv(key, raising=False)
+  for key, value in env.items():
+    monkeypatch.setenv(key, value)
+  calls = []
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda **kwargs: calls.append(kwargs))
+  parallel.initialize_distributed('', 1, 0, timeout_s=7)
+  assert calls == ([{'initialization_timeout': 7}] if starts else [])  # No coordinator: jax reads the env.
+
+
 def test_two_processes_train_like_one_and_their_checkpoint_restores_in_one(tmp_path):
   import json
   import os
