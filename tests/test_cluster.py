@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 from conftest import FAST_COMPILE_FLAGS
@@ -19,6 +20,7 @@ import pytest
 from lm import cluster
 from lm import errors
 from lm import rundir
+from lm import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -181,3 +183,28 @@ def test_a_batch_script_trains_as_one_process(slurm, tmp_path):
   run_to_end(sbatch, {**os.environ, 'PYTHONPATH': REPO}, timeout_s=120,
              on_timeout=lambda: subprocess.run(['scancel', f'--name={job}'], timeout=30))
   assert output.read_text().split() == ['2', 'False', '1'], output.read_text()
+
+
+def test_a_study_submitted_to_slurm_finishes_with_a_full_results_table(slurm, tmp_path):
+  """`./run.sh sweep --launcher=slurm` of a 4-run study: one job array, a task per run (each the local launcher
+  on its one run), all done in results.csv; submitting again submits nothing."""
+  import test_sweep  # The sweep tests' tiny study.
+  study = test_sweep.write_study(tmp_path, {'train.learning_rate': [1e-3, 2e-3, 3e-3, 4e-3]},
+                                 fixed={'train.num_steps': 4},
+                                 resources={'cpus_per_run': 1, 'time_limit': '0:10:00'})
+  sweep_dir = tmp_path / f'slurm_sweep_{uuid.uuid4().hex[:8]}'
+  command = [sys.executable, '-m', 'lm.main', 'sweep', study, '--launcher=slurm', f'--sweep_dir={sweep_dir}']
+  env = {**os.environ, 'XLA_FLAGS': FAST_COMPILE_FLAGS}
+  output = run_to_end(command, env, timeout_s=120)
+  assert 'submitted' in output and '(4 runs)' in output, output
+  job = f'lm-{sweep_dir.name}'
+  deadline = time.time() + 400
+  while subprocess.run(['squeue', '--noheader', f'--name={job}'], capture_output=True, text=True).stdout.strip():
+    if time.time() > deadline:
+      subprocess.run(['scancel', f'--name={job}'], timeout=30)
+      pytest.fail(f'the array still ran after 400 s: {os.listdir(sweep_dir / "slurm")}')
+    time.sleep(1)
+  rows = sweep.write_results(str(sweep_dir))
+  assert [row['status'] for row in rows] == ['done'] * 4, [(r['name'], r['status'], r['error']) for r in rows]
+  assert all(row['steps'] == 4 and row['final_loss'] > 0 for row in rows)
+  assert 'submitted' not in run_to_end(command, env, timeout_s=120)  # Nothing left to do.

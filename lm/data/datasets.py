@@ -22,6 +22,7 @@ Its feature names come from data.text_key / input_key / target_key;
 """
 
 import contextlib
+import fcntl
 import io
 import os
 import re
@@ -156,24 +157,36 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
 
   Ours are prepared here. A catalogue dataset is downloaded and prepared only
   if the network answers; offline it raises at once, saying how to get it.
+  Processes preparing the same dataset at once (a sweep's parallel runs) take
+  turns on a lock file beside it: the first prepares, the others then read.
   """
   builder = make_builder(data_config)
-  if not builder.is_prepared():
-    if data_config.name not in OUR_NAMES and not network_available():
-      raise errors.OfflineError(_not_prepared_message(
-          data_config.name, data_dir(data_config.data_dir)))
-    ours = data_config.name in OUR_NAMES
-    if ours:  # Written in seconds; tfds' "Downloading ... Unknown size" and progress bars would be noise.
-      print(f'preparing data.name={data_config.name!r} once, into {builder.data_dir}', flush=True)
-      tfds.display_progress_bar(False)
-    try:
-      with contextlib.redirect_stdout(io.StringIO()) if ours else contextlib.nullcontext():
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            # Statistics would need TensorFlow; the pipeline needs none.
-            compute_stats=tfds.download.ComputeStatsMode.SKIP))
-    finally:
-      tfds.display_progress_bar(True)
+  if builder.is_prepared():
+    return builder
+  os.makedirs(os.path.dirname(builder.data_dir), exist_ok=True)
+  with open(builder.data_dir.rstrip('/') + '.lock', 'a') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes.
+    builder = make_builder(data_config)  # What the process before us prepared.
+    if not builder.is_prepared():
+      _download_and_prepare(builder, data_config)
   return builder
+
+
+def _download_and_prepare(builder: tfds.core.DatasetBuilder, data_config) -> None:
+  if data_config.name not in OUR_NAMES and not network_available():
+    raise errors.OfflineError(_not_prepared_message(
+        data_config.name, data_dir(data_config.data_dir)))
+  ours = data_config.name in OUR_NAMES
+  if ours:  # Written in seconds; tfds' "Downloading ... Unknown size" and progress bars would be noise.
+    print(f'preparing data.name={data_config.name!r} once, into {builder.data_dir}', flush=True)
+    tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()) if ours else contextlib.nullcontext():
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          # Statistics would need TensorFlow; the pipeline needs none.
+          compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  finally:
+    tfds.display_progress_bar(True)
 
 
 def load_split(data_config, split: str):
