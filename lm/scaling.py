@@ -563,8 +563,9 @@ def fit_loss_law(runs: Sequence[Run], *, starts=None, num_starts: int | None = 5
 
   The point estimate starts from `starts` (rows of theta; default `start_grid()`): each is scored in one vectorised
   pass and L-BFGS runs from the `num_starts` best (None: from every start, as the papers do); the lowest optimum
-  wins. On tests/test_scaling.py's synthetic law the 5 best and the 10 best gave the same 50 fits. Bootstrap refits
-  start from the point estimate only.
+  wins. On tests/test_scaling.py's synthetic sweeps (seeds 0-2) the best 1, 5 and 10 starts and all 4500 reached
+  the same optimum; all 4500 take 30-90 s a fit on a 2-core VM, the 5 best 0.1 s. Bootstrap refits start from the
+  point estimate only.
   """
   _check_level(level)
   if len(runs) < 5:
