@@ -9,7 +9,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Module -> the lm modules it may import. 'data' stands for any module of lm/data, which may also import each
 # other. The arrows go one way: main -> {train, evaluate} -> {step, rundir, generate} -> {model, data, loss,
-# optim, parallel, checkpoint, flops, decode} -> {layers, tokenizers} -> {kernels, config, hardware, errors}.
+# optim, parallel, checkpoint, flops, decode} -> {layers, tokenizers} -> {kernels, config, hardware, errors,
+# scaling}.
 ALLOWED = {
     'errors': set(),  # Every module may import errors (see _modules).
     'config': set(),
@@ -17,6 +18,7 @@ ALLOWED = {
     'hardware': set(),
     'stopping': set(),
     'cluster': set(),  # Standard library only: `./run.sh cluster` runs it before .venv exists.
+    'scaling': set(),  # numpy and scipy only: notebooks and the sweep runner call it.
     'layers': {'kernels', 'config'},
     'tokenizers': set(),
     'data': {'tokenizers', 'config', 'data'},
