@@ -39,6 +39,7 @@ from typing import Any
 from lm import config as config_lib
 from lm import errors
 from lm import rundir
+from lm import scaling
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY_FILE = 'study.json'  # In the sweep directory: the runs as resolved at launch.
@@ -423,3 +424,39 @@ def format_results(rows: list[dict[str, Any]]) -> str:
   table = [columns] + [[cell(row[c]) for c in columns] for row in rows]
   widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
   return '\n'.join('  '.join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in table)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# For the fits.
+
+
+def load_runs(sweep_dir: str) -> list[scaling.Run]:
+  """The sweep's done runs as lm/scaling.py's Runs (N, D, C, final loss) with a curve each for Approaches 1-2.
+
+  A cooldown branch's curve is its size's cooled-down points: the finals of its parent's branches up to its own
+  D (each a run trained to that length, as Hägele et al. read them). A run of its own has its logged validation
+  curve, its C read at each evaluation from its tokens (C/D is constant along a run). Cooldown parents, whose
+  curves never decay, are left out."""
+  index, rows = read_index(sweep_dir), {row['name']: row for row in write_results(sweep_dir)}
+  specs = [spec for spec in index['runs'] if rows[spec['name']]['status'] == 'done']
+  parents = {spec['parent'] for spec in specs if spec['parent']}
+  finals = {}
+  for spec in specs:
+    if spec['name'] in parents:
+      continue
+    row = rows[spec['name']]
+    finals.setdefault(spec['parent'] or spec['name'], []).append((row['D'], row['C'], row['final_loss']))
+  runs = []
+  for spec in specs:
+    if spec['name'] in parents:
+      continue
+    row = rows[spec['name']]
+    if spec['parent']:
+      curve = sorted(point for point in finals[spec['parent']] if point[0] <= row['D'])
+    else:
+      per_token = row['C'] / row['D']
+      curve = [(r['tokens_seen'], r['tokens_seen'] * per_token, r['loss'])
+               for r in _metrics(run_dir(sweep_dir, spec['name']), 'validation') if r['tokens_seen'] > 0]
+    tokens, flops, loss = (list(values) for values in zip(*curve))
+    runs.append(scaling.Run(row['N'], row['D'], row['C'], row['final_loss'], tokens, flops, loss))
+  return runs

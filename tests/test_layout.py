@@ -35,7 +35,7 @@ ALLOWED = {
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
               'hardware', 'stopping'},
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
-    'sweep': {'rundir', 'config'},
+    'sweep': {'rundir', 'config', 'scaling'},
     'main': {'train', 'evaluate', 'sweep', 'rundir', 'data', 'config'},
 }
 
