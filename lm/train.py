@@ -334,7 +334,8 @@ def describe(run: Run, state: step_lib.TrainState) -> None:
   stats = run.train_iter.stats  # Counted as the pipeline tokenized the split.
   run.say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
           f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
-  run.say(f'model: {config.model.architecture}, {flops_lib.count_params(run.params(state)):,} params, '
+  params = flops_lib.count_param_tree(run.params(state))
+  run.say(f'model: {config.model.architecture}, {params.total:,} params ({params.non_embedding:,} non-embedding), '
           f'{run.flops_per_step / run.tokens_per_step / 1e6:.1f} MFLOPs/token; {t.num_steps} steps of '
           f'{run.tokens_per_step:,} tokens; workdir {run.workdir}', flush=True)
   run.log.write(run.start_step, 'data', dataclasses.asdict(stats))  # Once per run.
