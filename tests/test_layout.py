@@ -30,7 +30,7 @@ ALLOWED = {
     'rundir': {'checkpoint', 'config', 'model', 'tokenizers', 'data'},
     'generate': {'config', 'decode', 'model', 'data'},  # data: tasks.model_input, a numpy-only module.
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
-              'hardware', 'stopping'},
+              'hardware', 'stopping', 'model'},  # model: the shape model.size fills in, for config.json.
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
     'main': {'train', 'evaluate', 'rundir', 'data', 'config'},
 }
