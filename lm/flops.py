@@ -1,5 +1,5 @@
-"""Parameter counts, FLOPs per token of both model families and peak FLOP/s per device: the one accounting
-behind MFU and the x-axis of every scaling plot.
+"""Parameter counts, FLOPs per token of both model families, peak FLOP/s per device, and the size ladder's table:
+the one accounting behind MFU and the x-axis of every scaling plot.
 
 Parameters, from a ModelConfig (`param_counts`) or a param tree (`count_param_tree`), which agree exactly: Kaplan
 et al. 2020's N is `ParamCounts.non_embedding` (without the token and position embeddings or an untied output
@@ -16,6 +16,7 @@ which compares the count with XLA's cost analysis of the compiled train step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -221,3 +222,52 @@ def peak_flops(dtype: str) -> float:
   if device.platform != 'cpu':
     return table_peak_flops(device.device_kind, dtype)
   return hardware.matmul_flops()[dtype]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The size ladder's table (`./run.sh sizes`).
+
+
+def sized_config(model_config: Any, size: str, *, vocab_size: int, max_len: int) -> model_lib.ModelConfig:
+  """`model_config`'s options (a config.model or ModelConfig) at a ladder size: its shape keys the size's, whatever
+  it sets; dtype 'auto' taken as bfloat16 (no probe: the counts do not depend on it)."""
+  values = {field.name: getattr(model_config, field.name) for field in dataclasses.fields(model_lib.ModelConfig)}
+  values.update({key: 0 for key in model_lib.Size._fields}, size=size, vocab_size=vocab_size, max_len=max_len)
+  if values['dtype'] == 'auto':
+    values['dtype'] = 'bfloat16'
+  return model_lib.ModelConfig(**values)
+
+
+def _short(x: float, billion: str = 'G') -> str:
+  """3 significant digits and a suffix: 98.3k, 10.6M, 1.01G (params: `billion='B'`)."""
+  for suffix, scale in (('T', 1e12), (billion, 1e9), ('M', 1e6), ('k', 1e3)):
+    if x >= scale:
+      return f'{x / scale:.3g}{suffix}'
+  return f'{x:.3g}'
+
+
+_COLUMNS = (('size', 5), ('layers', 6), ('d_model', 7), ('heads', 5), ('head', 4), ('d_ff', 6), ('non-emb', 8),
+            ('total', 8), ('train FLOPs/token', 18), ('causal', 7), ('inference (causal)', 19))
+
+
+def _size_row(config: model_lib.ModelConfig, lengths: tuple[int, int]) -> tuple:
+  counts = param_counts(config)
+  per_token = functools.partial(flops_per_token, config, lengths[0], input_len=lengths[1])
+  return (config.size, config.num_layers, config.d_model, config.num_heads, config.key_dim, config.hidden_dim,
+          _short(counts.non_embedding, 'B'), _short(counts.total, 'B'), _short(per_token()),
+          _short(per_token(causal_discount=True)), _short(per_token(training=False, causal_discount=True)))
+
+
+def size_table(model_config: Any, *, vocab_size: int, target_len: int, input_len: int = 0) -> str:
+  """Every ladder size under `model_config`'s other options: shape, parameters (Kaplan's non-embedding N,
+  Chinchilla's total) and FLOPs per token at these row lengths, for training (undiscounted: MFU's; causally
+  discounted) and for inference (the forward pass, discounted)."""
+  m = model_config
+  lengths = (target_len, input_len if m.architecture == 'encoder_decoder' else 0)
+  rows = f'input {input_len} + target {target_len} tokens a row' if lengths[1] else f'context {target_len}'
+  lines = [f'{m.architecture}, mlp {m.mlp}, {"tied" if m.tie_embeddings else "untied"} output, {m.position} '
+           f'positions; vocab {vocab_size:,}, {rows}', ' '.join(f'{name:>{width}}' for name, width in _COLUMNS)]
+  for size in model_lib.SIZES:
+    row = _size_row(sized_config(m, size, vocab_size=vocab_size, max_len=max(lengths)), lengths)
+    lines.append(' '.join(f'{value:>{width}}' for value, (_, width) in zip(row, _COLUMNS)))
+  return '\n'.join(lines)

@@ -103,6 +103,13 @@ def test_peak_flops_table_reads_jax_device_kinds():
   assert all(set(dtypes) == set(model_lib.DTYPES) for dtypes in flops.PEAK_FLOPS.values())
 
 
+def test_the_size_table_has_every_size_with_its_counts():
+  table = flops.size_table(base.get_config().model, vocab_size=86, target_len=128)
+  rows = {line.split()[0]: line.split() for line in table.splitlines()[2:]}
+  assert list(rows) == list(model_lib.SIZES)
+  assert rows['10m'][1:4] == ['6', '384', '6'] and rows['10m'][6:8] == ['10.6M', '10.7M']
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Against XLA's count of the compiled train step.
 

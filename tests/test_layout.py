@@ -32,7 +32,7 @@ ALLOWED = {
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
               'hardware', 'stopping', 'model'},  # model: the shape model.size fills in, for config.json.
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
-    'main': {'train', 'evaluate', 'rundir', 'data', 'config'},
+    'main': {'train', 'evaluate', 'rundir', 'data', 'config', 'flops'},  # flops: `sizes`' table.
 }
 
 
