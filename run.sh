@@ -22,6 +22,8 @@ usage: ./run.sh COMMAND [flags]
   sweep  STUDY [--launcher=local|slurm] [--print_commands] [--sweep_dir=DIR]
                             train a study's runs (experiments/studies/), skipping finished ones; results.csv
   results DIR               print a sweep directory's results.csv (status, N, D, C, losses, speed)
+  sizes  [--vocab_size=N]   print every model.size: params (non-embedding, total) and FLOPs per token; the other
+                            model options and the row lengths from --config (default the default experiment's)
   test   [pytest args]      run the test suite (notebooks included)
   bench  train [flags]      print tokens/s and MFU of the train step (bench/train.py)
   bench  loop [flags]       the real training loop's tokens/s against the bare step's, in turns (bench/loop.py)
@@ -40,6 +42,8 @@ examples:
   ./run.sh translate --workdir=runs/t5_wmt14_de_en --config.decode.num_beams=1 < text.txt
   ./run.sh answer --workdir=runs/t5_squad --question="Who wrote it?" --context="It was written by Ann."
   ./run.sh data --config.data.pack=True --config.data.tokenizer=sentencepiece --config.data.spm_vocab_size=2000
+  ./run.sh sizes --vocab_size=50257 --config.data.seq_len=1024 --config.model.mlp=swiglu
+  ./run.sh train --config.model.size=10m --config.model.num_layers=4 --workdir=runs/10m_shallow
   ./run.sh test -k attention
 USAGE
 }
@@ -70,7 +74,7 @@ cmd="${1:-}"
 case "$cmd" in
   setup) setup ;;
   # lm/main.py picks the default --config and --workdir of each mode.
-  train|sample|eval|summarize|translate|answer|data|sweep|results) setup; exec "$PY" -m lm.main "$cmd" "$@" ;;
+  train|sample|eval|summarize|translate|answer|data|sizes|sweep|results) setup; exec "$PY" -m lm.main "$cmd" "$@" ;;
   test) setup; cd "$ROOT"; exec "$PY" -m pytest "$@" ;;
   bench)
     extras=test  # PyTorch (the `bench` extra) only for the benchmark that runs it.

@@ -10,7 +10,7 @@ through `parallel.Launcher('single')` on random tokens (vocab 32768), with `mode
 (params float32). It compiles, runs --warmup steps, then times --steps steps; one line per configuration,
 the models taking turns (so a short --budget_s still reaches every model), then the best per model.
 MFU = tokens/s * training FLOPs per token (PaLM accounting, lm/flops.py) / the device's dense bf16
-peak (lm/flops.py PEAK_BF16_FLOPS: H100/H200 989 TFLOP/s; on CPU a timed 1024^3 bf16 matmul). A
+peak (lm/flops.py PEAK_FLOPS: H100/H200 SXM 989 TFLOP/s; on CPU a timed 1024^3 bf16 matmul). A
 configuration that runs out of memory prints OOM and the run goes on; configurations left when --budget_s
 is spent are skipped.
 """
@@ -131,7 +131,7 @@ def peak_flops() -> tuple[float, str]:
     flops = flops_lib.peak_flops('bfloat16')
     return flops, f'{flops / 1e12:.3f} TFLOP/s (lm/hardware.py\'s timed {hardware.PROBE_SIZE}^3 bf16 matmul on CPU)'
   flops = flops_lib.peak_flops('bfloat16')
-  return flops, f'{flops / 1e12:g} TFLOP/s (lm/flops.py PEAK_BF16_FLOPS for {device.device_kind!r})'
+  return flops, f'{flops / 1e12:g} TFLOP/s (lm/flops.py PEAK_FLOPS for {device.device_kind!r})'
 
 
 def main(argv):

@@ -12,7 +12,8 @@ from experiments import base
 
 def get_config():
   c = base.get_config()
-  c.model.update(num_layers=4, d_model=128, num_heads=4)
+  # The model is lm/config.py's unsized default, 4 layers of width 128 with 4 heads, left unset so that
+  # --config.model.size=NAME picks a size of the ladder instead (lm/model.py SIZES).
   c.data.update(name='shakespeare', tokenizer='char', seq_len=128)
   # 4000 steps, or fewer where they would take over 6 minutes at the step time measured at the first start.
   c.train.update(batch_size=16, num_steps=4000, time_budget_s=360.0, learning_rate=3e-3, warmup_steps=100,

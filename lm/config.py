@@ -34,10 +34,15 @@ class Model:
   vocab_size: int = 0  # Embedding rows; 0: the tokenizer's vocabulary; else >= it (t5-small: 32,128 for 32,100 ids).
   max_len: int = 0  # Longest sequence: learned-position table size and sampling window; 0: the longest row.
   architecture: str = 'decoder_only'  # 'decoder_only' (data.task 'lm') | 'encoder_decoder' (T5: seq2seq, ...).
-  num_layers: int = 4  # Transformer blocks (the decoder's, for an encoder-decoder).
+  # A named size of lm/model.py's ladder, SIZES ('100k', '300k', '1m', ..., '1b', '3b': nominal non-embedding params
+  # of the decoder-only model): it fills num_layers, d_model and num_heads where they are 0, so a key that is set
+  # (in the experiment or on the command line) beats it. '': none, those at 0 take UNSIZED_SHAPE. The filled-in
+  # values are what config.json records.
+  size: str = ''
+  num_layers: int = 0  # Transformer blocks (the decoder's, for an encoder-decoder); 0: model.size's, else 4.
   num_encoder_layers: int = 0  # encoder_decoder: encoder blocks; 0: same as num_layers.
-  d_model: int = 128  # Residual stream width.
-  num_heads: int = 4  # Query heads; must divide d_model when head_dim is 0.
+  d_model: int = 0  # Residual stream width; 0: model.size's, else 128.
+  num_heads: int = 0  # Query heads; must divide d_model when head_dim is 0; 0: model.size's, else 4.
   num_kv_heads: int = 0  # Key/value heads (grouped-query attention); 0: same as num_heads; must divide num_heads.
   head_dim: int = 0  # Per-head width; 0: d_model // num_heads.
   d_ff: int = 0  # MLP hidden width; 0: 4 * d_model ('gelu', 'relu'), 8/3 * d_model rounded to 64 (gated ones).
@@ -209,6 +214,7 @@ def check_key(key: str) -> None:
 # tables have exactly these names.
 CHOICES = {
     'model.architecture': ('decoder_only', 'encoder_decoder'),
+    'model.size': ('', '100k', '300k', '1m', '3m', '10m', '30m', '100m', '300m', '1b', '3b'),  # model.SIZES.
     'model.position': ('learned', 'sinusoidal', 'rope', 'relative'),
     'model.norm': ('layernorm', 'rmsnorm'),
     'model.mlp': ('gelu', 'relu', 'swiglu', 'gated_gelu'),
@@ -224,6 +230,9 @@ CHOICES = {
     'eval.split': ('train', 'validation', 'test'),
 }
 METRICS = ('rouge', 'bleu', 'exact_match')  # eval.metrics: a tuple of these names.
+# The model shape of model.size '' (no size): the values of the keys a size fills, where they are 0. The default
+# experiment's model (0.8M params).
+UNSIZED_SHAPE = {'num_layers': 4, 'd_model': 128, 'num_heads': 4}
 # Former names of choices, still read from old runs' config.json and command lines: key -> {old: new}.
 # 'einsum' was the fused kernel (an explicit softmax(QK^T)V), 'dot_product_attention' jax.nn's XLA one.
 ALIASES = {'model.attention': {'einsum': 'fused', 'dot_product_attention': 'xla'}}
@@ -243,12 +252,18 @@ def check_choices(section: str, values: Any) -> None:
 
 
 def check_model(m: Any) -> None:
-  """The model section's checks (`model.ModelConfig` runs them on the resolved values)."""
+  """The model section's checks. The shape's (divisibility, even widths) wait for the keys model.size fills:
+  `model.ModelConfig` runs them all on the resolved values."""
   check_choices('model', m)
-  for key in ('num_layers', 'd_model', 'num_heads', 'relative_buckets', 'relative_max_distance', 'embed_init_std'):
+  for key in ('relative_buckets', 'relative_max_distance', 'embed_init_std'):
     check(getattr(m, key) > 0, f'model.{key}', getattr(m, key), 'must be positive')
-  for key in ('vocab_size', 'max_len', 'num_kv_heads', 'head_dim', 'd_ff', 'num_encoder_layers'):
+  for key in ('vocab_size', 'max_len', 'num_kv_heads', 'head_dim', 'd_ff', 'num_encoder_layers', *UNSIZED_SHAPE):
     check(getattr(m, key) >= 0, f'model.{key}', getattr(m, key), 'must be >= 0 (0 picks the default)')
+  if m.d_model and m.num_heads:
+    _check_shape(m)
+
+
+def _check_shape(m: Any) -> None:
   check(bool(m.head_dim) or m.d_model % m.num_heads == 0, 'model.num_heads', m.num_heads,
         f'does not divide model.d_model={m.d_model}')
   check(m.num_heads % (m.num_kv_heads or m.num_heads) == 0, 'model.num_kv_heads', m.num_kv_heads,

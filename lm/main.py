@@ -4,11 +4,13 @@ Modes:
   train      train (or resume) the experiment in --workdir, then print a sample.
   sample     print a continuation of --prompt from the latest checkpoint in --workdir.
   data       print what the input pipeline makes of --config's data: counts per split and decoded rows.
+  sizes      print every size of the model ladder (model.size) under --config's other model options: params and
+             FLOPs per token at its row lengths, for a vocabulary of --vocab_size.
   eval       score the latest checkpoint on config.eval.split: loss, bits per byte and config.eval.metrics.
   summarize  print the model's output for TEXT (the arguments, or stdin) with T5's prefix 'summarize: '.
   translate  the same with 'translate English to German: '.
   answer     the same for --question and --context ('question: ... context: ...').
-train and data default to --config=experiments/shakespeare.py, and train to --workdir=runs/<experiment name> (in
+train, data and sizes default to --config=experiments/shakespeare.py, and train to --workdir=runs/<experiment name> (in
 the repository); eval, summarize, translate and answer use the run's own config.json unless --config is given.
 --config.KEY=VALUE flags override either (e.g. --config.eval.split=test, --config.decode.num_beams=1).
 
@@ -29,12 +31,15 @@ from ml_collections import config_flags
 from lm import config as config_lib
 from lm import errors
 from lm import evaluate
+from lm import flops
 from lm import rundir
 from lm import sweep
 from lm import train
 from lm.data import report
+from lm.data import tasks
 from lm.data import tokenizer_cache
 
+SHAKESPEARE_CHARS = 86  # The default experiment's char vocabulary: 84 characters of the works, pad and eos.
 config_flags.DEFINE_config_file('config', None, 'Experiment file (ml_collections get_config()).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: config, metrics, checkpoints, samples.')
@@ -52,12 +57,15 @@ flags.DEFINE_enum('launcher', 'local', ['local', 'slurm'], 'sweep: run here in t
 flags.DEFINE_bool('print_commands', False, 'sweep: print one train command per run instead, for any scheduler.')
 flags.DEFINE_string('sweep_dir', None, 'sweep: the sweep directory; default runs/<study file name>.')
 flags.DEFINE_string('only', '', 'sweep: run only the run of this name (what each SLURM task does).')
+flags.DEFINE_integer('vocab_size', None, 'sizes: vocabulary of the embedding counts; default config.model.vocab_size, '
+                     f'else {SHAKESPEARE_CHARS} (the default experiment\'s); GPT-2\'s is 50257.')
 flags.DEFINE_bool('traceback', False, 'Show the full stack of expected errors too (also: LM_TRACEBACK=1).')
 FLAGS = flags.FLAGS
 TEXT_MODES = ('summarize', 'translate', 'answer')
 RUN_MODES = ('eval',) + TEXT_MODES  # Modes whose default config is the run's own.
 SWEEP_MODES = ('sweep', 'results')  # sweep STUDY_FILE, results SWEEP_DIR.
-MODES = ('train', 'sample', 'data') + RUN_MODES + SWEEP_MODES
+MODES = ('train', 'sample', 'data', 'sizes') + RUN_MODES + SWEEP_MODES
+CONFIG_MODES = ('train', 'data', 'sizes')  # Modes whose default config is the default experiment.
 
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,14 +86,14 @@ def _flag_value(argv: list[str], name: str) -> str | None:
 def with_defaults(argv: list[str]) -> list[str]:
   """`argv` with the default --config and --workdir of its mode added where they are missing.
 
-  train, data: --config=experiments/shakespeare.py; train: --workdir=runs/<experiment file name>. eval and the
+  train, data, sizes: --config=experiments/shakespeare.py; train: --workdir=runs/<experiment file name>. eval and the
   text modes given --workdir: --config=lm/rundir.py:WORKDIR, the run's own config, which --config.KEY=VALUE
   flags then override (ml_collections reads them from sys.argv itself, so this runs before flag parsing).
   """
   mode = next((a for a in argv[1:] if not a.startswith('-')), None)
   config, workdir = _flag_value(argv, 'config'), _flag_value(argv, 'workdir')
   added = []
-  if mode in ('train', 'data') and config is None:
+  if mode in CONFIG_MODES and config is None:
     config = DEFAULT_EXPERIMENT
     added.append(f'--config={config}')
   if mode == 'train' and workdir is None:
@@ -160,10 +168,14 @@ def run_mode(argv):
       raise errors.InputError(f'{mode}: give one ' + ('study file' if mode == 'sweep' else 'sweep directory'))
     run_sweep_mode(mode, argv[2])
     return
-  if mode != 'data' and not FLAGS.workdir:
+  if mode not in ('data', 'sizes') and not FLAGS.workdir:
     raise errors.InputError('--workdir is required')
   if mode == 'data':
     print(report.describe(FLAGS.config.data, tokenizer_cache.get_tokenizer(FLAGS.config.data, None)))
+  elif mode == 'sizes':
+    lengths = tasks.row_lengths(FLAGS.config.data)
+    print(flops.size_table(FLAGS.config.model, vocab_size=FLAGS.vocab_size or FLAGS.config.model.vocab_size
+                           or SHAKESPEARE_CHARS, target_len=lengths.decoder, input_len=lengths.encoder))
   elif mode == 'train':
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_hook=evaluate.generation_eval(FLAGS.config))
   elif mode == 'sample':

@@ -1,12 +1,12 @@
 """Models: `ModelConfig`, the decoder-only `DecoderLM` and the T5-style `EncoderDecoder`, built from the same
-`layers.py` blocks. Each model's entry points are its methods: `init_variables`, `forward` on a batch, and for
-`lm/decode.py` a cache (`DecoderLM.init_decode_cache`, `EncoderDecoder.encode_for_decoding`) and
-`make_logits_fn`. Shape letters as in `layers.py`."""
+`layers.py` blocks, and the size ladder `SIZES` (model.size). Each model's entry points are its methods:
+`init_variables`, `forward` on a batch, and for `lm/decode.py` a cache (`DecoderLM.init_decode_cache`,
+`EncoderDecoder.encode_for_decoding`) and `make_logits_fn`. Shape letters as in `layers.py`."""
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -26,14 +26,60 @@ REMAT_POLICIES = {
 }
 
 
+
+class Size(NamedTuple):
+  """The keys a model.size fills (where the config leaves them at 0)."""
+  num_layers: int
+  d_model: int
+  num_heads: int
+
+
+# The size ladder (model.size). A name is the nominal non-embedding parameter count (Kaplan's N) of the decoder-only
+# model with a 4x GELU MLP, each within 10% (tests/test_model.py), in steps of about 3x. Heads are 64 wide from
+# d_model 256 up, as in the Chinchilla and Pythia ladders; narrower models keep 4 heads of d_model / 4 (Pythia-14m:
+# 4 of 32). Depth grows with width, d_model / num_layers between 20 and 100 (Chinchilla's small models: 64; Pythia:
+# 21-128). 10m is nanoGPT's Shakespeare model, 300m GPT-2 medium's and Pythia-410m's shape. The MLP is
+# `ModelConfig.hidden_dim`'s: 4x for GELU and ReLU, 8/3 rounded up to 64 for the gated ones, which adds up to 13% at
+# the narrowest widths. An encoder-decoder has num_layers blocks in each stack. `./run.sh sizes` prints the table.
+SIZES = {
+    '100k': Size(2, 64, 4),
+    '300k': Size(4, 80, 4),
+    '1m': Size(5, 128, 4),
+    '3m': Size(5, 224, 4),
+    '10m': Size(6, 384, 6),
+    '30m': Size(9, 512, 8),
+    '100m': Size(14, 768, 12),
+    '300m': Size(24, 1024, 16),
+    '1b': Size(20, 2048, 32),
+    '3b': Size(32, 2816, 44),
+}
+_SUFFIXES = {'k': 1e3, 'm': 1e6, 'b': 1e9}
+
+
+def nominal_params(size: str) -> float:
+  """The non-embedding parameter count a size's name stands for: '300k' -> 3e5, '1b' -> 1e9."""
+  return float(size[:-1]) * _SUFFIXES[size[-1]]
+
+
+def shape_values(model_config: Any) -> dict[str, int]:
+  """The shape keys `model_config` (read by attribute) leaves at 0, with the values they take: its model.size's,
+  or without one config.UNSIZED_SHAPE's. Keys it sets are not in it: they beat the size."""
+  config_lib.check_choices('model', model_config)  # Names an unknown size before the ladder is read.
+  shape = SIZES[model_config.size]._asdict() if model_config.size else config_lib.UNSIZED_SHAPE
+  return {key: value for key, value in shape.items() if not getattr(model_config, key)}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(config_lib.Model):
-  """config.model resolved (vocab_size and max_len filled in, dtype 'auto' resolved by lm/hardware.py) and
-  checked; lm/config.py declares each field. Derive by `.replace`."""
+  """config.model resolved (the shape filled in from model.size where left at 0, vocab_size and max_len filled in,
+  dtype 'auto' resolved by lm/hardware.py) and checked; lm/config.py declares each field. Derive by `.replace`;
+  on a resolved config, `.replace(size=...)` changes no shape key: they are all set."""
 
   def __post_init__(self):
     object.__setattr__(self, 'attention', config_lib.resolve_alias('model.attention', self.attention))
     object.__setattr__(self, 'dtype', hardware.resolve_dtype(self.dtype))
+    for key, value in shape_values(self).items():
+      object.__setattr__(self, key, value)
     config_lib.check_model(self)
     for key in ('vocab_size', 'max_len'):
       config_lib.check(getattr(self, key) > 0, f'model.{key}', getattr(self, key), 'must be positive')

@@ -29,6 +29,7 @@ from lm import errors
 from lm import flops as flops_lib
 from lm import generate
 from lm import hardware
+from lm import model as model_lib
 from lm import optim
 from lm import parallel
 from lm import rundir
@@ -183,6 +184,9 @@ def _build_run(config: ml_collections.ConfigDict, workdir: str, lock: rundir.Wor
   say = print if is_main else (lambda *args, **kwargs: None)
   config, dtype_source = resolve_dtype(config, workdir)
   say(f'model.dtype: {config.model.dtype} ({dtype_source})', flush=True)
+  config, shape_source = resolve_size(config, workdir)
+  if config.model.size:
+    say(f'model.size: {config.model.size} ({shape_source})', flush=True)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, rundir.CHECKPOINT_DIR), keep=t.keep_checkpoints,
                                              keep_steps=t.save_steps)
   latest = checkpointer.latest_step()
@@ -222,7 +226,7 @@ def _build_run(config: ml_collections.ConfigDict, workdir: str, lock: rundir.Wor
       'device': hardware.device_name(), 'peak_flops': run.peak_flops, 'dtype': config.model.dtype,
       'dtype_source': dtype_source, 'num_steps': config.train.num_steps, 'num_steps_source': steps_source,
       'params': flops_lib.count_params(run.params(state)),
-      'non_embedding_params': flops_lib.matmul_params(model.config) - model.config.d_model * model.config.vocab_size})
+      'non_embedding_params': flops_lib.param_counts(model.config).non_embedding})  # Kaplan's N: scaling's x.
   return run, state
 
 
@@ -265,6 +269,24 @@ def resolve_dtype(config: ml_collections.ConfigDict, workdir: str) -> tuple[ml_c
   config = config.copy_and_resolve_references()
   config.model.dtype = dtype
   return config, source
+
+
+def resolve_size(config: ml_collections.ConfigDict, workdir: str | None = None
+                 ) -> tuple[ml_collections.ConfigDict, str]:
+  """(`config` with the model shape keys it leaves at 0 filled in, how), so that the checks see the shape and
+  config.json records it. They take model.size's ladder values (config.UNSIZED_SHAPE's without a size), or on a
+  resume of the same size the values its config.json recorded: a run rebuilds its own model even if the ladder
+  changed since. Keys the config sets stay as they are: they beat the size."""
+  filled = model_lib.shape_values(config.model)
+  if not filled:
+    return config, 'every shape key set by the config'
+  source = 'from the ladder' if config.model.size else 'the unsized default'
+  saved = os.path.join(workdir, rundir.CONFIG_FILE) if workdir else ''
+  if saved and os.path.exists(saved) and (recorded := rundir.load_config(workdir).model).size == config.model.size:
+    filled, source = {key: recorded[key] for key in filled}, f'recorded in {saved} at the run\'s first start'
+  config = config.copy_and_resolve_references()
+  config.model.update({key: _process_0s(value) for key, value in filled.items()})
+  return config, ', '.join(f'{key}={value}' for key, value in config.model.items() if key in filled) + f' {source}'
 
 
 def fit_steps_to_budget(config: ml_collections.ConfigDict, workdir: str, launcher: parallel.Launcher,
@@ -337,15 +359,17 @@ def describe(run: Run, state: step_lib.TrainState) -> None:
   stats = run.train_iter.stats  # Counted as the pipeline tokenized the split.
   run.say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
           f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
-  run.say(f'model: {config.model.architecture}, {flops_lib.count_params(run.params(state)):,} params, '
+  params = flops_lib.count_param_tree(run.params(state))
+  run.say(f'model: {config.model.architecture}, {params.total:,} params ({params.non_embedding:,} non-embedding), '
           f'{run.flops_per_step / run.tokens_per_step / 1e6:.1f} MFLOPs/token; {t.num_steps} steps of '
           f'{run.tokens_per_step:,} tokens; workdir {run.workdir}', flush=True)
   run.log.write(run.start_step, 'data', dataclasses.asdict(stats))  # Once per run.
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """`config.validate`, then what depends on the devices: the mesh fits them, and the batches divide."""
-  config_lib.validate(config)
+  """`config.validate` (on the model shape that model.size fills in), then what depends on the devices: the mesh
+  fits them, and the batches divide."""
+  config_lib.validate(resolve_size(config)[0])
   t, p = config.train, config.parallel
   if p.strategy == 'mesh':
     mesh = parallel.make_mesh(p.mesh_shape)  # Raises on a shape that does not fit the devices.

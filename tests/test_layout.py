@@ -33,10 +33,10 @@ ALLOWED = {
     'rundir': {'checkpoint', 'config', 'model', 'tokenizers', 'data'},
     'generate': {'config', 'decode', 'model', 'data'},  # data: tasks.model_input, a numpy-only module.
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
-              'hardware', 'stopping'},
+              'hardware', 'stopping', 'model'},  # model: the shape model.size fills in, for config.json.
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
     'sweep': {'rundir', 'config', 'scaling'},
-    'main': {'train', 'evaluate', 'sweep', 'rundir', 'data', 'config'},
+    'main': {'train', 'evaluate', 'sweep', 'rundir', 'data', 'config', 'flops'},  # flops: `sizes`' table.
 }
 
 

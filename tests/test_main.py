@@ -170,10 +170,20 @@ def test_each_mode_gets_its_default_config_and_workdir():
   assert main.with_defaults(['m', 'train', '--config', 'x/t5_pretrain.py:arg'])[1] == (
       f'--workdir={main.REPOSITORY}/runs/t5_pretrain')
   assert main.with_defaults(['m', 'data'])[1] == f'--config={shakespeare}'
+  assert main.with_defaults(['m', 'sizes']) == ['m', f'--config={shakespeare}', 'sizes']
   for argv in (['m', 'eval', '--workdir=runs/x', '--config=experiments/reverse.py'],  # Given: kept.
                ['m', 'train', '--workdir=runs/x', '--config=experiments/reverse.py'], ['m', 'eval'],
                ['m', 'sample', '--workdir=runs/x']):
     assert main.with_defaults(argv) == argv
+
+
+def test_sizes_prints_every_size_of_the_ladder():
+  """Under the default experiment's other model options; the vocabulary and row lengths as given."""
+  result = run_main('sizes', '--vocab_size=50257', '--config.data.seq_len=1024', '--config.model.mlp=swiglu')
+  assert result.returncode == 0, result.stderr
+  heading, columns, *rows = result.stdout.splitlines()
+  assert 'mlp swiglu' in heading and 'vocab 50,257, context 1024' in heading and 'non-emb' in columns
+  assert [row.split()[0] for row in rows] == list(model_lib.SIZES)
 
 
 def test_an_unexpected_exception_keeps_its_traceback():

@@ -1,4 +1,7 @@
+import dataclasses
+import functools
 import itertools
+import re
 
 import flax.linen as nn
 import jax
@@ -9,6 +12,7 @@ import pytest
 
 from lm import config as config_lib
 from lm import decode
+from lm import flops
 from lm import model as model_lib
 
 TINY = dict(vocab_size=11, max_len=16, num_layers=2, d_model=16, num_heads=4, dtype='float32')  # Pinned numerics.
@@ -154,6 +158,53 @@ def test_bfloat16_stays_close_to_float32():
   b = bf16.apply({'params': params}, x)
   assert float(jnp.max(jnp.abs(a - b))) < 0.05 * float(jnp.max(jnp.abs(a)))
   assert float(jnp.max(jnp.abs(a - b))) > 1e-4 * float(jnp.max(jnp.abs(a))), 'bfloat16 was not applied'
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The size ladder.
+
+
+@pytest.mark.parametrize('size', model_lib.SIZES)
+def test_every_size_builds_with_its_advertised_non_embedding_params(size):
+  """Kaplan's N of the param tree (shapes only) is the name's within 10% with the default GELU MLP, within 20%
+  gated (8/3 rounded up to 64: the narrowest widths' MLPs grow most), and what lm/flops.py counts."""
+  for mlp, tolerance in (('gelu', 0.1), ('swiglu', 0.2)):
+    config = model_lib.ModelConfig(size=size, vocab_size=86, max_len=128, dtype='float32', mlp=mlp)
+    init = functools.partial(model_lib.build_model(config).init_variables, target_len=8)
+    params = jax.eval_shape(init, jax.random.PRNGKey(0))['params']
+    counts = flops.count_param_tree(params)
+    assert counts == flops.param_counts(config)
+    assert abs(counts.non_embedding / model_lib.nominal_params(size) - 1) < tolerance, (mlp, counts)
+  assert config.key_dim == (64 if config.d_model >= 256 else config.d_model // 4)
+
+
+def test_keys_set_explicitly_beat_the_size():
+  sized = model_lib.ModelConfig(size='10m', vocab_size=11, max_len=16)
+  assert (sized.num_layers, sized.d_model, sized.num_heads) == model_lib.SIZES['10m'] == (6, 384, 6)
+  shallow = model_lib.ModelConfig(size='10m', num_layers=2, vocab_size=11, max_len=16)
+  assert (shallow.num_layers, shallow.d_model, shallow.num_heads) == (2, 384, 6)
+  # A set value equal to the unsized default still wins: 0, not the default, means "the size's".
+  assert model_lib.ModelConfig(size='1b', num_layers=4, vocab_size=11, max_len=16).num_layers == 4
+  # From a config section, as an experiment file or --config.model.KEY=VALUE leaves it.
+  c = config_lib.defaults()
+  c.model.update(size='10m', num_heads=12)
+  from_config = model_lib.ModelConfig.from_config(c.model, vocab_size=11, max_len=16)
+  assert (from_config.num_layers, from_config.d_model, from_config.num_heads, from_config.key_dim) == (6, 384, 12, 32)
+  unsized = model_lib.ModelConfig.from_config(config_lib.defaults().model, vocab_size=11, max_len=16)
+  assert {key: getattr(unsized, key) for key in config_lib.UNSIZED_SHAPE} == config_lib.UNSIZED_SHAPE
+  # Resolved, every shape key is set: rebuilding from the resolved values (config.json's) gives the same model.
+  assert model_lib.ModelConfig(**dataclasses.asdict(from_config)) == from_config
+  assert model_lib.shape_values(from_config) == {}
+
+
+def test_an_unknown_size_names_the_choices():
+  message = re.escape("model.size='2m' must be one of ('', '100k', '300k', '1m', '3m', '10m'")
+  with pytest.raises(config_lib.ConfigError, match=message):
+    model_lib.ModelConfig(size='2m', vocab_size=11, max_len=16)
+  c = config_lib.defaults()
+  c.model.size = '2m'
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(c)
 
 
 def test_importing_the_model_pulls_in_no_data_libraries():

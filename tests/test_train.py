@@ -23,6 +23,7 @@ from lm import checkpoint as checkpoint_lib
 from lm import errors
 from lm import evaluate
 from lm import hardware
+from lm import model as model_lib
 from lm import optim
 from lm import rundir
 from lm import step as step_lib
@@ -270,6 +271,26 @@ def test_auto_dtype_is_resolved_once_recorded_and_kept_on_resume(corpus_dir, tmp
   train.train_and_evaluate(config, str(tmp_path / 'explicit'))
   assert read_metrics(tmp_path / 'explicit', split='setup')[0]['dtype_source'] == 'set by the config'
   assert rundir.load_config(str(tmp_path / 'explicit')).model.dtype == 'bfloat16'
+
+
+def test_a_size_is_recorded_in_config_json_and_a_resume_rebuilds_the_same_model(corpus_dir, tmp_path, monkeypatch,
+                                                                               capsys):
+  """model.size fills the shape keys left at 0 (num_layers here is set, and stays); config.json records the
+  filled-in shape, which a resume of the same size takes even if the ladder has changed since."""
+  config = tiny_config(corpus_dir, num_steps=2, log_every=2, eval_every=100, checkpoint_every=2)
+  config.decode.sample_num_tokens = 0
+  config.model.update(size='100k', num_layers=1, d_model=0, num_heads=0)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  recorded = rundir.load_config(workdir).model
+  assert (recorded.size, recorded.num_layers, recorded.d_model, recorded.num_heads) == ('100k', 1, 64, 4)
+  assert 'model.size: 100k (d_model=64, num_heads=4 from the ladder)' in capsys.readouterr().out
+  monkeypatch.setitem(model_lib.SIZES, '100k', model_lib.Size(2, 96, 4))  # A later version's ladder.
+  config.train.num_steps = 4
+  train.train_and_evaluate(config, workdir)  # Restores step 2: the same shapes.
+  assert 'resumed from' in (out := capsys.readouterr().out) and 'd_model=64, num_heads=4 recorded in' in out
+  assert rundir.load_config(workdir).model == recorded
+  assert rundir.load_run(workdir).model.config.d_model == 64  # Eval and sample read config.json.
 
 
 def test_time_budget_fits_the_steps_once_and_a_resume_keeps_them(corpus_dir, tmp_path, capsys):
