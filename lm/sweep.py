@@ -38,8 +38,10 @@ from typing import Any
 
 from lm import config as config_lib
 from lm import errors
+from lm import flops
 from lm import rundir
 from lm import scaling
+from lm import tokenizers
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY_FILE = 'study.json'  # In the sweep directory: the runs as resolved at launch.
@@ -350,9 +352,8 @@ def result_row(spec: dict[str, Any], workdir: str) -> dict[str, Any]:
   row = dict.fromkeys(RESULT_COLUMNS, '')
   row.update(name=spec['name'], status=status, parent=spec['parent'], overrides=json.dumps(spec['overrides']))
   train, validation = _metrics(workdir, 'train'), _metrics(workdir, 'validation')
-  setup = _metrics(workdir, 'setup')
-  if setup:
-    row['N'] = setup[-1].get('non_embedding_params', '')
+  if os.path.isdir(os.path.join(workdir, rundir.TOKENIZER_DIR)):
+    row['N'] = non_embedding_params(workdir)
   if train:
     last = train[-1]
     row.update(D=last['tokens_seen'], C=last['flops_seen'], steps=last['step'],
@@ -366,6 +367,12 @@ def result_row(spec: dict[str, Any], workdir: str) -> dict[str, Any]:
   if status == 'failed':
     row['error'] = _attempt(workdir)['error']
   return row
+
+
+def non_embedding_params(workdir: str) -> int:
+  """Kaplan's N of the run's model (lm/flops.py), from its config.json and tokenizer: the scaling fits' x."""
+  vocab_size = tokenizers.load_tokenizer(os.path.join(workdir, rundir.TOKENIZER_DIR)).vocab_size
+  return flops.param_counts(rundir.build_model(rundir.load_config(workdir), vocab_size).config).non_embedding
 
 
 def _wall_seconds(workdir: str) -> float:

@@ -5,6 +5,7 @@ hide the test it skips. The one skip that stays a skip is a test marked `@pytest
 another JAX backend: it is about the machine's hardware, which no CI setup step can install.
 """
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -68,12 +69,19 @@ def pytest_runtest_protocol(item, nextitem):
   if item.path.suffix != '.ipynb':
     yield
     return
-  flags = os.environ['XLA_FLAGS']
-  os.environ['XLA_FLAGS'] = ' '.join(f for f in flags.split() if f not in FAST_COMPILE_FLAGS.split())
+  saved = dict(os.environ)
+  os.environ['XLA_FLAGS'] = ' '.join(f for f in saved['XLA_FLAGS'].split() if f not in FAST_COMPILE_FLAGS.split())
+  if item.path.name == 'scaling_laws.ipynb':  # It reads a sweep: a synthetic one here (tests/synthetic_sweep.py).
+    import synthetic_sweep  # noqa: PLC0415  (tests/ is on the path once pytest runs)
+    scratch = tempfile.mkdtemp(prefix='scaling_notebook_')
+    synthetic_sweep.make(os.path.join(scratch, 'sweep'))
+    os.environ.update(LM_SWEEP_DIR=os.path.join(scratch, 'sweep'), LM_FIGURES_DIR=os.path.join(scratch, 'figures'),
+                      LM_NUM_BOOTSTRAP='50', LM_EXPECTED_LAW=json.dumps(synthetic_sweep.LAW))
   try:
     yield
   finally:
-    os.environ['XLA_FLAGS'] = flags
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.hookimpl(hookwrapper=True)

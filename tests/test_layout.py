@@ -35,7 +35,7 @@ ALLOWED = {
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
               'hardware', 'stopping', 'model'},  # model: the shape model.size fills in, for config.json.
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
-    'sweep': {'rundir', 'config', 'scaling'},
+    'sweep': {'rundir', 'config', 'scaling', 'flops', 'tokenizers'},
     'main': {'train', 'evaluate', 'sweep', 'rundir', 'data', 'config', 'flops'},  # flops: `sizes`' table.
 }
 
