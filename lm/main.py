@@ -203,13 +203,15 @@ def run_sweep_mode(mode: str, path: str) -> None:
     print(sweep.format_results(sweep.write_results(path)))
     return
   name = os.path.basename(path).removesuffix('.py')
-  sweep_dir = os.path.abspath(FLAGS.sweep_dir or os.path.join(REPOSITORY, 'runs', name))
+  sweep_dir = os.path.abspath(FLAGS.sweep_dir or os.path.join(REPOSITORY, 'runs', name)).rstrip('/')
   if FLAGS.print_commands:
     sweep.print_commands(path, sweep_dir)
   elif FLAGS.launcher == 'slurm':
     sweep.launch_slurm(path, sweep_dir)
   else:
     failed = sweep.launch_local(path, sweep_dir, only=FLAGS.only)
+    if FLAGS.only and FLAGS.only not in {run['name'] for run in sweep.read_index(sweep_dir)['runs']}:
+      raise errors.InputError(f'--only={FLAGS.only}: {path} has no run of that name')
     print(sweep.format_results(sweep.read_results(sweep_dir)))
     if failed:
       raise errors.InputError(f'{failed} run(s) of {path} failed: see the error column above and their train.log')

@@ -34,14 +34,13 @@ class StopRequests:
   def handle(self, signum: int, frame: Any) -> None:
     name = signal.Signals(signum).name
     if self.signal is not None:
-      print(f'\nreceived a second signal ({name}): exiting now', flush=True)
+      _say(f'received a second signal ({name}): exiting now')
       os._exit(128 + signum)
     self.signal, self.received_at = name, time.perf_counter()
     if self._phase is not None:
-      print(f'\nreceived {name} during {self._phase}: stopping it, saving the state if it is not saved, then '
-            'exiting', flush=True)
+      _say(f'received {name} during {self._phase}: stopping it, saving the state if it is not saved, then exiting')
       raise StopRequested
-    print(f'\nreceived {name}: saving a checkpoint after this step, then exiting', flush=True)
+    _say(f'received {name}: saving a checkpoint after this step, then exiting')
 
   @contextlib.contextmanager
   def interruptible(self, phase: str):
@@ -54,6 +53,11 @@ class StopRequests:
       yield
     finally:
       self._phase = previous
+
+
+def _say(message: str) -> None:
+  """Writes straight to stdout's file descriptor: print() in a handler raises if the signal lands in a print."""
+  os.write(1, f'\n{message}\n'.encode())
 
 
 @contextlib.contextmanager

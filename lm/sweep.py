@@ -3,7 +3,8 @@
 A study file (experiments/studies/<name>.py) has `get_study()`, which returns plain data:
 
     experiment  the base experiment file, relative to the repository ('experiments/shakespeare.py')
-    fixed       {key: value} overrides every run gets (studies pin model.dtype, so their runs compare)
+    fixed       {key: value} overrides every run gets (studies pin model.dtype, so their runs compare;
+                train.time_budget_s is always 0: a run's D must not depend on the machine)
     grid        {key: [values]}: one run per combination, in order (size x tokens x learning rate x seed)
     runs        [{key: value}]: more runs, each with `fixed` (optional)
     cooldowns   optional WSD branching (Hägele et al. 2024): {'steps': [T1, T2, ...], 'fraction': f}. Each grid
@@ -22,17 +23,23 @@ last error line), or not started. `results.csv` indexes every run (RESULT_COLUMN
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import importlib.util
+import io
 import itertools
 import json
 import math
 import os
+import re
+import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -88,8 +95,13 @@ def load_study(path: str) -> dict[str, Any]:
                             f"{study.get('experiment')!r}")
   for key in [*study['fixed'], *study['grid'], *(k for run in study['runs'] for k in run)]:
     config_lib.check_key(key)
-  if not study['grid'] and not study['runs']:
-    raise errors.InputError(f'{path}: the study has no runs: give a grid or runs')
+  if not study['grid'] and not study['runs'] or any(not values for values in study['grid'].values()):
+    raise errors.InputError(f'{path}: the study has no runs: give a grid (no empty value list) or runs')
+  unknown = set(study['resources']) - set(RESOURCE_DEFAULTS)
+  if unknown:
+    raise errors.InputError(f'{path}: unknown resources {sorted(unknown)}; they are {list(RESOURCE_DEFAULTS)}')
+  if 'cooldowns' in study and set(study['cooldowns']) != {'steps', 'fraction'}:
+    raise errors.InputError(f"{path}: cooldowns needs exactly 'steps' and 'fraction', got {study['cooldowns']}")
   return study
 
 
@@ -101,7 +113,8 @@ def expand(study: dict[str, Any]) -> list[RunSpec]:
   cooldowns = study.get('cooldowns')
   specs = []
   for point in points:
-    overrides = {**study['fixed'], **point}
+    # Fixed step counts: a time budget would make D depend on the machine (and move cooldown fork points).
+    overrides = {**study['fixed'], **point, 'train.time_budget_s': 0}
     if not cooldowns:
       specs.append(RunSpec(run_name(point), overrides))
     else:
@@ -134,7 +147,7 @@ def _cooldown_runs(point: dict[str, Any], overrides: dict[str, Any], cooldowns: 
 def run_name(point: dict[str, Any]) -> str:
   """'size-1m_learning_rate-0.003_seed-0': each key's last part and its value, file-name safe."""
   parts = [f'{key.rsplit(".", 1)[-1]}-{_short(value)}' for key, value in point.items()]
-  return '_'.join(parts).replace('/', '-').replace(' ', '') or 'run'
+  return re.sub(r'[^A-Za-z0-9._-]+', '-', '_'.join(parts)) or 'run'  # Safe in paths and shell arrays.
 
 
 def _short(value: Any) -> str:
@@ -169,9 +182,19 @@ def prepare(study_path: str, sweep_dir: str) -> tuple[dict[str, Any], list[RunSp
   os.makedirs(sweep_dir, exist_ok=True)
   index = {'study': os.path.abspath(study_path), 'experiment': study['experiment'],
            'resources': study['resources'], 'runs': [dataclasses.asdict(spec) for spec in specs]}
-  with open(os.path.join(sweep_dir, STUDY_FILE), 'w') as f:
-    json.dump(index, f, indent=1, default=list)
+  text = json.dumps(index, indent=1, default=list)
+  path = os.path.join(sweep_dir, STUDY_FILE)
+  if not os.path.exists(path) or open(path).read() != text:  # SLURM tasks read it while others prepare.
+    _write_atomic(path, text)
   return study, specs
+
+
+def _write_atomic(path: str, text: str) -> None:
+  """Writes `path` through a temporary file of its own and a rename: readers see the old file or the new."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + '.')
+  with os.fdopen(fd, 'w', newline='') as f:
+    f.write(text)
+  os.replace(tmp, path)
 
 
 def launch_local(study_path: str, sweep_dir: str, *, only: str = '') -> int:
@@ -189,7 +212,7 @@ def launch_local(study_path: str, sweep_dir: str, *, only: str = '') -> int:
     print(f'{spec.name}: {"resuming" if status == "interrupted" else "starting"}', flush=True)
     exit_code = run_one(spec, study['experiment'], sweep_dir)
     write_results(sweep_dir)
-    if exit_code == errors.REQUEUE_EXIT_CODE or exit_code < 0:
+    if _stopped(exit_code):
       raise errors.Stopped(f'the sweep stopped with {spec.name} (exit status {exit_code}); rerun the same command '
                            'to go on')
     failures += exit_code != 0
@@ -199,20 +222,27 @@ def launch_local(study_path: str, sweep_dir: str, *, only: str = '') -> int:
 
 def run_one(spec: RunSpec, experiment: str, sweep_dir: str) -> int:
   """Trains one run to its end (forking a branch from its parent first), its output appended to train.log;
-  records how it ended in attempt.json. Returns the train command's exit status."""
+  records how it ended in attempt.json. Returns the train command's exit status (1 if the fork failed).
+
+  The child runs in a session of its own, and a SIGTERM or SIGINT to this process (SLURM's time-limit signal
+  reaches the batch step's process, Ctrl-C the terminal's foreground group) is passed on to it once: it saves
+  and exits 75, and so does the sweep."""
   workdir = run_dir(sweep_dir, spec.name)
   os.makedirs(workdir, exist_ok=True)
-  if spec.parent:
-    fork_branch(run_dir(sweep_dir, spec.parent), spec.fork_step, workdir)
+  command = command_line(spec, experiment, sweep_dir)
   with open(os.path.join(workdir, LOG_FILE), 'a') as log:
-    log.write(f'--- {time.strftime("%Y-%m-%d %H:%M:%S")} {" ".join(command_line(spec, experiment, sweep_dir))}\n')
+    log.write(f'--- {time.strftime("%Y-%m-%d %H:%M:%S")} {" ".join(command)}\n')
     log.flush()
-    child = subprocess.Popen(command_line(spec, experiment, sweep_dir), stdout=log, stderr=subprocess.STDOUT,
-                             cwd=REPOSITORY)
     try:
-      exit_code = child.wait()
-    except KeyboardInterrupt:  # Ctrl-C reached the child too (one process group): it saves and exits.
-      exit_code = child.wait()
+      if spec.parent:
+        fork_branch(run_dir(sweep_dir, spec.parent), spec.fork_step, workdir)
+    except errors.UserError as e:  # E.g. its parent failed: this run fails, the others go on.
+      log.write(f'error: {e}\n')
+      exit_code = 1
+    else:
+      child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPOSITORY, start_new_session=True)
+      with _passed_on_to(child):
+        exit_code = child.wait()
   error = _last_error_line(os.path.join(workdir, LOG_FILE)) if exit_code else ''
   with open(os.path.join(workdir, ATTEMPT_FILE), 'w') as f:
     json.dump({'exit_code': exit_code, 'error': error, 'time': time.strftime('%Y-%m-%dT%H:%M:%S')}, f)
@@ -220,10 +250,28 @@ def run_one(spec: RunSpec, experiment: str, sweep_dir: str) -> int:
   return exit_code
 
 
+@contextlib.contextmanager
+def _passed_on_to(child: subprocess.Popen):
+  """SIGTERM and SIGINT to this process go to `child` instead (in the main thread; elsewhere nothing changes)."""
+  previous = {}
+  try:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      previous[sig] = signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+  except ValueError:  # Not the main thread.
+    pass
+  try:
+    yield
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+
+
 def _last_error_line(log_path: str) -> str:
   """The last 'error: ' line of a run's log, else its last non-empty line (a bug's exception)."""
   with open(log_path, errors='replace') as f:
     lines = [line.strip() for line in f if line.strip()]
+  starts = [i for i, line in enumerate(lines) if line.startswith('--- ')]
+  lines = lines[starts[-1] + 1:] if starts else lines  # The last attempt's.
   return next((line for line in reversed(lines) if line.startswith('error: ')), lines[-1] if lines else '')
 
 
@@ -258,7 +306,7 @@ def slurm_script(study: dict[str, Any], specs: list[RunSpec], sweep_dir: str, in
   requeued or resubmitted task resumes it)."""
   r = study['resources']
   logs = os.path.join(sweep_dir, 'slurm')
-  lines = ['#!/bin/bash', f'#SBATCH --job-name=lm-{os.path.basename(os.path.abspath(sweep_dir))}',
+  lines = ['#!/bin/bash', f'#SBATCH --job-name=lm-{os.path.basename(sweep_dir)}',
            f'#SBATCH --array={",".join(map(str, indices))}', f'#SBATCH --cpus-per-task={r["cpus_per_run"]}',
            f'#SBATCH --time={r["time_limit"]}', f'#SBATCH --output={logs}/%A_%a.out', '#SBATCH --open-mode=append',
            '#SBATCH --signal=B:TERM@60']  # A minute before the time limit: the run saves and exits 75.
@@ -266,8 +314,8 @@ def slurm_script(study: dict[str, Any], specs: list[RunSpec], sweep_dir: str, in
     lines.append(f'#SBATCH --gres=gpu:{r["gpus_per_run"]}')
   if r['partition']:
     lines.append(f'#SBATCH --partition={r["partition"]}')
-  if dependency:
-    lines.append(f'#SBATCH --dependency=afterok:{dependency}')
+  if dependency:  # afterany: a branch whose parent failed fails itself (no checkpoint to fork), the others run.
+    lines.append(f'#SBATCH --dependency=afterany:{dependency}')
   names = ' '.join(spec.name for spec in specs)
   lines += [f'NAMES=({names})', f'cd {REPOSITORY}',
             f'exec {sys.executable} -m lm.main sweep {study["path"]} --sweep_dir={sweep_dir} '
@@ -280,6 +328,12 @@ def launch_slurm(study_path: str, sweep_dir: str) -> list[str]:
   parents); returns the job ids. Resubmitting submits only what is neither done nor running."""
   study, specs = prepare(study_path, sweep_dir)
   study['path'] = os.path.abspath(study_path)
+  job_name = f'lm-{os.path.basename(sweep_dir)}'
+  queued = subprocess.run(['squeue', '--noheader', f'--name={job_name}', '--format=%i'], capture_output=True,
+                          text=True).stdout.split() if shutil.which('squeue') else []
+  if queued:  # Their tasks would be submitted twice: pending ones read as not started.
+    raise errors.InputError(f'{sweep_dir} already has jobs queued or running ({" ".join(sorted(set(queued)))}): '
+                            'wait for them, or scancel them, then submit again')
   todo = [i for i, spec in enumerate(specs) if run_status(run_dir(sweep_dir, spec.name)) not in ('done', 'running')]
   os.makedirs(os.path.join(sweep_dir, 'slurm'), exist_ok=True)
   job_ids, dependency = [], ''
@@ -301,14 +355,16 @@ def launch_slurm(study_path: str, sweep_dir: str) -> list[str]:
 
 
 def print_commands(study_path: str, sweep_dir: str) -> None:
-  """One shell command per run, for any other scheduler (branches after their parents)."""
+  """One shell command per run, for any other scheduler: the train command itself, or with cooldown branches
+  (which must fork from their parents first) the sweep's own for that run; parents before their branches."""
   study, specs = prepare(study_path, sweep_dir)
   for spec in specs:
-    print(' '.join(_quoted(arg) for arg in command_line(spec, study['experiment'], sweep_dir)))
-
-
-def _quoted(arg: str) -> str:
-  return f"'{arg}'" if any(c in arg for c in " ()'\"$") else arg
+    if study.get('cooldowns'):
+      command = [sys.executable, '-m', 'lm.main', 'sweep', os.path.abspath(study_path), f'--sweep_dir={sweep_dir}',
+                 f'--only={spec.name}']
+    else:
+      command = command_line(spec, study['experiment'], sweep_dir)
+    print(shlex.join(command))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -325,9 +381,15 @@ def run_status(workdir: str) -> str:
     if any(row['step'] == num_steps for row in _metrics(workdir, 'validation')):
       return 'done'
   attempt = _attempt(workdir)  # A run that fails its config check stops before writing config.json.
-  if attempt and attempt['exit_code'] > 0 and attempt['exit_code'] != errors.REQUEUE_EXIT_CODE:
+  if attempt and not _stopped(attempt['exit_code']) and attempt['exit_code'] != 0:
     return 'failed'
   return 'interrupted' if started else 'not started'
+
+
+def _stopped(exit_code: int) -> bool:
+  """Whether a train command's exit status means a signal stopped it (to resume), not an error: 75 (saved),
+  128 + SIGINT/SIGTERM (a second signal), or killed by a signal (negative)."""
+  return exit_code in (errors.REQUEUE_EXIT_CODE, 128 + signal.SIGINT, 128 + signal.SIGTERM) or exit_code < 0
 
 
 def _metrics(workdir: str, split: str | None = None) -> list[dict[str, Any]]:
@@ -352,8 +414,12 @@ def result_row(spec: dict[str, Any], workdir: str) -> dict[str, Any]:
   row = dict.fromkeys(RESULT_COLUMNS, '')
   row.update(name=spec['name'], status=status, parent=spec['parent'], overrides=json.dumps(spec['overrides']))
   train, validation = _metrics(workdir, 'train'), _metrics(workdir, 'validation')
-  if os.path.isdir(os.path.join(workdir, rundir.TOKENIZER_DIR)):
-    row['N'] = non_embedding_params(workdir)
+  try:
+    if os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE)):  # Its model is known from then on.
+      row['N'] = non_embedding_params(workdir)
+  except errors.UserError as e:  # A damaged run directory: its row says so, the others are unharmed.
+    row['error'] = str(e).splitlines()[0]
+    return row
   if train:
     last = train[-1]
     row.update(D=last['tokens_seen'], C=last['flops_seen'], steps=last['step'],
@@ -397,12 +463,11 @@ def read_index(sweep_dir: str) -> dict[str, Any]:
 def write_results(sweep_dir: str) -> list[dict[str, Any]]:
   """Writes results.csv (one row per run, RESULT_COLUMNS) atomically and returns its rows."""
   rows = [result_row(spec, run_dir(sweep_dir, spec['name'])) for spec in read_index(sweep_dir)['runs']]
-  path = os.path.join(sweep_dir, RESULTS_FILE)
-  with open(path + '.tmp', 'w', newline='') as f:
-    writer = csv.DictWriter(f, RESULT_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-  os.replace(path + '.tmp', path)
+  text = io.StringIO()
+  writer = csv.DictWriter(text, RESULT_COLUMNS)
+  writer.writeheader()
+  writer.writerows(rows)
+  _write_atomic(os.path.join(sweep_dir, RESULTS_FILE), text.getvalue())
   return rows
 
 
@@ -446,7 +511,7 @@ def load_runs(sweep_dir: str) -> list[scaling.Run]:
   curves never decay, are left out."""
   index, rows = read_index(sweep_dir), {row['name']: row for row in write_results(sweep_dir)}
   specs = [spec for spec in index['runs'] if rows[spec['name']]['status'] == 'done']
-  parents = {spec['parent'] for spec in specs if spec['parent']}
+  parents = {spec['parent'] for spec in index['runs'] if spec['parent']}  # Never cooled down: not fitted.
   finals = {}
   for spec in specs:
     if spec['name'] in parents:

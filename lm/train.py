@@ -124,8 +124,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if stop_now:
           break
       with stop.interruptible('validation'):
-        if step >= t.num_steps and not final:  # Resumed a finished run: evaluate what is there, log nothing.
-          final = validate(run, step, state, None, record=False)
+        if step >= t.num_steps and not final:  # Resumed a finished run: evaluate what is there; log it only if
+          # its final validation never was (a signal in the last step or in that validation).
+          logged = any(row['step'] == step for row in rundir.read_metrics(run.workdir, 'validation'))
+          final = validate(run, step, state, None if logged else eval_hook, record=not logged)
       seconds = window.summary(run, step)
       if not stop:
         run.say(f'done: {step - run.start_step} steps in {time.perf_counter() - run.start_time:.0f}s '

@@ -58,7 +58,9 @@ def test_a_sweep_runs_each_run_once_marks_a_failure_and_indexes_them_all(tmp_pat
   done, failed = rows['num_steps-6_num_heads-2'], rows['num_steps-4_num_heads-3']
   assert [r['status'] for r in rows.values()] == ['done', 'done', 'failed']
   assert done['steps'] == 6 and done['D'] == 6 * 4 * 16 and done['C'] > 0 and done['N'] > 0
-  assert done['best_loss'] <= done['final_loss'] and done['tokens_per_s'] > 0 and done['wall_s'] > 0
+  validation = rundir.read_metrics(str(sweep_dir / 'runs' / 'num_steps-6_num_heads-2'), 'validation')
+  assert [r['step'] for r in validation] == [4, 6] and done['final_loss'] == validation[-1]['loss']
+  assert done['best_loss'] == min(r['loss'] for r in validation) and done['tokens_per_s'] > 0 and done['wall_s'] > 0
   assert 'model.num_heads=3 does not divide model.d_model=32' in failed['error']
   assert json.loads(done['overrides'])['train.num_steps'] == 6
   # Again: the finished runs are skipped (no child), the failed one is tried again and fails again.
@@ -94,6 +96,37 @@ def test_a_run_killed_mid_way_resumes_and_matches_an_uninterrupted_one(tmp_path)
   assert resumed.returncode == 0 and 'num_steps-12: resuming' in resumed.stdout, resumed.stdout
   assert losses(workdir) == losses(straight / 'runs' / 'num_steps-12')
   assert sweep.read_results(str(killed))[0]['status'] == 'done'
+
+
+def test_sigterm_to_the_sweep_reaches_the_run_which_saves_and_resumes(tmp_path):
+  """SLURM's time-limit signal (or a kill) goes to the sweep process: it passes it on to its run (its own
+  session), which saves and exits 75, and so does the sweep; the next launch resumes the run."""
+  study = write_study(tmp_path, {'train.num_steps': [40]})
+  runner = subprocess.Popen(sweep_command(study, tmp_path / 'sweep'), cwd=REPO, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+  workdir = tmp_path / 'sweep' / 'runs' / 'num_steps-40'
+  deadline = time.time() + 120
+  while not (os.path.exists(workdir / 'metrics.jsonl') and max(losses(workdir), default=0) >= 3):
+    assert time.time() < deadline and runner.poll() is None, runner.stdout.read()
+    time.sleep(0.05)
+  runner.send_signal(signal.SIGTERM)
+  output = runner.communicate(timeout=60)[0]
+  assert runner.returncode == 75 and 'num_steps-40: exit status 75' in output, output
+  step, = (int(name) for name in os.listdir(workdir / 'checkpoints'))
+  assert 3 <= step < 40 and sweep.run_status(str(workdir)) == 'interrupted'
+  with open(workdir / 'train.log') as f:
+    assert 'received SIGTERM' in f.read()
+
+
+def test_a_branch_whose_parent_failed_fails_and_the_others_go_on(tmp_path):
+  """A parent that fails (here: num_heads 3 does not divide width 32) leaves its branches failed, not the sweep
+  stopped; the other size's parent and branch train."""
+  study = write_study(tmp_path, {'model.num_heads': [3, 2]}, cooldowns={'steps': [4], 'fraction': 0.5})
+  result = subprocess.run(sweep_command(study, tmp_path / 'sweep'), capture_output=True, text=True, cwd=REPO,
+                          env=env(), timeout=300)
+  rows = {row['name']: row for row in sweep.read_results(str(tmp_path / 'sweep'))}
+  assert [row['status'] for row in rows.values()] == ['failed', 'failed', 'done', 'done'], result.stdout
+  assert 'has no checkpoint at step 2' in rows['num_heads-3_steps-4']['error']
 
 
 def test_cooldown_branches_fork_from_the_parent_and_match_a_straight_wsd_run(tmp_path):
@@ -133,7 +166,8 @@ def test_a_slurm_script_asks_for_the_study_resources(tmp_path):
                                                                                'time_limit': '0:30:00'}))
   study['path'] = '/s/study.py'
   script = sweep.slurm_script(study, sweep.expand(study), '/s/sweep', [1], dependency='42')
-  for line in ('#SBATCH --array=1', '#SBATCH --gres=gpu:1', '#SBATCH --time=0:30:00', '#SBATCH --dependency=afterok:42',
+  for line in ('#SBATCH --array=1', '#SBATCH --gres=gpu:1', '#SBATCH --time=0:30:00',
+               '#SBATCH --dependency=afterany:42',
                'NAMES=(seed-0 seed-1)', '--only="${NAMES[$SLURM_ARRAY_TASK_ID]}"'):
     assert line in script, script
 
