@@ -125,6 +125,9 @@ class StopAtIteration:
     return self.checks >= self.k
 
   def interruptible(self, phase):
+    """As StopRequests': a phase entered once the stop is requested stops at once."""
+    if self.checks >= self.k:
+      raise stopping.StopRequested
     return contextlib.nullcontext()
 
 
@@ -806,3 +809,18 @@ def test_a_second_sigterm_exits_at_once_and_the_finished_checkpoint_restores(cor
   assert checkpointer.latest_step() == 5
   assert checkpointer.restore(5)['step'] == 5
   checkpointer.close()
+
+
+def test_a_run_stopped_at_its_last_step_logs_its_final_validation_on_resume(corpus_dir, tmp_path, monkeypatch):
+  """A signal in the last step skips the final validation; the resume logs it (a sweep reads 'done' from it)."""
+  config = tiny_config(corpus_dir, num_steps=6, eval_every=100, checkpoint_every=100)
+  with monkeypatch.context() as patch:
+    patch.setattr(stopping, 'stop_requests', contextlib.contextmanager(lambda: (yield StopAtIteration(6))))
+    with pytest.raises(errors.Stopped, match='stopped at step 6'):
+      train.train_and_evaluate(config, str(tmp_path))
+  assert read_metrics(tmp_path, 'validation') == []
+  final = train.train_and_evaluate(config, str(tmp_path))
+  logged, = read_metrics(tmp_path, 'validation')
+  assert logged['step'] == 6 and logged['loss'] == final['loss']
+  train.train_and_evaluate(config, str(tmp_path))  # Once logged, a rerun logs it no more.
+  assert len(read_metrics(tmp_path, 'validation')) == 1
