@@ -43,6 +43,6 @@ class Stopped(Exception):
   """Not an error: a run stopped by SIGTERM or SIGINT after saving its state; main exits REQUEUE_EXIT_CODE."""
 
 
-# The exit status of a run stopped by SIGTERM or SIGINT after saving its state: schedulers can requeue on it
+# The exit status of a run stopped by SIGTERM or SIGINT after saving its state: a wrapper or scheduler can requeue on it
 # (EX_TEMPFAIL of sysexits.h: a temporary failure, try again).
 REQUEUE_EXIT_CODE = 75

@@ -10,13 +10,16 @@ Modes:
   summarize  print the model's output for TEXT (the arguments, or stdin) with T5's prefix 'summarize: '.
   translate  the same with 'translate English to German: '.
   answer     the same for --question and --context ('question: ... context: ...').
+  sweep      train a study file's runs (lm/sweep.py): --launcher=local|slurm, --print_commands, --sweep_dir, --only.
+  results    print a sweep directory's results.csv.
 train, data and sizes default to --config=experiments/shakespeare.py, and train to --workdir=runs/<experiment name> (in
 the repository); eval, summarize, translate and answer use the run's own config.json unless --config is given.
 --config.KEY=VALUE flags override either (e.g. --config.eval.split=test, --config.decode.num_beams=1).
 
 Expected errors (lm/errors.py: bad input, a missing or busy run directory, ...) print one `error: ...` block on
-stderr and exit 1, without a traceback; --traceback (or LM_TRACEBACK=1) shows it. Other exceptions are bugs
-and keep theirs. absl, tfds and orbax logging is off below ERROR unless --verbosity is given.
+stderr and exit 1 (flags that do not parse: 2), without a traceback; --traceback (or LM_TRACEBACK=1) shows it.
+Other exceptions are bugs and keep theirs. absl, tfds and orbax logging is off below ERROR unless --verbosity is
+given.
 """
 import os
 import re

@@ -303,7 +303,7 @@ def fork_branch(parent_dir: str, step: int, branch_dir: str) -> None:
 def slurm_script(study: dict[str, Any], specs: list[RunSpec], sweep_dir: str, indices: list[int], *,
                  dependency: str = '') -> str:
   """A SLURM job array over `indices` of `specs`: each task trains its run through the local launcher (so a
-  requeued or resubmitted task resumes it)."""
+  resubmitted or requeued task resumes it)."""
   r = study['resources']
   logs = os.path.join(sweep_dir, 'slurm')
   lines = ['#!/bin/bash', f'#SBATCH --job-name=lm-{os.path.basename(sweep_dir)}',
