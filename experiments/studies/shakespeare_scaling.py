@@ -4,8 +4,8 @@ Run:      ./run.sh sweep experiments/studies/shakespeare_scaling.py        (runs
           ./run.sh results runs/shakespeare_scaling
 Hardware: 2-core Intel Xeon VM (Sapphire Rapids-class), float32 (pinned: its runs compare, on any CPU).
 Time:     60 minutes of wall time for the 20 runs (5 parents, 15 branches), part of it shared with other jobs.
-Expect:   validation 1.85 (smallest, 600 steps) down to 1.62 nats/char; Approach 3 alpha 0.67, beta 0.72 with wide
-          intervals (README: A study); Approach 2 finds no IsoFLOP minimum at this range of D.
+Expect:   validation 2.38 nats/char (57k params, 600 steps) down to 1.62 (0.6M-4.7M, 2400 steps); Approach 3 alpha 0.67,
+          beta 0.72, wide intervals (README: A study); Approach 2 finds no IsoFLOP minimum at this range of D.
 Design:   per size one parent at a constant learning rate after warmup to 0.8 x 2400 steps, saving its state at
           each branch point; branches of 600, 1200 and 2400 steps (1.2M, 2.5M, 4.9M tokens of 2,048 per step,
           at most ~1.1 epochs of the 4.3M-token train split) decay linearly over their last 20%. 15 runs of
