@@ -35,6 +35,7 @@ from lm import config as config_lib
 from lm import errors
 from lm import evaluate
 from lm import flops
+from lm import results
 from lm import rundir
 from lm import sweep
 from lm import train
@@ -203,7 +204,7 @@ def run_mode(argv):
 def run_sweep_mode(mode: str, path: str) -> None:
   """sweep: launch a study's unfinished runs (or print their commands); results: print results.csv."""
   if mode == 'results':
-    print(sweep.format_results(sweep.write_results(path)))
+    print(results.format_results(results.write_results(path)))
     return
   name = os.path.basename(path).removesuffix('.py')
   sweep_dir = os.path.abspath(FLAGS.sweep_dir or os.path.join(REPOSITORY, 'runs', name)).rstrip('/')
@@ -213,9 +214,9 @@ def run_sweep_mode(mode: str, path: str) -> None:
     sweep.launch_slurm(path, sweep_dir)
   else:
     failed = sweep.launch_local(path, sweep_dir, only=FLAGS.only)
-    if FLAGS.only and FLAGS.only not in {run['name'] for run in sweep.read_index(sweep_dir)['runs']}:
+    if FLAGS.only and FLAGS.only not in {run['name'] for run in results.read_index(sweep_dir)['runs']}:
       raise errors.InputError(f'--only={FLAGS.only}: {path} has no run of that name')
-    print(sweep.format_results(sweep.read_results(sweep_dir)))
+    print(results.format_results(results.read_results(sweep_dir)))
     if failed:
       raise errors.InputError(f'{failed} run(s) of {path} failed: see the error column above and their train.log')
 

@@ -10,6 +10,10 @@ model size N and training tokens D by Chinchilla's three approaches (Hoffmann et
   al. 2024 (arXiv:2404.10102) do; its compute-optimal allocation follows in closed form.
 - `held_out_error`: Approach 3 fitted without the largest runs and scored on them.
 
+One concept, the fits, past ~450 lines: the approaches share the Run type, the bootstrap and the Allocation
+they report, and a notebook imports one module. Approach 3 (with its start grid and objective) is the part to
+move out first if it grows.
+
 Every interval is a percentile bootstrap over runs: the runs are resampled with replacement and the whole fit is
 redone. The fits keep those samples, so a derived prediction (N*, D* and D/N at a budget, a predicted loss) gets its
 interval the same way. Compute is C = 6 N D unless the caller's FLOP accounting says otherwise. Pure numpy and scipy;

@@ -16,47 +16,35 @@ A study file (experiments/studies/<name>.py) has `get_study()`, which returns pl
 
 Each run is an ordinary run directory, `<sweep_dir>/runs/<name>/`, trained by the ordinary train command
 (`python -m lm.main train --config=EXPERIMENT --workdir=... --config.KEY=VALUE ...`), so it resumes, locks and
-logs like any run. Its status is read from the directory itself (`run_status`): done (a final validation at
-train.num_steps), running (its lock is held), interrupted (started, neither done nor failed: stopped by a signal
-or killed; the next launch resumes it), failed (its last attempt exited with an error: `attempt.json` keeps the
-last error line), or not started. `results.csv` indexes every run (RESULT_COLUMNS).
+logs like any run. Its status is read from the directory itself (lm/results.py's `run_status`): done (a final
+validation at train.num_steps), running (its lock is held), interrupted (started, neither done nor failed:
+stopped by a signal or killed; the next launch resumes it), failed (its last attempt exited with an error:
+`attempt.json` keeps the last error line), or not started. `results.csv` indexes every run (lm/results.py).
 """
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import importlib.util
-import io
 import itertools
 import json
-import math
 import os
 import re
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
 from lm import config as config_lib
 from lm import errors
-from lm import flops
+from lm import results
 from lm import rundir
-from lm import scaling
-from lm import tokenizers
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STUDY_FILE = 'study.json'  # In the sweep directory: the runs as resolved at launch.
-RESULTS_FILE = 'results.csv'
-ATTEMPT_FILE = 'attempt.json'  # In a run directory: how the sweep's last launch of it ended.
 LOG_FILE = 'train.log'  # In a run directory: the train command's output, every attempt appended.
-RESULT_COLUMNS = ('name', 'status', 'N', 'D', 'C', 'final_loss', 'best_loss', 'final_bits_per_byte',
-                  'best_bits_per_byte', 'tokens_per_s', 'mfu', 'wall_s', 'steps', 'parent', 'error', 'overrides')
 STUDY_KEYS = ('experiment', 'fixed', 'grid', 'runs', 'cooldowns', 'resources')
 RESOURCE_DEFAULTS = {'gpus_per_run': 0, 'cpus_per_run': 2, 'time_limit': '1:00:00', 'partition': ''}
 
@@ -158,17 +146,13 @@ def command_line(spec: RunSpec, experiment: str, sweep_dir: str) -> list[str]:
   """The ordinary train command of one run (python -m lm.main train ...)."""
   flags = [f'--config.{key}={_flag_value(value)}' for key, value in spec.overrides.items()]
   return [sys.executable, '-m', 'lm.main', 'train', f'--config={os.path.join(REPOSITORY, experiment)}',
-          f'--workdir={run_dir(sweep_dir, spec.name)}', *flags]
+          f'--workdir={results.run_dir(sweep_dir, spec.name)}', *flags]
 
 
 def _flag_value(value: Any) -> str:
   if isinstance(value, tuple):
     return '(' + ','.join(map(_flag_value, value)) + (',)' if len(value) == 1 else ')')
   return repr(value) if isinstance(value, float) else str(value)
-
-
-def run_dir(sweep_dir: str, name: str) -> str:
-  return os.path.join(sweep_dir, 'runs', name)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -183,18 +167,10 @@ def prepare(study_path: str, sweep_dir: str) -> tuple[dict[str, Any], list[RunSp
   index = {'study': os.path.abspath(study_path), 'experiment': study['experiment'],
            'resources': study['resources'], 'runs': [dataclasses.asdict(spec) for spec in specs]}
   text = json.dumps(index, indent=1, default=list)
-  path = os.path.join(sweep_dir, STUDY_FILE)
+  path = os.path.join(sweep_dir, results.STUDY_FILE)
   if not os.path.exists(path) or open(path).read() != text:  # SLURM tasks read it while others prepare.
-    _write_atomic(path, text)
+    results.write_atomic(path, text)
   return study, specs
-
-
-def _write_atomic(path: str, text: str) -> None:
-  """Writes `path` through a temporary file of its own and a rename: readers see the old file or the new."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + '.')
-  with os.fdopen(fd, 'w', newline='') as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 def launch_local(study_path: str, sweep_dir: str, *, only: str = '') -> int:
@@ -205,18 +181,18 @@ def launch_local(study_path: str, sweep_dir: str, *, only: str = '') -> int:
   for spec in specs:
     if only and spec.name != only:
       continue
-    status = run_status(run_dir(sweep_dir, spec.name))
+    status = results.run_status(results.run_dir(sweep_dir, spec.name))
     if status in ('done', 'running'):
       print(f'{spec.name}: {status}, skipped', flush=True)
       continue
     print(f'{spec.name}: {"resuming" if status == "interrupted" else "starting"}', flush=True)
     exit_code = run_one(spec, study['experiment'], sweep_dir)
-    write_results(sweep_dir)
-    if _stopped(exit_code):
+    results.write_results(sweep_dir)
+    if results.stopped(exit_code):
       raise errors.Stopped(f'the sweep stopped with {spec.name} (exit status {exit_code}); rerun the same command '
                            'to go on')
     failures += exit_code != 0
-  write_results(sweep_dir)
+  results.write_results(sweep_dir)
   return failures
 
 
@@ -227,7 +203,7 @@ def run_one(spec: RunSpec, experiment: str, sweep_dir: str) -> int:
   The child runs in a session of its own, and a SIGTERM or SIGINT to this process (SLURM's time-limit signal
   reaches the batch step's process, Ctrl-C the terminal's foreground group) is passed on to it once: it saves
   and exits 75, and so does the sweep."""
-  workdir = run_dir(sweep_dir, spec.name)
+  workdir = results.run_dir(sweep_dir, spec.name)
   os.makedirs(workdir, exist_ok=True)
   command = command_line(spec, experiment, sweep_dir)
   with open(os.path.join(workdir, LOG_FILE), 'a') as log:
@@ -235,7 +211,7 @@ def run_one(spec: RunSpec, experiment: str, sweep_dir: str) -> int:
     log.flush()
     try:
       if spec.parent:
-        fork_branch(run_dir(sweep_dir, spec.parent), spec.fork_step, workdir)
+        fork_branch(results.run_dir(sweep_dir, spec.parent), spec.fork_step, workdir)
     except errors.UserError as e:  # E.g. its parent failed: this run fails, the others go on.
       log.write(f'error: {e}\n')
       exit_code = 1
@@ -244,7 +220,7 @@ def run_one(spec: RunSpec, experiment: str, sweep_dir: str) -> int:
       with _passed_on_to(child):
         exit_code = child.wait()
   error = _last_error_line(os.path.join(workdir, LOG_FILE)) if exit_code else ''
-  with open(os.path.join(workdir, ATTEMPT_FILE), 'w') as f:
+  with open(os.path.join(workdir, results.ATTEMPT_FILE), 'w') as f:
     json.dump({'exit_code': exit_code, 'error': error, 'time': time.strftime('%Y-%m-%dT%H:%M:%S')}, f)
   print(f'{spec.name}: exit status {exit_code}{": " + error if error else ""}', flush=True)
   return exit_code
@@ -334,7 +310,8 @@ def launch_slurm(study_path: str, sweep_dir: str) -> list[str]:
   if queued:  # Their tasks would be submitted twice: pending ones read as not started.
     raise errors.InputError(f'{sweep_dir} already has jobs queued or running ({" ".join(sorted(set(queued)))}): '
                             'wait for them, or scancel them, then submit again')
-  todo = [i for i, spec in enumerate(specs) if run_status(run_dir(sweep_dir, spec.name)) not in ('done', 'running')]
+  todo = [i for i, spec in enumerate(specs)
+          if results.run_status(results.run_dir(sweep_dir, spec.name)) not in ('done', 'running')]
   os.makedirs(os.path.join(sweep_dir, 'slurm'), exist_ok=True)
   job_ids, dependency = [], ''
   for wave in ([i for i in todo if not specs[i].parent], [i for i in todo if specs[i].parent]):
@@ -365,170 +342,3 @@ def print_commands(study_path: str, sweep_dir: str) -> None:
     else:
       command = command_line(spec, study['experiment'], sweep_dir)
     print(shlex.join(command))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Status and results.
-
-
-def run_status(workdir: str) -> str:
-  """'done' | 'running' | 'interrupted' | 'failed' | 'not started', from the run directory alone."""
-  if rundir.is_locked(workdir):
-    return 'running'
-  started = os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE))
-  if started:
-    num_steps = rundir.load_config(workdir).train.num_steps
-    if any(row['step'] == num_steps for row in _metrics(workdir, 'validation')):
-      return 'done'
-  attempt = _attempt(workdir)  # A run that fails its config check stops before writing config.json.
-  if attempt and not _stopped(attempt['exit_code']) and attempt['exit_code'] != 0:
-    return 'failed'
-  return 'interrupted' if started else 'not started'
-
-
-def _stopped(exit_code: int) -> bool:
-  """Whether a train command's exit status means a signal stopped it (to resume), not an error: 75 (saved),
-  128 + SIGINT/SIGTERM (a second signal), or killed by a signal (negative)."""
-  return exit_code in (errors.REQUEUE_EXIT_CODE, 128 + signal.SIGINT, 128 + signal.SIGTERM) or exit_code < 0
-
-
-def _metrics(workdir: str, split: str | None = None) -> list[dict[str, Any]]:
-  try:
-    return rundir.read_metrics(workdir, split)
-  except FileNotFoundError:
-    return []
-
-
-def _attempt(workdir: str) -> dict[str, Any] | None:
-  try:
-    with open(os.path.join(workdir, ATTEMPT_FILE)) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
-def result_row(spec: dict[str, Any], workdir: str) -> dict[str, Any]:
-  """One results.csv row: the run's status and its figures so far. N: non-embedding params; D: tokens trained
-  on; C: training FLOPs (lm/flops.py's accounting, as logged)."""
-  status = run_status(workdir)
-  row = dict.fromkeys(RESULT_COLUMNS, '')
-  row.update(name=spec['name'], status=status, parent=spec['parent'], overrides=json.dumps(spec['overrides']))
-  train, validation = _metrics(workdir, 'train'), _metrics(workdir, 'validation')
-  try:
-    if os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE)):  # Its model is known from then on.
-      row['N'] = non_embedding_params(workdir)
-  except errors.UserError as e:  # A damaged run directory: its row says so, the others are unharmed.
-    row['error'] = str(e).splitlines()[0]
-    return row
-  if train:
-    last = train[-1]
-    row.update(D=last['tokens_seen'], C=last['flops_seen'], steps=last['step'],
-               tokens_per_s=statistics.median(r['tokens_per_s'] for r in train),
-               mfu=statistics.median(r['mfu'] for r in train))
-  if validation:
-    final, best = validation[-1], min(validation, key=lambda r: r['loss'])
-    row.update(final_loss=final['loss'], best_loss=best['loss'], final_bits_per_byte=final['bits_per_byte'],
-               best_bits_per_byte=best['bits_per_byte'])
-  row['wall_s'] = _wall_seconds(workdir) or ''
-  if status == 'failed':
-    row['error'] = _attempt(workdir)['error']
-  return row
-
-
-def non_embedding_params(workdir: str) -> int:
-  """Kaplan's N of the run's model (lm/flops.py), from its config.json and tokenizer: the scaling fits' x."""
-  vocab_size = tokenizers.load_tokenizer(os.path.join(workdir, rundir.TOKENIZER_DIR)).vocab_size
-  return flops.param_counts(rundir.build_model(rundir.load_config(workdir), vocab_size).config).non_embedding
-
-
-def _wall_seconds(workdir: str) -> float:
-  """Wall time of all the run's attempts: each attempt's last logged wall_s, summed."""
-  total, last = 0.0, 0.0
-  for row in _metrics(workdir):
-    if row['split'] == 'resume':
-      total, last = total + last, 0.0
-    elif 'wall_s' in row:
-      last = row['wall_s']
-  return total + last
-
-
-def read_index(sweep_dir: str) -> dict[str, Any]:
-  path = os.path.join(sweep_dir, STUDY_FILE)
-  if not os.path.exists(path):
-    raise errors.MissingError(f'{path} not found: is {sweep_dir!r} a sweep directory made by `./run.sh sweep`?')
-  with open(path) as f:
-    return json.load(f)
-
-
-def write_results(sweep_dir: str) -> list[dict[str, Any]]:
-  """Writes results.csv (one row per run, RESULT_COLUMNS) atomically and returns its rows."""
-  rows = [result_row(spec, run_dir(sweep_dir, spec['name'])) for spec in read_index(sweep_dir)['runs']]
-  text = io.StringIO()
-  writer = csv.DictWriter(text, RESULT_COLUMNS)
-  writer.writeheader()
-  writer.writerows(rows)
-  _write_atomic(os.path.join(sweep_dir, RESULTS_FILE), text.getvalue())
-  return rows
-
-
-def read_results(sweep_dir: str) -> list[dict[str, Any]]:
-  """results.csv's rows with numbers as numbers ('' stays '')."""
-  with open(os.path.join(sweep_dir, RESULTS_FILE), newline='') as f:
-    return [{key: _number(value) if key not in ('name', 'status', 'parent', 'error', 'overrides') else value
-             for key, value in row.items()} for row in csv.DictReader(f)]
-
-
-def _number(text: str) -> float | int | str:
-  if text == '':
-    return ''
-  value = float(text)
-  return int(value) if value.is_integer() and 'e' not in text and '.' not in text else value
-
-
-def format_results(rows: list[dict[str, Any]]) -> str:
-  """results.csv as an aligned table (the overrides left out: the name spells them)."""
-  columns = [c for c in RESULT_COLUMNS if c not in ('overrides',)]
-
-  def cell(value):
-    if isinstance(value, float):
-      return f'{value:.4g}' if math.isfinite(value) else str(value)
-    return str(value)
-  table = [columns] + [[cell(row[c]) for c in columns] for row in rows]
-  widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-  return '\n'.join('  '.join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in table)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# For the fits.
-
-
-def load_runs(sweep_dir: str) -> list[scaling.Run]:
-  """The sweep's done runs as lm/scaling.py's Runs (N, D, C, final loss) with a curve each for Approaches 1-2.
-
-  A cooldown branch's curve is its size's cooled-down points: the finals of its parent's branches up to its own
-  D (each a run trained to that length, as Hägele et al. read them). A run of its own has its logged validation
-  curve, its C read at each evaluation from its tokens (C/D is constant along a run). Cooldown parents, whose
-  curves never decay, are left out."""
-  index, rows = read_index(sweep_dir), {row['name']: row for row in write_results(sweep_dir)}
-  specs = [spec for spec in index['runs'] if rows[spec['name']]['status'] == 'done']
-  parents = {spec['parent'] for spec in index['runs'] if spec['parent']}  # Never cooled down: not fitted.
-  finals = {}
-  for spec in specs:
-    if spec['name'] in parents:
-      continue
-    row = rows[spec['name']]
-    finals.setdefault(spec['parent'] or spec['name'], []).append((row['D'], row['C'], row['final_loss']))
-  runs = []
-  for spec in specs:
-    if spec['name'] in parents:
-      continue
-    row = rows[spec['name']]
-    if spec['parent']:
-      curve = sorted(point for point in finals[spec['parent']] if point[0] <= row['D'])
-    else:
-      per_token = row['C'] / row['D']
-      curve = [(r['tokens_seen'], r['tokens_seen'] * per_token, r['loss'])
-               for r in _metrics(run_dir(sweep_dir, spec['name']), 'validation') if r['tokens_seen'] > 0]
-    tokens, flops, loss = (list(values) for values in zip(*curve))
-    runs.append(scaling.Run(row['N'], row['D'], row['C'], row['final_loss'], tokens, flops, loss))
-  return runs

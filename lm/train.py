@@ -5,6 +5,9 @@ One loop trains both architectures of `lm/model.py`: the decoder-only LM on `dat
 and `data.max_target_len` decoder tokens. The loop resumes from the run's newest checkpoint that restores (one
 that cannot be read is moved aside); `config.init_from` starts a fine-tuning run from another run's params. Its
 periodic actions (log, save, validate, sample) are the small functions below it.
+
+Past ~450 lines: `setup` and what it resolves once per run (dtype, size, steps fitted to a time budget, the
+lock, the restore) sit beside the loop they feed. They are the part to move into a module of their own next.
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from lm import config as config_lib
 from lm import flops
+from lm import results
 from lm import rundir
-from lm import sweep
 from lm import tokenizers
 
 # Chinchilla's exponents and A/B ratio (Besiroglu et al.'s refit), so its optimum (~20 tokens a parameter) falls
@@ -35,8 +35,8 @@ def make(sweep_dir: str, seed: int = 0) -> None:
       overrides = {'model.num_layers': layers, 'model.d_model': width, 'model.num_heads': heads,
                    'train.num_steps': steps}
       specs.append({'name': name, 'overrides': overrides, 'parent': '', 'fork_step': 0})
-      _write_run(sweep.run_dir(sweep_dir, name), overrides, tokenizer, rng)
-  with open(os.path.join(sweep_dir, sweep.STUDY_FILE), 'w') as f:
+      _write_run(results.run_dir(sweep_dir, name), overrides, tokenizer, rng)
+  with open(os.path.join(sweep_dir, results.STUDY_FILE), 'w') as f:
     json.dump({'study': 'synthetic', 'experiment': 'experiments/shakespeare.py', 'resources': {}, 'runs': specs}, f)
 
 

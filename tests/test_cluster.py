@@ -19,8 +19,8 @@ import pytest
 
 from lm import cluster
 from lm import errors
+from lm import results
 from lm import rundir
-from lm import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -204,7 +204,7 @@ def test_a_study_submitted_to_slurm_finishes_with_a_full_results_table(slurm, tm
       subprocess.run(['scancel', f'--name={job}'], timeout=30)
       pytest.fail(f'the array still ran after 400 s: {os.listdir(sweep_dir / "slurm")}')
     time.sleep(1)
-  rows = sweep.write_results(str(sweep_dir))
+  rows = results.write_results(str(sweep_dir))
   assert [row['status'] for row in rows] == ['done'] * 4, [(r['name'], r['status'], r['error']) for r in rows]
   assert all(row['steps'] == 4 and row['final_loss'] > 0 for row in rows)
   assert 'submitted' not in run_to_end(command, env, timeout_s=120)  # Nothing left to do.

@@ -35,8 +35,9 @@ ALLOWED = {
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
               'hardware', 'stopping', 'model'},  # model: the shape model.size fills in, for config.json.
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
-    'sweep': {'rundir', 'config', 'scaling', 'flops', 'tokenizers'},
-    'main': {'train', 'evaluate', 'sweep', 'rundir', 'data', 'config', 'flops'},  # flops: `sizes`' table.
+    'results': {'rundir', 'scaling', 'flops', 'tokenizers'},
+    'sweep': {'results', 'rundir', 'config'},
+    'main': {'train', 'evaluate', 'sweep', 'results', 'rundir', 'data', 'config', 'flops'},  # flops: `sizes`' table.
 }
 
 

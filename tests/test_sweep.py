@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from lm import results
 from lm import rundir
 from lm import sweep
 
@@ -51,10 +52,10 @@ def test_a_sweep_runs_each_run_once_marks_a_failure_and_indexes_them_all(tmp_pat
   first = subprocess.run(sweep_command(study, sweep_dir), capture_output=True, text=True, cwd=REPO, env=env(),
                          timeout=300)
   assert first.returncode == 1 and '1 run(s) of' in first.stderr, first.stdout + first.stderr
-  rows = {row['name']: row for row in sweep.read_results(str(sweep_dir))}
+  rows = {row['name']: row for row in results.read_results(str(sweep_dir))}
   assert list(rows) == ['num_steps-4_num_heads-2', 'num_steps-6_num_heads-2', 'num_steps-4_num_heads-3']
   with open(sweep_dir / 'results.csv') as f:
-    assert f.readline().strip().split(',') == list(sweep.RESULT_COLUMNS)
+    assert f.readline().strip().split(',') == list(results.RESULT_COLUMNS)
   done, failed = rows['num_steps-6_num_heads-2'], rows['num_steps-4_num_heads-3']
   assert [r['status'] for r in rows.values()] == ['done', 'done', 'failed']
   assert done['steps'] == 6 and done['D'] == 6 * 4 * 16 and done['C'] > 0 and done['N'] > 0
@@ -90,12 +91,12 @@ def test_a_run_killed_mid_way_resumes_and_matches_an_uninterrupted_one(tmp_path)
     os.kill(json.load(f)['pid'], signal.SIGKILL)  # The train child, mid-run: checkpoint at 4, not at 8.
   output = runner.communicate(timeout=60)[0]
   assert runner.returncode == 75 and 'exit status -9' in output, output
-  assert sweep.run_status(str(workdir)) == 'interrupted'
+  assert results.run_status(str(workdir)) == 'interrupted'
   resumed = subprocess.run(sweep_command(study, killed), capture_output=True, text=True, cwd=REPO, env=env(),
                            timeout=300)
   assert resumed.returncode == 0 and 'num_steps-12: resuming' in resumed.stdout, resumed.stdout
   assert losses(workdir) == losses(straight / 'runs' / 'num_steps-12')
-  assert sweep.read_results(str(killed))[0]['status'] == 'done'
+  assert results.read_results(str(killed))[0]['status'] == 'done'
 
 
 def test_sigterm_to_the_sweep_reaches_the_run_which_saves_and_resumes(tmp_path):
@@ -113,7 +114,7 @@ def test_sigterm_to_the_sweep_reaches_the_run_which_saves_and_resumes(tmp_path):
   output = runner.communicate(timeout=60)[0]
   assert runner.returncode == 75 and 'num_steps-40: exit status 75' in output, output
   step, = (int(name) for name in os.listdir(workdir / 'checkpoints'))
-  assert 3 <= step < 40 and sweep.run_status(str(workdir)) == 'interrupted'
+  assert 3 <= step < 40 and results.run_status(str(workdir)) == 'interrupted'
   with open(workdir / 'train.log') as f:
     assert 'received SIGTERM' in f.read()
 
@@ -126,7 +127,7 @@ def test_cooldown_branches_fork_from_the_parent_and_match_a_straight_wsd_run(tmp
   result = subprocess.run(sweep_command(study, sweep_dir), capture_output=True, text=True, cwd=REPO, env=env(),
                           timeout=300)
   assert result.returncode == 1 and '3 run(s) of' in result.stderr, result.stdout + result.stderr
-  rows = {row['name']: row for row in sweep.read_results(str(sweep_dir))}
+  rows = {row['name']: row for row in results.read_results(str(sweep_dir))}
   assert {name: row['status'] for name, row in rows.items()} == {
       'num_heads-3_stable-9': 'failed', 'num_heads-3_steps-8': 'failed', 'num_heads-3_steps-12': 'failed',
       'num_heads-2_stable-9': 'done', 'num_heads-2_steps-8': 'done', 'num_heads-2_steps-12': 'done'}
