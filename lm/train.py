@@ -6,8 +6,7 @@ and `data.max_target_len` decoder tokens. The loop resumes from the run's newest
 that cannot be read is moved aside); `config.init_from` starts a fine-tuning run from another run's params. Its
 periodic actions (log, save, validate, sample) are the small functions below it.
 
-Past ~450 lines: `setup` and what it resolves once per run (dtype, size, steps fitted to a time budget, the
-lock, the restore) sit beside the loop they feed. They are the part to move into a module of their own next.
+What a run resolves once, at its first start (dtype, size, steps for a time budget), is lm/first_start.py's.
 """
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ import time
 from typing import Any, Callable
 
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -29,10 +27,10 @@ import numpy as np
 from lm import checkpoint as checkpoint_lib
 from lm import config as config_lib
 from lm import errors
+from lm import first_start
 from lm import flops as flops_lib
 from lm import generate
 from lm import hardware
-from lm import model as model_lib
 from lm import optim
 from lm import parallel
 from lm import rundir
@@ -176,7 +174,7 @@ def lock_workdir(workdir: str) -> rundir.WorkdirLock | None:
       lock = rundir.WorkdirLock(workdir)
     except errors.WorkdirBusy as e:
       busy = e
-  if _process_0s(int(busy is not None)):
+  if first_start.process_0s(int(busy is not None)):
     raise busy or rundir.busy_error(workdir)  # The others read the holder from the lock file.
   return lock
 
@@ -187,9 +185,9 @@ def _build_run(config: ml_collections.ConfigDict, workdir: str, lock: rundir.Wor
   t = config.train
   is_main = jax.process_index() == 0  # Only process 0 writes logs, config and samples; all save checkpoints.
   say = print if is_main else (lambda *args, **kwargs: None)
-  config, dtype_source = resolve_dtype(config, workdir)
+  config, dtype_source = first_start.resolve_dtype(config, workdir)
   say(f'model.dtype: {config.model.dtype} ({dtype_source})', flush=True)
-  config, shape_source = resolve_size(config, workdir)
+  config, shape_source = first_start.resolve_size(config, workdir)
   if config.model.size:
     say(f'model.size: {config.model.size} ({shape_source})', flush=True)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, rundir.CHECKPOINT_DIR), keep=t.keep_checkpoints,
@@ -207,7 +205,7 @@ def _build_run(config: ml_collections.ConfigDict, workdir: str, lock: rundir.Wor
       process_index=jax.process_index(), process_count=jax.process_count())
   steps_source = 'set by the config'
   if t.time_budget_s > 0:
-    config, steps_source = fit_steps_to_budget(config, workdir, launcher, train_iter, fresh=latest is None)
+    config, steps_source = first_start.fit_steps_to_budget(config, workdir, launcher, train_iter, fresh=latest is None)
     say(f'train.num_steps: {config.train.num_steps} ({steps_source})', flush=True)
     launcher = make_launcher(config, model, tokenizer)  # Its schedule ends at the fitted step.
   state = launcher.init(jax.random.PRNGKey(config.seed))
@@ -258,80 +256,6 @@ def resume(checkpointer: checkpoint_lib.Checkpointer, launcher: parallel.Launche
   return state, None
 
 
-def resolve_dtype(config: ml_collections.ConfigDict, workdir: str) -> tuple[ml_collections.ConfigDict, str]:
-  """(`config` with model.dtype 'auto' resolved, how). A run resolves it once, at its first start, and
-  config.json keeps the answer: a resumed run reads it back, so it computes as before and never probes again.
-  Every process of a multi-host run takes process 0's answer."""
-  if config.model.dtype != 'auto':
-    return config, 'set by the config'
-  saved = os.path.join(workdir, rundir.CONFIG_FILE)
-  recorded = rundir.load_config(workdir).model.dtype if os.path.exists(saved) else 'auto'
-  if recorded != 'auto':
-    dtype, source = recorded, f'auto, recorded in {saved} at the run\'s first start'
-  else:
-    dtype, source = hardware.resolve_dtype('auto'), f'auto: {hardware.describe_auto()}'
-  dtype = hardware.DTYPES[_process_0s(hardware.DTYPES.index(dtype))]
-  config = config.copy_and_resolve_references()
-  config.model.dtype = dtype
-  return config, source
-
-
-def resolve_size(config: ml_collections.ConfigDict, workdir: str | None = None
-                 ) -> tuple[ml_collections.ConfigDict, str]:
-  """(`config` with the model shape keys it leaves at 0 filled in, how), so that the checks see the shape and
-  config.json records it. They take model.size's ladder values (config.UNSIZED_SHAPE's without a size), or on a
-  resume of the same size the values its config.json recorded: a run rebuilds its own model even if the ladder
-  changed since. Keys the config sets stay as they are: they beat the size."""
-  filled = model_lib.shape_values(config.model)
-  if not filled:
-    return config, 'every shape key set by the config'
-  source = 'from the ladder' if config.model.size else 'the unsized default'
-  saved = os.path.join(workdir, rundir.CONFIG_FILE) if workdir else ''
-  if saved and os.path.exists(saved) and (recorded := rundir.load_config(workdir).model).size == config.model.size:
-    filled, source = {key: recorded[key] for key in filled}, f'recorded in {saved} at the run\'s first start'
-  config = config.copy_and_resolve_references()
-  config.model.update({key: _process_0s(value) for key, value in filled.items()})
-  return config, ', '.join(f'{key}={value}' for key, value in config.model.items() if key in filled) + f' {source}'
-
-
-def fit_steps_to_budget(config: ml_collections.ConfigDict, workdir: str, launcher: parallel.Launcher,
-                        train_iter: Any, *, fresh: bool) -> tuple[ml_collections.ConfigDict, str]:
-  """(`config` with train.num_steps fitted to train.time_budget_s, how). A fresh run times its own compiled
-  step on real batches (from a throwaway state; the iterator is rewound after) and takes the steps that fit
-  the budget, at most train.num_steps; a resumed run reads them back from config.json (still at most
-  train.num_steps)."""
-  t = config.train
-  if not fresh:  # train.num_steps still caps it: resuming with a nearer finish line works as without a budget.
-    steps = min(rundir.load_config(workdir).train.num_steps, t.num_steps)
-    source = f'fitted at the run\'s first start; at most {t.num_steps}'
-  else:
-    data_state = train_iter.get_state()
-    state = launcher.init(jax.random.PRNGKey(config.seed))
-    state, metrics = launcher.step(state, next(train_iter))  # Compiles.
-    jax.block_until_ready(metrics)
-    timed, start = 0, time.perf_counter()
-    while timed < 5 or (time.perf_counter() - start < 2.0 and timed < 100):
-      state, metrics = launcher.step(state, next(train_iter))
-      timed += 1
-    jax.block_until_ready(metrics)
-    step_s = (time.perf_counter() - start) / timed
-    del state
-    train_iter.set_state(data_state)
-    steps = min(t.num_steps, max(1, int(t.time_budget_s / step_s)))
-    source = (f'time_budget_s={t.time_budget_s:g} at {step_s * 1e3:.1f} ms per step, timed over {timed} steps; '
-              f'at most {t.num_steps}')
-  config = config.copy_and_resolve_references()
-  config.train.num_steps = _process_0s(steps)
-  return config, source
-
-
-def _process_0s(value: int) -> int:
-  """Process 0's `value` on every process: what one process measured, all must agree on."""
-  if jax.process_count() == 1:
-    return value
-  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
-
-
 def make_launcher(config: ml_collections.ConfigDict, model: Any, tokenizer: Any) -> parallel.Launcher:
   """The pure steps of `lm/step.py` compiled under config.parallel's strategy."""
   t, p = config.train, config.parallel
@@ -374,7 +298,7 @@ def describe(run: Run, state: step_lib.TrainState) -> None:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """`config.validate` (on the model shape that model.size fills in), then what depends on the devices: the mesh
   fits them, and the batches divide."""
-  config_lib.validate(resolve_size(config)[0])
+  config_lib.validate(first_start.resolve_size(config)[0])
   t, p = config.train, config.parallel
   if p.strategy == 'mesh':
     mesh = parallel.make_mesh(p.mesh_shape)  # Raises on a shape that does not fit the devices.

@@ -30,10 +30,11 @@ ALLOWED = {
     'model': {'layers', 'config', 'hardware'},
     'flops': {'model', 'hardware'},
     'step': {'model', 'loss'},
+    'first_start': {'hardware', 'model', 'parallel', 'rundir'},
     'rundir': {'checkpoint', 'config', 'model', 'tokenizers', 'data'},
     'generate': {'config', 'decode', 'model', 'data'},  # data: tasks.model_input, a numpy-only module.
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
-              'hardware', 'stopping', 'model'},  # model: the shape model.size fills in, for config.json.
+              'hardware', 'stopping', 'first_start'},
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
     'results': {'rundir', 'scaling', 'flops', 'tokenizers'},
     'sweep': {'results', 'rundir', 'config'},

@@ -22,6 +22,7 @@ from experiments import base
 from lm import checkpoint as checkpoint_lib
 from lm import errors
 from lm import evaluate
+from lm import first_start
 from lm import hardware
 from lm import model as model_lib
 from lm import optim
@@ -213,7 +214,7 @@ def test_a_multi_process_job_stops_on_every_process_when_another_holds_the_workd
   process of a two-process job in turn, process 0's answer broadcast by hand)."""
   def as_process(index, process_0_refused):
     monkeypatch.setattr(jax, 'process_index', lambda: index)
-    monkeypatch.setattr(train, '_process_0s', lambda value: int(process_0_refused) if index else value)
+    monkeypatch.setattr(first_start, 'process_0s', lambda value: int(process_0_refused) if index else value)
     return train.lock_workdir(str(tmp_path))
 
   with rundir.WorkdirLock(str(tmp_path)):  # Another job's process 0.
