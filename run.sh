@@ -9,7 +9,8 @@ usage() {
   cat <<'USAGE'
 usage: ./run.sh COMMAND [flags]
 
-  setup                     create or update .venv (pip install -e .[test]; `bench ... --vs_torch`: .[test,bench])
+  setup                     create or update .venv (pip install -e .[test]; test, import, export and
+                            `bench decode --hf_compare`: .[test,hf]; `bench ... --vs_torch`: .[test,bench])
   train  [flags]            train the default experiment (experiments/shakespeare.py) or --config=...;
                             resumes from --workdir (default runs/<experiment>) if it holds a checkpoint
   sample --workdir=DIR      print a continuation of --prompt from DIR's latest checkpoint
@@ -75,10 +76,15 @@ case "$cmd" in
   setup) setup ;;
   # lm/main.py picks the default --config and --workdir of each mode.
   train|sample|eval|summarize|translate|answer|data|sizes|sweep|results) setup; exec "$PY" -m lm.main "$cmd" "$@" ;;
-  test) setup; cd "$ROOT"; exec "$PY" -m pytest "$@" ;;
+  # Hugging Face import/export and the suite (its parity tests run `transformers`) take the `hf` extra too.
+  import|export) setup test,hf; exec "$PY" -m lm.main "$cmd" "$@" ;;
+  test) setup test,hf; cd "$ROOT"; exec "$PY" -m pytest "$@" ;;
   bench)
     extras=test  # PyTorch (the `bench` extra) only for the benchmark that runs it.
-    for arg in "$@"; do [[ "$arg" == --vs_torch* ]] && extras=test,bench; done
+    for arg in "$@"; do
+      [[ "$arg" == --vs_torch* ]] && extras=test,bench
+      [[ "$arg" == --hf_compare* ]] && extras=test,hf
+    done
     setup "$extras"
     what="${1:-}"; [[ $# -gt 0 ]] && shift
     [[ -f "$ROOT/bench/$what.py" ]] || { echo "unknown benchmark '$what'; have: $(cd "$ROOT/bench" && ls *.py | sed 's/\.py$//' | tr '\n' ' ')" >&2; exit 2; }
