@@ -84,10 +84,13 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any, data_iterator: Any) -> None:
+    """Saves `state` and the iterator's position (None: the state only, as an imported checkpoint has)."""
     self.wait()  # The previous step's failure, if any, is raised as that step's.
+    items = {'state': ocp.args.StandardSave(state)}
+    if data_iterator is not None:
+      items['data'] = grain.checkpoint.CheckpointSave(data_iterator)
     with self._writing(step):
-      self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+      self._manager.save(step, args=ocp.args.Composite(**items), force=True)
     self._writing_step = step
 
   def restore(self, step: int, target_state: Any = None, data_iterator: Any = None) -> Any:

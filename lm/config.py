@@ -48,6 +48,13 @@ class Model:
   d_ff: int = 0  # MLP hidden width; 0: 4 * d_model ('gelu', 'relu'), 8/3 * d_model rounded to 64 (gated ones).
   position: str = 'learned'  # 'learned' | 'sinusoidal' | 'rope' | 'relative' (T5's bucketed bias, one per stack).
   rope_base: float = 10000.0  # RoPE wavelength base.
+  # RoPE context extension, as Hugging Face's rope types: '' (none) | 'linear' (positions / factor) | 'dynamic'
+  # (NTK: the base grows once the longest position passes rope_original_max_len) | 'llama3' (Llama 3.1's blend).
+  rope_scaling: str = ''
+  rope_scaling_factor: float = 1.0  # rope_scaling: how much longer the context is made.
+  rope_original_max_len: int = 0  # 'dynamic', 'llama3': the context length trained at before the extension.
+  rope_low_freq_factor: float = 1.0  # 'llama3': wavelengths over rope_original_max_len / this are divided by factor.
+  rope_high_freq_factor: float = 4.0  # 'llama3': wavelengths under rope_original_max_len / this are kept.
   relative_buckets: int = 32  # 'relative': buckets (half exact offsets, half log-spaced).
   relative_max_distance: int = 128  # 'relative': offsets beyond this share the last bucket.
   norm: str = 'layernorm'  # 'layernorm' | 'rmsnorm' (pre-norm in every block, plus a final norm).
@@ -216,6 +223,7 @@ CHOICES = {
     'model.architecture': ('decoder_only', 'encoder_decoder'),
     'model.size': ('', '100k', '300k', '1m', '3m', '10m', '30m', '100m', '300m', '1b', '3b'),  # model.SIZES.
     'model.position': ('learned', 'sinusoidal', 'rope', 'relative'),
+    'model.rope_scaling': ('', 'linear', 'dynamic', 'llama3'),  # layers.ROPE_SCALINGS.
     'model.norm': ('layernorm', 'rmsnorm'),
     'model.mlp': ('gelu', 'relu', 'swiglu', 'gated_gelu'),
     'model.kernel_init': ('normal', 'fan_in'),
@@ -271,6 +279,15 @@ def _check_shape(m: Any) -> None:
   key_dim = m.head_dim or m.d_model // m.num_heads
   check(m.position != 'rope' or key_dim % 2 == 0, 'model.position', m.position,
         f'needs an even head width, got {key_dim}')
+  check(not m.rope_scaling or m.position == 'rope', 'model.rope_scaling', m.rope_scaling,
+        f"scales rotary positions: it needs model.position='rope', got {m.position!r}")
+  check(not m.rope_scaling or m.rope_scaling_factor >= 1, 'model.rope_scaling_factor', m.rope_scaling_factor,
+        'must be >= 1')
+  check(m.rope_scaling not in ('dynamic', 'llama3') or m.rope_original_max_len > 0, 'model.rope_original_max_len',
+        m.rope_original_max_len, f'must be positive for rope_scaling={m.rope_scaling!r}')
+  check(m.rope_scaling != 'llama3' or 0 < m.rope_low_freq_factor < m.rope_high_freq_factor,
+        'model.rope_low_freq_factor', m.rope_low_freq_factor,
+        f'must be positive and below model.rope_high_freq_factor={m.rope_high_freq_factor}')
   check(m.position != 'sinusoidal' or m.d_model % 2 == 0, 'model.position', m.position,
         f'needs an even model.d_model, got {m.d_model}')
   check(m.attention != 'cudnn' or m.dtype == 'bfloat16', 'model.attention', m.attention,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -89,11 +89,52 @@ def sinusoidal_positions(positions: Array, width: int) -> Array:
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
-def apply_rope(x: Array, positions: Array, base: float) -> Array:
-  """Rotary embedding of `x[B, L, H, K]` at `positions[B, L]`, rotating (first half, second half) pairs."""
+class Rope(NamedTuple):
+  """Rotary embedding settings (model.rope_*): the wavelength base and a context extension of Hugging Face's
+  rope types ('' none, 'linear', 'dynamic', 'llama3'), whose frequencies `rope_frequencies` computes as theirs."""
+  base: float = 10000.0
+  scaling: str = ''
+  factor: float = 1.0
+  original_max_len: int = 0
+  low_freq_factor: float = 1.0
+  high_freq_factor: float = 4.0
+
+
+def _llama3_frequencies(inv_freq: np.ndarray, rope: Rope) -> np.ndarray:
+  """Llama 3.1: long wavelengths divided by the factor, short ones kept, a linear blend between."""
+  wavelength = 2 * math.pi / inv_freq
+  low, high = rope.original_max_len / rope.low_freq_factor, rope.original_max_len / rope.high_freq_factor
+  scaled = np.where(wavelength > low, inv_freq / rope.factor, inv_freq)
+  smooth = (rope.original_max_len / wavelength - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor)
+  blended = (1 - smooth) * scaled / rope.factor + smooth * scaled
+  return np.where((wavelength >= high) & (wavelength <= low), blended, scaled).astype(np.float32)
+
+
+def rope_frequencies(rope: Rope, head_dim: int, positions: Array) -> Array:
+  """The K/2 inverse frequencies of `rope` for a batch at `positions` ('dynamic' reads its longest position)."""
+  exponents = np.arange(0, head_dim, 2, dtype=np.float32) / head_dim
+  if rope.scaling == 'dynamic':  # NTK: a larger base once the context passes the original one, as HF computes it.
+    length = jnp.maximum(jnp.max(positions) + 1, rope.original_max_len).astype(jnp.float32)
+    base = rope.base * ((rope.factor * length / rope.original_max_len) - (rope.factor - 1)) ** (
+        head_dim / (head_dim - 2))
+    return 1.0 / (base ** exponents)
+  inv_freq = (1.0 / (rope.base ** exponents)).astype(np.float32)
+  if rope.scaling == 'linear':
+    return inv_freq / np.float32(rope.factor)
+  if rope.scaling == 'llama3':
+    return _llama3_frequencies(inv_freq, rope)
+  return inv_freq
+
+
+ROPE_SCALINGS = ('', 'linear', 'dynamic', 'llama3')  # config.CHOICES['model.rope_scaling'].
+
+
+def apply_rope(x: Array, positions: Array, rope: Rope | float) -> Array:
+  """Rotary embedding of `x[B, L, H, K]` at `positions[B, L]`, rotating (first half, second half) pairs (the
+  layout of Hugging Face's Llama checkpoints). `rope`: its settings, or just a base."""
+  rope = rope if isinstance(rope, Rope) else Rope(base=rope)
   half = x.shape[-1] // 2
-  inv_freq = 1.0 / (base ** (np.arange(half, dtype=np.float32) / half))
-  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, L, K/2]
+  angles = positions[..., None].astype(jnp.float32) * rope_frequencies(rope, x.shape[-1], positions)  # [B, L, K/2]
   sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
   x1, x2 = x[..., :half], x[..., half:]
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
@@ -230,7 +271,7 @@ class Attention(nn.Module):
   num_kv_heads: int
   head_dim: int
   causal: bool = True
-  rope_base: float | None = None  # None: no rotary embedding.
+  rope: Rope | None = None  # None: no rotary embedding.
   implementation: str = 'fused'  # model.attention: a key of ATTENTION_IMPLEMENTATIONS, or 'cudnn'.
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
@@ -255,8 +296,8 @@ class Attention(nn.Module):
       v = self.variable(ENCODER_KV, 'cached_value', lambda: v.astype(self.dtype)).value
     else:
       k, v = project_kv(x if kv is None else kv)
-    if self.rope_base is not None and not cross:
-      q, k = apply_rope(q, positions, self.rope_base), apply_rope(k, positions, self.rope_base)
+    if self.rope is not None and not cross:
+      q, k = apply_rope(q, positions, self.rope), apply_rope(k, positions, self.rope)
 
     if decode and not cross and self.has_variable('cache', 'cached_key'):
       # One new token: write its key/value at decode_index, attend to everything up to it.

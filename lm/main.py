@@ -12,6 +12,8 @@ Modes:
   answer     the same for --question and --context ('question: ... context: ...').
   sweep      train a study file's runs (lm/sweep.py): --launcher=local|slurm, --print_commands, --sweep_dir, --only.
   results    print a sweep directory's results.csv.
+  import     write --workdir from the Hugging Face model directory --hf_dir (lm/hf.py: GPT-2, Llama, T5).
+  export     write --workdir's latest params as a Hugging Face model directory --hf_dir.
 train, data and sizes default to --config=experiments/shakespeare.py, and train to --workdir=runs/<experiment name> (in
 the repository); eval, summarize, translate and answer use the run's own config.json unless --config is given.
 --config.KEY=VALUE flags override either (e.g. --config.eval.split=test, --config.decode.num_beams=1).
@@ -35,6 +37,7 @@ from lm import config as config_lib
 from lm import errors
 from lm import evaluate
 from lm import flops
+from lm import hf
 from lm import results
 from lm import rundir
 from lm import sweep
@@ -63,12 +66,14 @@ flags.DEFINE_string('sweep_dir', None, 'sweep: the sweep directory; default runs
 flags.DEFINE_string('only', '', 'sweep: run only the run of this name (what each SLURM task does).')
 flags.DEFINE_integer('vocab_size', None, 'sizes: vocabulary of the embedding counts; default config.model.vocab_size, '
                      f'else {SHAKESPEARE_CHARS} (the default experiment\'s); GPT-2\'s is 50257.')
+flags.DEFINE_string('hf_dir', None, 'import: the Hugging Face model directory to read; export: the one to write.')
 flags.DEFINE_bool('traceback', False, 'Show the full stack of expected errors too (also: LM_TRACEBACK=1).')
 FLAGS = flags.FLAGS
 TEXT_MODES = ('summarize', 'translate', 'answer')
 RUN_MODES = ('eval',) + TEXT_MODES  # Modes whose default config is the run's own.
 SWEEP_MODES = ('sweep', 'results')  # sweep STUDY_FILE, results SWEEP_DIR.
-MODES = ('train', 'sample', 'data', 'sizes') + RUN_MODES + SWEEP_MODES
+HF_MODES = ('import', 'export')
+MODES = ('train', 'sample', 'data', 'sizes') + RUN_MODES + SWEEP_MODES + HF_MODES
 CONFIG_MODES = ('train', 'data', 'sizes')  # Modes whose default config is the default experiment.
 
 
@@ -180,6 +185,13 @@ def run_mode(argv):
     lengths = tasks.row_lengths(FLAGS.config.data)
     print(flops.size_table(FLAGS.config.model, vocab_size=FLAGS.vocab_size or FLAGS.config.model.vocab_size
                            or SHAKESPEARE_CHARS, target_len=lengths.decoder, input_len=lengths.encoder))
+  elif mode in HF_MODES:
+    if not FLAGS.hf_dir:
+      raise errors.InputError(f'{mode}: --hf_dir is required (the Hugging Face model directory)')
+    if mode == 'import':
+      print(hf.import_checkpoint(FLAGS.hf_dir, FLAGS.workdir))
+    else:
+      print(hf.export_checkpoint(FLAGS.workdir, FLAGS.hf_dir))
   elif mode == 'train':
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_hook=evaluate.generation_eval(FLAGS.config))
   elif mode == 'sample':

@@ -124,6 +124,12 @@ class ModelConfig(config_lib.Model):
     return cls(**values)
 
 
+def rope_settings(config: ModelConfig) -> layers.Rope:
+  c = config
+  return layers.Rope(c.rope_base, c.rope_scaling, c.rope_scaling_factor, c.rope_original_max_len,
+                     c.rope_low_freq_factor, c.rope_high_freq_factor)
+
+
 class Block(nn.Module):
   """Pre-norm Transformer block: x + Attn(Norm(x)), [x + CrossAttn(Norm(x), encoded)], then x + Mlp(Norm(x)).
 
@@ -148,7 +154,7 @@ class Block(nn.Module):
         implementation=c.attention, use_bias=c.use_bias, dtype=c.compute_dtype,
         kernel_init=layers.KERNEL_INITS[c.kernel_init])
     h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
-    h = attention(causal=self.causal, rope_base=c.rope_base if c.position == 'rope' else None,
+    h = attention(causal=self.causal, rope=rope_settings(c) if c.position == 'rope' else None,
                   name='attention')(h, segment_ids, positions, bias=bias, bias_fn=bias_fn, decode=self.decode,
                                     decode_index=decode_index)
     x = x + nn.Dropout(c.dropout)(h, deterministic=self.deterministic)

@@ -7,6 +7,7 @@
     checkpoints/     orbax steps: train state + data iterator (`lm/checkpoint.py`)
     tokenizer/       the tokenizer the run used
     samples.txt      the samples printed at the end of training (`append_sample`)
+    imported.json    only in a run imported from Hugging Face (lm/hf.py): where from; params only, step 0
 
 A trainer holds the lock for its whole run; readers (`load_run`, `read_metrics`) take none.
 `load_run` gives (config, tokenizer, model, params, step) of the latest checkpoint; `pretrained_params` and
@@ -45,10 +46,21 @@ METRICS_FILE = 'metrics.jsonl'
 SAMPLES_FILE = 'samples.txt'
 TOKENIZER_DIR = tokenizer_cache.RUN_SUBDIR
 CHECKPOINT_DIR = 'checkpoints'
+# Marks a run directory written by `./run.sh import` (lm/hf.py): its checkpoint holds params only, to read or to
+# fine-tune from (config.init_from), not to resume training in.
+IMPORTED_FILE = 'imported.json'
 
 
 def resolve(workdir: str) -> str:
   return os.path.abspath(os.path.expanduser(workdir))
+
+
+def check_trainable(workdir: str) -> None:
+  """Raises if `workdir` is an imported checkpoint: it has no optimizer or data state to resume."""
+  if os.path.exists(os.path.join(workdir, IMPORTED_FILE)):
+    raise errors.InputError(f'{workdir} holds a checkpoint imported from Hugging Face, which is read, not trained '
+                            f'in: fine-tune it into a new run with --config.init_from={workdir} '
+                            '--workdir=runs/NEW (and its data.tokenizer)')
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:

@@ -155,6 +155,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, step_li
   parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
   validate_config(config)
   workdir = rundir.resolve(workdir)
+  rundir.check_trainable(workdir)
   os.makedirs(workdir, exist_ok=True)
   lock = lock_workdir(workdir)  # Before anything reads or writes the run directory.
   try:

@@ -40,6 +40,7 @@ def test_choices_are_the_implementations_names():
   assert set(config_lib.CHOICES['model.dtype']) == {'auto', *model_lib.DTYPES} == {'auto', *hardware.DTYPES}
   assert set(config_lib.CHOICES['model.remat']) == {'none', *model_lib.REMAT_POLICIES}
   assert config_lib.CHOICES['model.size'] == ('', *model_lib.SIZES)
+  assert config_lib.CHOICES['model.rope_scaling'] == layers.ROPE_SCALINGS
   assert set(config_lib.UNSIZED_SHAPE) == set(model_lib.Size._fields)
   assert config_lib.CHOICES['parallel.strategy'] == parallel.STRATEGIES
   assert config_lib.CHOICES['data.task'] == tasks.TASKS

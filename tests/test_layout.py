@@ -38,7 +38,8 @@ ALLOWED = {
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},
     'results': {'rundir', 'scaling', 'flops', 'tokenizers'},
     'sweep': {'results', 'rundir', 'config'},
-    'main': {'train', 'evaluate', 'sweep', 'results', 'rundir', 'data', 'config', 'flops'},  # flops: `sizes`' table.
+    'hf': {'checkpoint', 'config', 'model', 'rundir', 'tokenizers', 'data'},  # data: tasks.row_lengths.
+    'main': {'train', 'evaluate', 'sweep', 'results', 'hf', 'rundir', 'data', 'config', 'flops'},  # flops: `sizes`.
 }
 
 

@@ -1,0 +1,137 @@
+"""Hugging Face import and export (lm/hf.py) against `transformers` itself: tiny random models built in PyTorch
+from configs written here, saved with save_pretrained, imported, and compared (logits, generation, round trips).
+Nothing is downloaded. The `hf` extra (torch CPU, transformers, safetensors, tokenizers) must be installed:
+`./run.sh test` installs it; without it these tests skip, which fails under CI=true."""
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lm import hf
+
+torch = pytest.importorskip('torch', reason='the hf extra (torch CPU) is not installed')
+transformers = pytest.importorskip('transformers', reason='the hf extra (transformers) is not installed')
+
+VOCAB = 96
+LLAMA_ROPES = {  # name -> rope_parameters: HF's rope types that lm/layers.py implements.
+    'default': {'rope_type': 'default', 'rope_theta': 10000.0},
+    'linear': {'rope_type': 'linear', 'rope_theta': 10000.0, 'factor': 4.0},
+    'dynamic': {'rope_type': 'dynamic', 'rope_theta': 10000.0, 'factor': 2.0},
+    'llama3': {'rope_type': 'llama3', 'rope_theta': 500000.0, 'factor': 8.0, 'low_freq_factor': 1.0,
+               'high_freq_factor': 4.0, 'original_max_position_embeddings': 8},
+}
+
+
+def _save(model, directory):
+  torch.manual_seed(0)
+  model.eval()
+  model.save_pretrained(directory)
+  return model
+
+
+def gpt2(directory):
+  torch.manual_seed(0)
+  config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                                   resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                   bos_token_id=1, eos_token_id=1)
+  return _save(transformers.GPT2LMHeadModel(config), directory)
+
+
+def llama(directory, rope='default', tied=False):
+  torch.manual_seed(0)
+  config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16,
+                                    rope_parameters=LLAMA_ROPES[rope], tie_word_embeddings=tied)
+  return _save(transformers.LlamaForCausalLM(config), directory)
+
+
+def t5(directory, gated=False):
+  """T5 v1.0 (ReLU, tied head scaled by d_model**-0.5), or with `gated` a T5 v1.1 / Flan-T5 as the hub has them:
+  gated GELU and an lm_head of its own, unscaled (tie_word_embeddings false in config.json)."""
+  torch.manual_seed(0)
+  config = transformers.T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=3,
+                                 num_heads=2, relative_attention_num_buckets=8, relative_attention_max_distance=20,
+                                 feed_forward_proj='gated-gelu' if gated else 'relu', tie_word_embeddings=not gated,
+                                 dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+  _save(transformers.T5ForConditionalGeneration(config), directory)
+  if gated:  # transformers 5 ties every new T5's head; give it its own, as the hub's v1.1 checkpoints have.
+    from safetensors.numpy import load_file
+    from safetensors.numpy import save_file
+    path = os.path.join(directory, 'model.safetensors')
+    tensors = load_file(path)
+    tensors['lm_head.weight'] = np.random.default_rng(0).normal(size=(VOCAB, 32)).astype(np.float32)
+    save_file(tensors, path, metadata={'format': 'pt'})
+  model = transformers.T5ForConditionalGeneration.from_pretrained(directory)
+  model.eval()
+  return model
+
+
+def _tokens(shape, seed=0):
+  return np.random.default_rng(seed).integers(2, VOCAB, shape).astype(np.int32)
+
+
+def _hf_logits(model, tokens, decoder_tokens=None):
+  with torch.no_grad():
+    if decoder_tokens is None:
+      return model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
+    return model(input_ids=torch.tensor(tokens, dtype=torch.long),
+                 decoder_input_ids=torch.tensor(decoder_tokens, dtype=torch.long)).logits.numpy()
+
+
+def _our_logits(hf_dir, tokens, decoder_tokens=None):
+  _, _, model, params = hf.load_model(hf_dir)
+  if decoder_tokens is None:
+    return np.asarray(model.apply({'params': params}, jnp.asarray(tokens)))
+  return np.asarray(model.apply({'params': params}, jnp.asarray(tokens), jnp.asarray(decoder_tokens)))
+
+
+def test_gpt2_logits_match_transformers(tmp_path):
+  model, tokens = gpt2(tmp_path), _tokens((3, 32))
+  np.testing.assert_allclose(_our_logits(tmp_path, tokens), _hf_logits(model, tokens), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('rope', list(LLAMA_ROPES))
+def test_llama_logits_match_transformers(tmp_path, rope):
+  # 24 positions: past max_position_embeddings (16), where 'dynamic' grows its base, and past llama3's 8.
+  model, tokens = llama(tmp_path, rope), _tokens((2, 24))
+  np.testing.assert_allclose(_our_logits(tmp_path, tokens), _hf_logits(model, tokens), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('gated', [False, True], ids=['t5_v1_0', 't5_v1_1'])
+def test_t5_logits_match_transformers(tmp_path, gated):
+  # 40 input positions: offsets past relative_attention_max_distance (20), into the log-spaced buckets.
+  model, tokens, decoder_tokens = t5(tmp_path, gated), _tokens((2, 40)), _tokens((2, 30), seed=1)
+  decoder_tokens[:, 0] = 0  # The start token.
+  np.testing.assert_allclose(_our_logits(tmp_path, tokens, decoder_tokens), _hf_logits(model, tokens, decoder_tokens),
+                             atol=1e-4, rtol=0)
+
+
+def _round_trip(tmp_path, make, tokens, decoder_tokens=None, **kwargs):
+  """Import `make`'s model, export it again, load that with from_pretrained: same tensors, same logits."""
+  source, exported = tmp_path / 'source', tmp_path / 'exported'
+  original = make(source, **kwargs)
+  _, _, model, params = hf.load_model(source)
+  hf.save_model(model.config, params, exported)
+  reloaded = type(original).from_pretrained(exported)
+  reloaded.eval()
+  want, got = original.state_dict(), reloaded.state_dict()
+  assert sorted(want) == sorted(got)
+  for name in want:
+    assert torch.equal(want[name], got[name]), name
+  np.testing.assert_array_equal(_hf_logits(reloaded, tokens, decoder_tokens),
+                                _hf_logits(original, tokens, decoder_tokens))
+
+
+def test_gpt2_round_trip_is_exact(tmp_path):
+  _round_trip(tmp_path, gpt2, _tokens((2, 16)))
+
+
+@pytest.mark.parametrize('rope', ['default', 'llama3'])
+def test_llama_round_trip_is_exact(tmp_path, rope):
+  _round_trip(tmp_path, llama, _tokens((2, 16)), rope=rope)
+
+
+@pytest.mark.parametrize('gated', [False, True], ids=['t5_v1_0', 't5_v1_1'])
+def test_t5_round_trip_is_exact(tmp_path, gated):
+  _round_trip(tmp_path, t5, _tokens((2, 16)), _tokens((2, 8), seed=1), gated=gated)
