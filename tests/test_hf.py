@@ -2,12 +2,17 @@
 from configs written here, saved with save_pretrained, imported, and compared (logits, generation, round trips).
 Nothing is downloaded. The `hf` extra (torch CPU, transformers, safetensors, tokenizers) must be installed:
 `./run.sh test` installs it; without it these tests skip, which fails under CI=true."""
+import json
 import os
+import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lm import errors
+from lm import generate
 from lm import hf
 
 torch = pytest.importorskip('torch', reason='the hf extra (torch CPU) is not installed')
@@ -135,3 +140,93 @@ def test_llama_round_trip_is_exact(tmp_path, rope):
 @pytest.mark.parametrize('gated', [False, True], ids=['t5_v1_0', 't5_v1_1'])
 def test_t5_round_trip_is_exact(tmp_path, gated):
   _round_trip(tmp_path, t5, _tokens((2, 16)), _tokens((2, 8), seed=1), gated=gated)
+
+
+def _greedy(model_hf, hf_dir, prompt, new_tokens):
+  """(ours, transformers') greedy continuations of `prompt[B, P]` by `new_tokens` tokens, KV caches on both sides."""
+  _, _, model, params = hf.load_model(hf_dir)
+  settings = generate.Decoding(num_beams=1, max_decode_len=new_tokens, temperature=0.0)
+  lengths = np.full((prompt.shape[0],), prompt.shape[1], np.int32)
+  ours = generate.generate(params, jnp.asarray(prompt), jnp.asarray(lengths), jax.random.PRNGKey(0), model=model,
+                           s=settings, eos_id=-1)  # No end token: 20 tokens on both sides.
+  with torch.no_grad():
+    theirs = model_hf.generate(torch.tensor(prompt, dtype=torch.long), max_new_tokens=new_tokens, do_sample=False,
+                               eos_token_id=None, pad_token_id=0)
+  return np.asarray(ours), theirs[:, prompt.shape[1]:].numpy()
+
+
+def test_gpt2_greedy_generation_matches_transformers(tmp_path):
+  ours, theirs = _greedy(gpt2(tmp_path), tmp_path, _tokens((3, 5)), 20)
+  np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize('rope', list(LLAMA_ROPES))
+def test_llama_greedy_generation_matches_transformers(tmp_path, rope):
+  # 5 + 20 positions: past max_position_embeddings (16), where 'dynamic' grows its base step by step.
+  ours, theirs = _greedy(llama(tmp_path, rope), tmp_path, _tokens((3, 5)), 20)
+  np.testing.assert_array_equal(ours, theirs)
+
+
+def _edit_config(directory, **changes):
+  path = os.path.join(directory, 'config.json')
+  with open(path) as f:
+    config = json.load(f)
+  config.update(changes)
+  with open(path, 'w') as f:
+    json.dump(config, f)
+
+
+def _edit_tensors(directory, edit):
+  from safetensors.numpy import load_file
+  from safetensors.numpy import save_file
+  path = os.path.join(directory, 'model.safetensors')
+  tensors = load_file(path)
+  edit(tensors)
+  save_file(tensors, path, metadata={'format': 'pt'})
+
+
+def test_pickled_weights_are_refused_unread(tmp_path):
+  gpt2(tmp_path)
+  os.rename(tmp_path / 'model.safetensors', tmp_path / 'pytorch_model.bin')  # Never unpickled: any bytes do.
+  with pytest.raises(errors.InputError, match=r'pickles \(pytorch_model.bin\).*safetensors only'):
+    hf.load_model(tmp_path)
+
+
+@pytest.mark.parametrize('make, changes, named', [
+    (gpt2, {'model_type': 'gpt_neox'}, "model_type 'gpt_neox'"),
+    (gpt2, {'activation_function': 'gelu'}, "activation_function='gelu'"),
+    (llama, {'model_type': 'mistral', 'sliding_window': 8}, 'sliding_window=8'),
+    (llama, {'rope_parameters': {'rope_type': 'yarn', 'rope_theta': 1e4, 'factor': 2.0}}, "rope type='yarn'"),
+    (llama, {'attention_bias': True}, 'attention_bias=True'),
+    (t5, {'feed_forward_proj': 'gated-silu'}, "feed_forward_proj='gated-silu'"),
+], ids=['architecture', 'activation', 'sliding_window', 'yarn', 'attention_bias', 't5_activation'])
+def test_unsupported_options_are_refused_by_name(tmp_path, make, changes, named):
+  make(tmp_path)
+  _edit_config(tmp_path, **changes)
+  with pytest.raises(errors.InputError, match=re.escape(named)):
+    hf.load_model(tmp_path)
+
+
+def test_mistral_without_a_sliding_window_imports_as_llama(tmp_path):
+  model = llama(tmp_path)
+  _edit_config(tmp_path, model_type='mistral', sliding_window=None)
+  tokens = _tokens((1, 8))
+  np.testing.assert_allclose(_our_logits(tmp_path, tokens), _hf_logits(model, tokens), atol=1e-4, rtol=0)
+
+
+def test_a_tensor_of_another_shape_is_refused_by_name(tmp_path):
+  llama(tmp_path)
+  _edit_config(tmp_path, intermediate_size=48)  # The weights stay 64 wide.
+  with pytest.raises(errors.InputError, match=r'model.layers.0.mlp.gate_proj.weight has shape \(64, 32\)'):
+    hf.load_model(tmp_path)
+
+
+def test_missing_and_unused_tensors_are_refused_by_name(tmp_path):
+  gpt2(tmp_path)
+  _edit_tensors(tmp_path, lambda t: t.pop('transformer.h.1.mlp.c_fc.bias'))
+  with pytest.raises(errors.InputError, match=r'tensor transformer.h.1.mlp.c_fc.bias is missing'):
+    hf.load_model(tmp_path)
+  gpt2(tmp_path)
+  _edit_tensors(tmp_path, lambda t: t.update({'transformer.h.0.extra.weight': np.zeros(3, np.float32)}))
+  with pytest.raises(errors.InputError, match=r'transformer.h.0.extra.weight.*not used'):
+    hf.load_model(tmp_path)
