@@ -1,6 +1,7 @@
 """Decoding speed: KV-cache greedy decoding against recomputing the full sequence, and T5-small beam search.
 
 Run: ./run.sh bench decode [--new_tokens=256] [--rounds=3] [--skip_beam]
+     ./run.sh bench decode --hf_compare [--dtype=auto] [--hf_rounds=3]   (ours against transformers: hf_compare.py)
 
 1. Greedy, decoder-only (the default Shakespeare shape: 4 layers, width 256, 4 heads, vocab 65, bf16
    matmuls; batch --batch): `decode.temperature_sample` at temperature 0 generates --new_tokens tokens after
@@ -21,6 +22,7 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
+import hf_compare  # bench/, this script's folder.
 import numpy as np
 
 from lm import decode
@@ -31,6 +33,10 @@ _BATCH = flags.DEFINE_integer('batch', 1, 'Greedy: rows decoded together.')
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Timed runs per method; the best counts.')
 _SKIP_BEAM = flags.DEFINE_bool('skip_beam', False, 'Only the greedy comparison.')
 _BEAM_ROUNDS = flags.DEFINE_integer('beam_rounds', 2, 'Timed beam-search runs; the best counts.')
+_HF_COMPARE = flags.DEFINE_bool('hf_compare', False, "Instead: ours against transformers' generate on the same "
+                                'GPT-2-small and T5-small weights, in turns (bench/hf_compare.py).')
+_DTYPE = flags.DEFINE_string('dtype', 'auto', "--hf_compare: our side's model.dtype (transformers': float32).")
+_HF_ROUNDS = flags.DEFINE_integer('hf_rounds', 3, '--hf_compare: timed runs of each side; the median counts.')
 
 
 def recompute_logits_fn(model, params):
@@ -111,6 +117,9 @@ def beam_search_t5_small(rounds):
 
 def main(argv):
   del argv
+  if _HF_COMPARE.value:
+    hf_compare.main(_DTYPE.value, _HF_ROUNDS.value)
+    return
   print(f'device: {jax.devices()[0].device_kind} x1, jax {jax.__version__}')
   greedy_comparison(_NEW.value, _BATCH.value, _ROUNDS.value)
   if not _SKIP_BEAM.value:
