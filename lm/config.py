@@ -165,7 +165,14 @@ class Decode:
   training and by `./run.sh sample`) share the search; their temperatures differ on purpose."""
   num_beams: int = 4  # Beam search width; 1: temperature sampling (greedy at temperature 0); >1 needs an encoder.
   max_decode_len: int = 50  # Most tokens generated per example, EOS included.
-  alpha: float = 0.6  # Beam search length penalty ((5 + length) / 6) ** alpha; 0: none.
+  # Beam search's rules (lm/decode.py BEAM_SEARCHES): 't5x' (a finished hypothesis of n tokens scores
+  # log_prob / ((5 + n) / 6) ** alpha; stops once no running beam can win) | 'hf' (Hugging Face generate's with
+  # early_stopping=False: log_prob / n ** alpha, its heuristic stop; T5's tokens of generate(num_beams=num_beams,
+  # length_penalty=alpha, max_length=max_decode_len + 1), the decoder start token counted there).
+  beam_convention: str = 't5x'
+  # Beam search length penalty exponent, as beam_convention divides by it; 0: none. 't5x': >= 0 (t5x's 0.6).
+  # 'hf': any (HF's length_penalty, 1.0 by default; < 0 favours short hypotheses).
+  alpha: float = 0.6
   temperature: float = 0.0  # num_beams=1: softmax temperature; 0 is greedy.
   top_k: int = 0  # num_beams=1, temperature > 0: sample among the k most likely tokens; 0 disables.
   top_p: float = 1.0  # num_beams=1, temperature > 0: sample from the top-p probability nucleus; 1 disables.
@@ -236,6 +243,7 @@ CHOICES = {
     'train.schedule': ('cosine', 'constant', 'wsd'),
     'parallel.strategy': ('single', 'pmap', 'mesh'),
     'eval.split': ('train', 'validation', 'test'),
+    'decode.beam_convention': ('t5x', 'hf'),  # decode.BEAM_SEARCHES.
 }
 METRICS = ('rouge', 'bleu', 'exact_match')  # eval.metrics: a tuple of these names.
 # The model shape of model.size '' (no size): the values of the keys a size fills, where they are 0. The default
@@ -342,7 +350,10 @@ def _check_data(c: ml_collections.ConfigDict) -> None:
 def check_decode(g: Any) -> None:
   check(g.num_beams >= 1, 'decode.num_beams', g.num_beams, 'must be >= 1 (1: sampling, greedy at temperature 0)')
   check(g.max_decode_len >= 1, 'decode.max_decode_len', g.max_decode_len, 'must be >= 1')
-  check(g.alpha >= 0, 'decode.alpha', g.alpha, 'must be >= 0')
+  check_choices('decode', g)
+  check(g.alpha >= 0 or g.beam_convention == 'hf', 'decode.alpha', g.alpha,
+        "must be >= 0 with decode.beam_convention='t5x' (its early stop assumes longer hypotheses are not "
+        "penalized); 'hf' takes any")
   for prefix in ('', 'sample_'):
     check(g[prefix + 'temperature'] >= 0, f'decode.{prefix}temperature', g[prefix + 'temperature'],
           'must be >= 0 (0 is greedy)')

@@ -18,6 +18,7 @@ match the beams': `expand_beams(state, num_beams)`.
 """
 from __future__ import annotations
 
+import typing
 from typing import Any, Callable
 
 import jax
@@ -31,6 +32,9 @@ LogitsFn = Callable[[Array, Array, Cache], tuple[Array, Cache]]
 
 # Finite, so that masked scores can be added, divided and compared without making NaN (as t5x does).
 NEG_INF = -1.0e7
+# Hugging Face beam search's mask, which it adds to a masked score: hf_beam_search does too, so that masked
+# scores compare as HF's.
+HF_MASK = -1.0e9
 # A nucleus whose mass reaches top_p up to float32 rounding of the cumulative sum stops there.
 _TOP_P_SLACK = 1e-6
 
@@ -145,8 +149,68 @@ def expand_beams(tree: Any, num_beams: int) -> Any:
   return jax.tree.map(lambda x: jnp.repeat(x, num_beams, axis=0), tree)
 
 
-# 62 lines, over the ~60 limit: the loop body updates the live and finished beams together, and apart its
-# pieces would pass all eight arrays of the beam state back and forth.
+def _take(x: Array, indices: Array) -> Array:
+  """x[b, indices[b, j], ...] -> [B, J, ...]."""
+  return jnp.take_along_axis(x, indices.reshape(indices.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+class _Candidates(typing.NamedTuple):
+  """Each row's 2 * num_beams likeliest one-token extensions of its running beams, best first: [B, 2 * beams]."""
+  log_probs: Array
+  beams: Array  # The running beam each extends.
+  tokens: Array  # The token it adds.
+  seqs: Array  # [B, 2 * beams, max_new_tokens]: the generated tokens so far, that token included.
+
+
+def _extend(logits_fn: LogitsFn, index: Array, tokens: Array, log_probs: Array, seqs: Array,
+            cache: Cache) -> tuple[_Candidates, Cache]:
+  """Feeds each beam's last token (`tokens[B, beams]`) at `index`; the candidates that extend them, and the cache."""
+  batch, beams, length = seqs.shape
+  logits, cache = logits_fn(tokens.reshape(-1), index, cache)
+  vocab = logits.shape[-1]
+  extended = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(batch, beams, vocab) + log_probs[..., None]
+  # 2 * beams candidates, so that beams stay alive even if the best `beams` all end here.
+  cand_log_probs, cand = lax.top_k(extended.reshape(batch, beams * vocab), 2 * beams)
+  cand_beams, cand_tokens = cand // vocab, cand % vocab
+  cand_seqs = jnp.where(jnp.arange(length) == index, cand_tokens[..., None], _take(seqs, cand_beams))
+  return _Candidates(cand_log_probs, cand_beams, cand_tokens, cand_seqs), cache
+
+
+def _keep_running(cands: _Candidates, ranking: Array, cache: Cache) -> tuple[Array, Array, Array, Cache]:
+  """The num_beams candidates of each row that rank highest by `ranking[B, 2 * beams]` (the ended ones masked), as
+  the next running beams: (tokens, their `ranking` values as log-probs, seqs, the cache reordered to them)."""
+  batch, beams = cands.seqs.shape[0], cands.seqs.shape[1] // 2
+  log_probs, alive = lax.top_k(ranking, beams)
+  origin = (jnp.arange(batch)[:, None] * beams + _take(cands.beams, alive)).reshape(-1)
+  cache = jax.tree.map(lambda x: jnp.take(x, origin, axis=0), cache)
+  return _take(cands.tokens, alive), log_probs, _take(cands.seqs, alive), cache
+
+
+def _keep_finished(finished_seqs: Array, finished_scores: Array, finished: Array, cands: _Candidates,
+                   scores: Array, ends: Array) -> tuple[Array, Array, Array]:
+  """The num_beams best of a row's finished hypotheses and its candidates (`scores`: those that may not finish now
+  masked), best first."""
+  finished_scores, best = lax.top_k(jnp.concatenate([finished_scores, scores], axis=1), finished_scores.shape[1])
+  finished_seqs = _take(jnp.concatenate([finished_seqs, cands.seqs], axis=1), best)
+  return finished_seqs, finished_scores, _take(jnp.concatenate([finished, ends], axis=1), best)
+
+
+def _initial_beams(start_tokens: Array, beams: int, length: int, pad_id: int,
+                   masked: float) -> tuple[Array, Array, Array]:
+  """The running beams' (tokens, log_probs, seqs) at the start. All beams of a row start identical, so only the
+  first is alive: the others would only duplicate it."""
+  batch = np.shape(start_tokens)[0]
+  tokens = jnp.repeat(jnp.asarray(start_tokens, jnp.int32)[:, None], beams, axis=1)
+  log_probs = jnp.tile(jnp.array([0.0] + [masked] * (beams - 1), jnp.float32), (batch, 1))
+  return tokens, log_probs, jnp.full((batch, beams, length), pad_id, jnp.int32)
+
+
+def _check_beams(num_beams: int, max_new_tokens: int, start_tokens: Array) -> None:
+  _check(num_beams >= 1, 'num_beams', num_beams, 'must be >= 1')
+  _check(max_new_tokens >= 1, 'max_new_tokens', max_new_tokens, 'must be >= 1')
+  _check(np.ndim(start_tokens) == 1, 'start_tokens.shape', np.shape(start_tokens), 'must be [batch]')
+
+
 def beam_search(logits_fn: LogitsFn, cache: Cache, start_tokens: Array, *, num_beams: int, max_new_tokens: int,
                 eos_id: int, alpha: float = 0.6, pad_id: int = 0) -> tuple[Array, Array]:
   """The `num_beams` best continuations of each `start_tokens[B]` (fed at index 0), by length-penalized log-prob.
@@ -161,38 +225,19 @@ def beam_search(logits_fn: LogitsFn, cache: Cache, start_tokens: Array, *, num_b
   the EOS and pad_id after it. A slot left empty (fewer possible sequences than beams) scores about NEG_INF.
   `cache` is given per row and expanded here to B * num_beams rows.
   """
-  _check(num_beams >= 1, 'num_beams', num_beams, 'must be >= 1')
-  _check(max_new_tokens >= 1, 'max_new_tokens', max_new_tokens, 'must be >= 1')
+  _check_beams(num_beams, max_new_tokens, start_tokens)
   _check(alpha >= 0, 'alpha', alpha, 'must be >= 0 (the early stop assumes longer hypotheses are not penalized)')
-  _check(np.ndim(start_tokens) == 1, 'start_tokens.shape', np.shape(start_tokens), 'must be [batch]')
   batch, beams, length = np.shape(start_tokens)[0], num_beams, max_new_tokens
-  positions = jnp.arange(length)
-  row_offsets = jnp.arange(batch)[:, None] * beams
-
-  def take(x, indices):  # x[b, indices[b, j], ...] -> [B, J, ...]
-    return jnp.take_along_axis(x, indices.reshape(indices.shape + (1,) * (x.ndim - 2)), axis=1)
 
   def step(state):
     index, tokens, log_probs, seqs, cache, finished_seqs, finished_scores, finished = state
-    logits, cache = logits_fn(tokens.reshape(-1), index, cache)
-    vocab = logits.shape[-1]
-    candidates = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(batch, beams, vocab) + log_probs[..., None]
-    # 2 * beams candidates, so that beams stay alive even if the best `beams` all end here.
-    cand_log_probs, cand = lax.top_k(candidates.reshape(batch, beams * vocab), 2 * beams)
-    cand_beams, cand_tokens = cand // vocab, cand % vocab
-    cand_seqs = jnp.where(positions == index, cand_tokens[..., None], take(seqs, cand_beams))
-    real = cand_log_probs > NEG_INF / 2  # Not an extension of an empty beam slot.
-    ends = real & ((cand_tokens == eos_id) | (index == length - 1))
-
-    log_probs, alive = lax.top_k(jnp.where(ends, NEG_INF, cand_log_probs), beams)
-    seqs, tokens = take(cand_seqs, alive), take(cand_tokens, alive)
-    origin = (row_offsets + take(cand_beams, alive)).reshape(-1)
-    cache = jax.tree.map(lambda x: jnp.take(x, origin, axis=0), cache)
-
-    scores = jnp.where(ends, cand_log_probs / length_penalty(index + 1, alpha), NEG_INF)
-    finished_scores, best = lax.top_k(jnp.concatenate([finished_scores, scores], axis=1), beams)
-    finished_seqs = take(jnp.concatenate([finished_seqs, cand_seqs], axis=1), best)
-    finished = take(jnp.concatenate([finished, ends], axis=1), best)
+    cands, cache = _extend(logits_fn, index, tokens, log_probs, seqs, cache)
+    real = cands.log_probs > NEG_INF / 2  # Not an extension of an empty beam slot.
+    ends = real & ((cands.tokens == eos_id) | (index == length - 1))
+    tokens, log_probs, seqs, cache = _keep_running(cands, jnp.where(ends, NEG_INF, cands.log_probs), cache)
+    scores = jnp.where(ends, cands.log_probs / length_penalty(index + 1, alpha), NEG_INF)
+    finished_seqs, finished_scores, finished = _keep_finished(finished_seqs, finished_scores, finished, cands,
+                                                              scores, ends)
     return index + 1, tokens, log_probs, seqs, cache, finished_seqs, finished_scores, finished
 
   def running(state):
@@ -201,11 +246,61 @@ def beam_search(logits_fn: LogitsFn, cache: Cache, start_tokens: Array, *, num_b
     worst_finished = jnp.where(jnp.all(finished, axis=1), finished_scores[:, -1], NEG_INF)
     return (index < length) & ~jnp.all(worst_finished > best_alive)
 
-  # All beams of a row start identical, so only the first is alive: the others would only duplicate it.
-  log_probs = jnp.tile(jnp.array([0.0] + [NEG_INF] * (beams - 1), jnp.float32), (batch, 1))
-  seqs = jnp.full((batch, beams, length), pad_id, jnp.int32)
-  state = (jnp.zeros((), jnp.int32), jnp.repeat(jnp.asarray(start_tokens, jnp.int32)[:, None], beams, axis=1),
-           log_probs, seqs, expand_beams(cache, beams), seqs,
+  tokens, log_probs, seqs = _initial_beams(start_tokens, beams, length, pad_id, NEG_INF)
+  state = (jnp.zeros((), jnp.int32), tokens, log_probs, seqs, expand_beams(cache, beams), seqs,
            jnp.full((batch, beams), NEG_INF, jnp.float32), jnp.zeros((batch, beams), bool))
   state = lax.while_loop(running, step, state)
   return state[5], state[6]
+
+
+def hf_beam_search(logits_fn: LogitsFn, cache: Cache, start_tokens: Array, *, num_beams: int, max_new_tokens: int,
+                   eos_id: int, alpha: float = 1.0, pad_id: int = 0) -> tuple[Array, Array]:
+  """beam_search by the rules of Hugging Face `generate(num_beams=num_beams, length_penalty=alpha,
+  early_stopping=False)` (transformers 5's `_beam_search`; one EOS id, no logits processors): its tokens for
+  max_length = max_new_tokens + the decoder prompt's length (T5's is its start token: max_length=50 is
+  max_new_tokens=49). Same contract as beam_search (where HF pads after the EOS with EOS if pad_token_id is 0,
+  this pads with pad_id); the rules that differ:
+
+  - A finished hypothesis of n generated tokens (the EOS included) scores log_prob / n ** alpha, for any alpha.
+  - Of each row's 2 * num_beams candidates only those ending in EOS among the best num_beams finish; an EOS
+    candidate below them is dropped. At max_new_tokens the best num_beams candidates finish.
+  - A row stops once its num_beams finished slots are full and its best running beam's score at its current
+    length, log_prob / n ** alpha, is no better than its worst finished one: a heuristic (for alpha > 0 a longer
+    hypothesis may still have won). A stopped row finishes nothing more while the other rows run on.
+  - Masks are HF's -1e9 (HF_MASK), added to a score rather than put in its place, so masked scores compare as
+    HF's; a slot left empty scores about HF_MASK.
+
+  Example, num_beams=1, eos_id=1, candidates (token, log-prob) at step 0: (2, -0.5), (1, -0.6). t5x finishes
+  [1] at -0.6 and keeps [2] running; HF keeps [2] running and drops [1], as the second of 2 candidates.
+  On exactly equal scores torch.topk and lax.top_k (lower index first) may choose differently.
+  """
+  _check_beams(num_beams, max_new_tokens, start_tokens)
+  batch, beams, length = np.shape(start_tokens)[0], num_beams, max_new_tokens
+  # HF divides by n ** alpha, a Python float (float64): the same, rounded once to float32.
+  divisors = jnp.asarray(np.arange(1, length + 1, dtype=np.float64) ** alpha, jnp.float32)
+  may_finish = jnp.arange(2 * beams) < beams
+  masked = lambda condition: jnp.where(condition, HF_MASK, 0.0)
+
+  def step(state):
+    index, tokens, log_probs, seqs, cache, finished_seqs, finished_scores, finished, open_rows = state
+    cands, cache = _extend(logits_fn, index, tokens, log_probs, seqs, cache)
+    ends = (cands.tokens == eos_id) | (index == length - 1)
+    tokens, log_probs, seqs, cache = _keep_running(cands, cands.log_probs + masked(ends), cache)
+    ends &= may_finish
+    # HF's order of additions, so that the float32 sums are its.
+    scores = cands.log_probs / divisors[index] + masked(~open_rows[:, None]) + masked(~ends)
+    finished_seqs, finished_scores, finished = _keep_finished(finished_seqs, finished_scores, finished, cands,
+                                                              scores, ends)
+    worst_finished = jnp.where(finished, jnp.min(finished_scores, axis=1, keepdims=True), HF_MASK)
+    open_rows &= jnp.any(log_probs[:, :1] / divisors[index] > worst_finished, axis=1)
+    return index + 1, tokens, log_probs, seqs, cache, finished_seqs, finished_scores, finished, open_rows
+
+  tokens, log_probs, seqs = _initial_beams(start_tokens, beams, length, pad_id, HF_MASK)
+  state = (jnp.zeros((), jnp.int32), tokens, log_probs, seqs, expand_beams(cache, beams), seqs,
+           jnp.full((batch, beams), HF_MASK, jnp.float32), jnp.zeros((batch, beams), bool), jnp.ones(batch, bool))
+  state = lax.while_loop(lambda s: (s[0] < length) & jnp.any(s[-1]), step, state)
+  return state[5], state[6]
+
+
+# decode.beam_convention -> its search; both take the same arguments.
+BEAM_SEARCHES = {'t5x': beam_search, 'hf': hf_beam_search}

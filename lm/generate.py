@@ -28,6 +28,7 @@ class Decoding(typing.NamedTuple):
   """The search, as config.decode's keys say: hashable, so it is the static part of the compiled `generate`."""
   num_beams: int = 1
   max_decode_len: int = 50
+  beam_convention: str = 't5x'
   alpha: float = 0.0
   temperature: float = 0.0
   top_k: int = 0
@@ -38,8 +39,9 @@ class Decoding(typing.NamedTuple):
     """Decoding's settings of config.decode (checked)."""
     config_lib.check_decode(decode_config)
     g = decode_config
-    return cls(num_beams=int(g.num_beams), max_decode_len=int(g.max_decode_len), alpha=float(g.alpha),
-               temperature=float(g.temperature), top_k=int(g.top_k), top_p=float(g.top_p))
+    return cls(num_beams=int(g.num_beams), max_decode_len=int(g.max_decode_len),
+               beam_convention=str(g.beam_convention), alpha=float(g.alpha), temperature=float(g.temperature),
+               top_k=int(g.top_k), top_p=float(g.top_p))
 
 
 @functools.partial(jax.jit, static_argnames=('model', 's', 'eos_id'))
@@ -54,8 +56,9 @@ def generate(params: Any, tokens: jax.Array, lengths: jax.Array, rng: jax.Array,
     start = jnp.zeros(tokens.shape[0], jnp.int32)  # T5's decoder start token: 0, the pad id.
     if s.num_beams > 1:
       logits_fn = model.make_logits_fn(params, decode.expand_beams(encoded, s.num_beams))
-      sequences, _ = decode.beam_search(logits_fn, cache, start, num_beams=s.num_beams,
-                                        max_new_tokens=s.max_decode_len, eos_id=eos_id, alpha=s.alpha)
+      search = decode.BEAM_SEARCHES[s.beam_convention]
+      sequences, _ = search(logits_fn, cache, start, num_beams=s.num_beams, max_new_tokens=s.max_decode_len,
+                            eos_id=eos_id, alpha=s.alpha)
       return sequences[:, 0]
     logits_fn = model.make_logits_fn(params, encoded)
     prompt, lengths = start[:, None], jnp.ones_like(lengths)

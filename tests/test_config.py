@@ -8,6 +8,7 @@ import pytest
 
 from experiments import base
 from lm import config as config_lib
+from lm import decode
 from lm import evaluate
 from lm import hardware
 from lm import layers
@@ -45,6 +46,7 @@ def test_choices_are_the_implementations_names():
   assert config_lib.CHOICES['parallel.strategy'] == parallel.STRATEGIES
   assert config_lib.CHOICES['data.task'] == tasks.TASKS
   assert config_lib.CHOICES['eval.split'] == datasets.SPLITS
+  assert set(config_lib.CHOICES['decode.beam_convention']) == set(decode.BEAM_SEARCHES)
   assert config_lib.METRICS == tuple(evaluate.METRICS)
   for schedule in config_lib.CHOICES['train.schedule']:
     c = base.get_config().train
@@ -97,6 +99,7 @@ def test_an_old_config_json_reads_in_todays_keys():
     ('decode.num_beams', 0, 'decode.num_beams=0'),
     ('decode.max_decode_len', 0, 'decode.max_decode_len=0'),
     ('decode.alpha', -0.5, 'decode.alpha=-0.5'),
+    ('decode.beam_convention', 'fairseq', "decode.beam_convention='fairseq' must be one of ('t5x', 'hf')"),
     ('decode.temperature', -1.0, 'decode.temperature=-1.0'),
     ('decode.top_k', -1, 'decode.top_k=-1'),
     ('decode.top_p', 0.0, 'decode.top_p=0.0'),

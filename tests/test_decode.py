@@ -261,6 +261,39 @@ def test_narrow_beams_score_their_sequences_exactly():
       np.testing.assert_allclose(score, log_prob(row, start, seq[:n]) / ((5 + n) / 6) ** alpha, rtol=1e-5)
 
 
+def hf_beam(probs, num_beams, alpha=1.0, max_new_tokens=2):
+  run = jax.jit(lambda start: decode.hf_beam_search(table_logits_fn(probs), {}, start, num_beams=num_beams,
+                                                    max_new_tokens=max_new_tokens, eos_id=EOS, alpha=alpha))
+  return run(jnp.array([START], jnp.int32))
+
+
+# Step 0: A 0.6, EOS 0.4; after A: EOS 0.5, A 0.3, B 0.2.
+TWO_STEPS = [[[0, 0.4, 0.6, 0], [0.25] * 4, [0.25] * 4, [0.25] * 4],
+             [[0.25] * 4, [0.25] * 4, [0, 0.5, 0.3, 0.2], [0.25] * 4]]
+
+
+def test_hf_drops_an_eos_below_the_best_num_beams_candidates():
+  """One beam, two candidates at step 0: A, then EOS. t5x finishes [EOS] (0.4 beats [A, EOS]'s 0.3); HF drops
+  it, as only the best num_beams candidates may finish, and returns [A, EOS]."""
+  seqs, scores = beam(TWO_STEPS, num_beams=1, alpha=0.0)
+  np.testing.assert_array_equal(seqs[0], [[EOS, START]])
+  seqs, scores = hf_beam(TWO_STEPS, num_beams=1, alpha=0.0)
+  np.testing.assert_array_equal(seqs[0], [[A, EOS]])
+  np.testing.assert_allclose(scores[0], np.log([0.3]), rtol=1e-5)
+
+
+@pytest.mark.parametrize('alpha,expected,scores', [
+    (0.0, [[EOS, START], [A, EOS]], [np.log(0.4), np.log(0.3)]),
+    (1.0, [[A, EOS], [A, A]], [np.log(0.3) / 2, np.log(0.18) / 2]),  # [A, A] finished at max length.
+    (-1.0, [[EOS, START], [A, EOS]], [np.log(0.4), np.log(0.3) * 2]),
+])
+def test_hf_scores_divide_by_the_generated_length(alpha, expected, scores):
+  """HF's score: log_prob / n ** alpha, n the generated tokens with the EOS ([EOS]: 1)."""
+  seqs, got = hf_beam(TWO_STEPS, num_beams=2, alpha=alpha)
+  np.testing.assert_array_equal(seqs[0], expected)
+  np.testing.assert_allclose(got[0], scores, rtol=1e-5)
+
+
 # --- Argument validation -----------------------------------------------------------------------------------------
 
 
@@ -291,5 +324,8 @@ def test_temperature_sample_rejects_bad_prompt_lengths():
 ])
 def test_beam_search_rejects_bad_arguments(kwargs, message):
   kwargs = {'num_beams': 2, 'max_new_tokens': 2, **kwargs}
-  with pytest.raises(ValueError, match=message):
-    decode.beam_search(sum_logits_fn, {}, jnp.zeros(1, jnp.int32), eos_id=EOS, **kwargs)
+  for name, search in decode.BEAM_SEARCHES.items():
+    if name == 'hf' and 'alpha' in kwargs:
+      continue  # HF's length_penalty may be negative (test_hf_scores_divide_by_the_generated_length).
+    with pytest.raises(ValueError, match=message):
+      search(sum_logits_fn, {}, jnp.zeros(1, jnp.int32), eos_id=EOS, **kwargs)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import base
+from lm import decode
 from lm import generate
 from lm import optim
 from lm import rundir
@@ -54,6 +55,20 @@ def test_prediction_does_not_depend_on_its_batch(seq2seq, num_beams):
   together = predict(model, params, tokenizer, [long, short], config)
   assert together[1] == predict(model, params, tokenizer, [short], config)[0]
   assert together[0] != together[1]
+
+
+def test_decode_beam_convention_selects_the_search(seq2seq, monkeypatch):
+  tokenizer, model, params = seq2seq
+  called = []
+
+  def spy(name):
+    search = decode.BEAM_SEARCHES[name]
+    return lambda *args, **kwargs: called.append(name) or search(*args, **kwargs)
+
+  monkeypatch.setattr(decode, 'BEAM_SEARCHES', {name: spy(name) for name in decode.BEAM_SEARCHES})
+  config = decode_config(num_beams=4, beam_convention='hf', alpha=-0.5, max_decode_len=7)  # 'hf' takes alpha < 0.
+  got = predict(model, params, tokenizer, TEXTS[:1], config)
+  assert called == ['hf'] and len(tokenizer.encode(got[0])) <= 7, (called, got)
 
 
 def test_inputs_are_truncated_to_max_input_len(seq2seq):
