@@ -20,9 +20,9 @@ import time
 
 from absl import app
 from absl import flags
+import hf_compare  # bench/, this script's folder.
 import jax
 import jax.numpy as jnp
-import hf_compare  # bench/, this script's folder.
 import numpy as np
 
 from lm import decode

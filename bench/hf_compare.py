@@ -74,11 +74,11 @@ def greedy_rows(torch, transformers, dtype, rounds, directory):
     settings = generate.Decoding(num_beams=1, max_decode_len=128, temperature=0.0)
     lengths = jnp.full((batch,), 16, jnp.int32)
 
-    def ours():
+    def ours(prompt=prompt, lengths=lengths, settings=settings):
       return jax.block_until_ready(generate.generate(params, jnp.asarray(prompt), lengths, jax.random.PRNGKey(0),
                                                      model=model, s=settings, eos_id=-1))
 
-    def theirs():
+    def theirs(prompt=prompt):
       with torch.no_grad():
         return torch_model.generate(torch.tensor(prompt, dtype=torch.long), max_new_tokens=128, min_new_tokens=128,
                                     do_sample=False, eos_token_id=None, pad_token_id=0)
@@ -97,12 +97,13 @@ def greedy_rows(torch, transformers, dtype, rounds, directory):
 def beam_row(torch, transformers, dtype, rounds, directory):
   torch.manual_seed(0)
   config = transformers.T5Config(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8,
-                                 feed_forward_proj='relu', dropout_rate=0.0)  # t5-small's config.
+                                 feed_forward_proj='relu', dropout_rate=0.0, decoder_start_token_id=0,
+                                 pad_token_id=0, eos_token_id=1)  # t5-small's config.
   torch_model = transformers.T5ForConditionalGeneration(config)
   model, params = _import(torch_model, directory, dtype)
   batch, input_len, beams, new_tokens = 8, 512, 4, 50
   inputs = np.random.default_rng(0).integers(2, 32100, (batch, input_len)).astype(np.int32)
-  settings = generate.Decoding(num_beams=beams, max_decode_len=new_tokens, alpha=1.0)
+  settings = generate.Decoding(num_beams=beams, max_decode_len=new_tokens, alpha=1.0, beam_convention='hf')
   lengths = jnp.full((batch,), input_len, jnp.int32)
 
   def ours():

@@ -15,10 +15,20 @@ from lm import errors
 from lm import generate
 from lm import hf
 
-torch = pytest.importorskip('torch', reason='the hf extra (torch CPU) is not installed')
-transformers = pytest.importorskip('transformers', reason='the hf extra (transformers) is not installed')
+try:  # The hf extra. Without it every test skips in the fixture below, which fails under CI=true (conftest.py):
+  import torch  # a skip at collection (importorskip) would not.
+  import transformers
+except ImportError as e:
+  torch = transformers = None
+  MISSING = f'needs torch and transformers, the hf extra (pip install -e .[hf]): {e}'
 
 VOCAB = 96
+
+
+@pytest.fixture(autouse=True)
+def hf_extra():
+  if transformers is None:
+    pytest.skip(MISSING)
 LLAMA_ROPES = {  # name -> rope_parameters: HF's rope types that lm/layers.py implements.
     'default': {'rope_type': 'default', 'rope_theta': 10000.0},
     'linear': {'rope_type': 'linear', 'rope_theta': 10000.0, 'factor': 4.0},
@@ -51,12 +61,13 @@ def llama(directory, rope='default', tied=False):
   return _save(transformers.LlamaForCausalLM(config), directory)
 
 
-def t5(directory, gated=False):
+def t5(directory, gated=False, decoder_layers=3):
   """T5 v1.0 (ReLU, tied head scaled by d_model**-0.5), or with `gated` a T5 v1.1 / Flan-T5 as the hub has them:
   gated GELU and an lm_head of its own, unscaled (tie_word_embeddings false in config.json)."""
   torch.manual_seed(0)
-  config = transformers.T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=3,
-                                 num_heads=2, relative_attention_num_buckets=8, relative_attention_max_distance=20,
+  config = transformers.T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2,
+                                 num_decoder_layers=decoder_layers, num_heads=2, relative_attention_num_buckets=8,
+                                 relative_attention_max_distance=20,
                                  feed_forward_proj='gated-gelu' if gated else 'relu', tie_word_embeddings=not gated,
                                  dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
   _save(transformers.T5ForConditionalGeneration(config), directory)
@@ -230,3 +241,39 @@ def test_missing_and_unused_tensors_are_refused_by_name(tmp_path):
   _edit_tensors(tmp_path, lambda t: t.update({'transformer.h.0.extra.weight': np.zeros(3, np.float32)}))
   with pytest.raises(errors.InputError, match=r'transformer.h.0.extra.weight.*not used'):
     hf.load_model(tmp_path)
+
+
+def _until_eos(row, eos=1):
+  row = list(row)
+  return row[:row.index(eos) + 1] if eos in row else row
+
+
+def test_t5_beam_search_matches_generate(tmp_path):
+  """generate(num_beams=4, max_length=50, length_penalty=L) on inputs of several lengths (padding masked on both
+  sides) gives our tokens. An end token close to the pad token, which random T5s repeat, makes the penalty
+  decide: without one the search ends at once, with one it runs to max_length. (tests/test_hf_beam_search.py
+  checks the finishing rules on a model whose beams end at every length.)"""
+  model_hf = t5(tmp_path, decoder_layers=2)  # transformers 5.24's T5 cache has encoder-many layers.
+  with torch.no_grad():
+    embedding = model_hf.shared.weight
+    noise = torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(0))
+    embedding[1] = 0.9 * embedding[0] + 0.3 * embedding[0].std() * noise
+  model_hf.save_pretrained(tmp_path)
+  lengths = np.array([7, 12, 20, 3, 16, 9])
+  inputs = _tokens((len(lengths), 20), seed=2)
+  inputs[np.arange(20) >= lengths[:, None]] = 0
+  inputs[np.arange(len(lengths)), lengths - 1] = 1  # T5 inputs end in EOS.
+  _, _, model, params = hf.load_model(tmp_path)
+  seen = set()
+  for length_penalty in (0.0, 1.0, 2.0):
+    settings = generate.Decoding(num_beams=4, max_decode_len=49, alpha=length_penalty, beam_convention='hf')
+    ours = np.asarray(generate.generate(params, jnp.asarray(inputs), jnp.asarray(lengths), jax.random.PRNGKey(0),
+                                        model=model, s=settings, eos_id=1))
+    with torch.no_grad():
+      theirs = model_hf.generate(torch.tensor(inputs, dtype=torch.long), attention_mask=torch.tensor(inputs != 0),
+                                 num_beams=4, max_length=50, length_penalty=length_penalty, early_stopping=False,
+                                 do_sample=False).numpy()[:, 1:]  # Less the start token.
+    finished = [_until_eos(row) for row in theirs]
+    assert [_until_eos(row) for row in ours] == finished, length_penalty
+    seen |= {len(row) for row in finished}
+  assert len(seen) > 1  # The penalty changed the outcome.
