@@ -435,7 +435,7 @@ def run_config(hf: dict, tensors: dict, tokenizer: Any = None) -> ml_collections
     # generate(num_beams=4, max_length=50), whose max_length counts the start token.
     config.data.update(name='python_docstrings', task='seq2seq', prefix='summarize: ', max_input_len=512)
     config.eval.metrics = ('rouge',)
-    config.decode.update(num_beams=4, max_decode_len=49, alpha=1.0)
+    config.decode.update(num_beams=4, max_decode_len=49, alpha=1.0, beam_convention='hf')
   else:
     config.data.seq_len = min(model_keys['max_len'], 1024)
   config_lib.validate(config)
