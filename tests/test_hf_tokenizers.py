@@ -16,11 +16,14 @@ import shutil
 import subprocess
 import sys
 
+from conftest import data_config
 import numpy as np
 import pytest
 
+from lm import config as config_lib
 from lm import errors
 from lm import tokenizers
+from lm.data import tokenizer_cache
 
 # Training text: a few hundred distinct words, accents and some CJK; the edge cases below hold characters it lacks.
 _WORDS = tuple(('the quick brown fox jumps over lazy dog and then some more words of ordinary English prose about '
@@ -337,6 +340,21 @@ def test_a_class_whose_pipeline_the_import_does_not_know_is_refused(hf_dirs, tmp
 def test_huggingface_is_imported_not_built():
   with pytest.raises(errors.InputError, match=r'\./run\.sh import'):
     tokenizers.make_tokenizer('huggingface', ['some text'])
+
+
+def test_every_saved_kind_is_a_config_choice():
+  assert set(config_lib.CHOICES['data.tokenizer']) == set(tokenizers._LOADERS)
+
+
+def test_a_run_reads_its_imported_tokenizer_and_has_nothing_to_build_one_from(loaded, tmp_path):
+  config = data_config(name='text_files', tokenizer='huggingface')
+  with pytest.raises(errors.MissingError, match=r"data.tokenizer='huggingface'.*\./run\.sh import"):
+    tokenizer_cache.get_tokenizer(config, str(tmp_path))
+  loaded['llama'][0].save(str(tmp_path / tokenizer_cache.RUN_SUBDIR))
+  assert tokenizer_cache.get_tokenizer(config, str(tmp_path)).to_dict() == loaded['llama'][0].to_dict()
+  config.tokenizer = 'sentencepiece'
+  with pytest.raises(ValueError, match="holds a 'huggingface' tokenizer"):
+    tokenizer_cache.get_tokenizer(config, str(tmp_path))
 
 
 _WITHOUT = '''
