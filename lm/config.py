@@ -103,7 +103,7 @@ class Data:
   mean_noise_span_length: float = 3.0  # span_corruption: mean masked span length.
   synthetic_length: int = 12  # copy/reverse/sort/addition: digits per example.
   synthetic_examples: int = 100_000  # copy/reverse/sort/addition: training examples (eval splits are 1/10).
-  tokenizer: str = 'char'  # 'char' | 'byte' | 'sentencepiece'.
+  tokenizer: str = 'char'  # 'char' | 'byte' | 'sentencepiece' | 'huggingface' (imported: ./run.sh import).
   spm_vocab_size: int = 8000  # sentencepiece: pieces to train, special and sentinel ids included.
   spm_model_type: str = 'unigram'  # sentencepiece: 'unigram' | 'bpe'.
   seq_len: int = 256  # Tokens per training row (the model's context).
@@ -238,7 +238,7 @@ CHOICES = {
     'model.attention': ('fused', 'xla', 'cudnn'),
     'model.remat': ('none', 'full', 'save_matmuls'),
     'data.task': ('lm', 'seq2seq', 'span_corruption'),
-    'data.tokenizer': ('char', 'byte', 'sentencepiece'),
+    'data.tokenizer': ('char', 'byte', 'sentencepiece', 'huggingface'),
     'data.spm_model_type': ('unigram', 'bpe'),
     'train.schedule': ('cosine', 'constant', 'wsd'),
     'parallel.strategy': ('single', 'pmap', 'mesh'),

@@ -5,12 +5,14 @@
                                                           the SentencePiece model every run on the dataset shares
 
 A char vocabulary is built over all splits (as nanoGPT does), so held-out text never meets an unknown character;
-it is cheap and not cached. SentencePiece trains on the train split only (byte fallback covers the rest).
+it is cheap and not cached. SentencePiece trains on the train split only (byte fallback covers the rest). An
+imported Hugging Face tokenizer ('huggingface', ./run.sh import) exists only as the run's copy: nothing builds one.
 """
 
 import hashlib
 import os
 
+from lm import errors
 from lm import tokenizers
 from lm.config import check
 from lm.data import datasets
@@ -28,6 +30,11 @@ def get_tokenizer(data_config, workdir: str | None = None):
     tokenizer = tokenizers.load_tokenizer(directory)
     _check_saved(tokenizer, data_config, directory)
     return tokenizer
+  if data_config.tokenizer == 'huggingface':  # Nothing to build one from.
+    where = f'{directory!r} holds none' if directory else 'a run without a workdir has none'
+    raise errors.MissingError(
+        f"data.tokenizer='huggingface' reads the tokenizer a Hugging Face import saved in the run directory, and "
+        f'{where}: import the model with ./run.sh import, whose run directory holds it.')
   if data_config.tokenizer == 'sentencepiece':
     tokenizer = _cached_sentencepiece(data_config)
   else:
