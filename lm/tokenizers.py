@@ -906,6 +906,31 @@ def _add_transformers_tokens(hf, tokenizer, config: dict, name: str | None, spec
   return {key: _content(token) for key, token in named.items()}
 
 
+def export_hf_tokenizer(tokenizer: Tokenizer, hf_dir: str) -> str:
+  """Writes `tokenizer` into HF model directory `hf_dir` as files `transformers.AutoTokenizer` reads to the same
+  ids, where that exists; returns what it wrote (or why nothing)."""
+  def write_config(config: dict) -> None:
+    _write_atomic(os.path.join(hf_dir, _HF_CONFIG), json.dumps(config, indent=2).encode('utf-8'))
+
+  if isinstance(tokenizer, HuggingFaceTokenizer):  # The pipeline transformers ran, run as it is.
+    _write_atomic(os.path.join(hf_dir, _HF_JSON), tokenizer.json_text.encode('utf-8'))
+    names = {key: tokenizer._tokenizer.id_to_token(i) for key, i in (
+        ('eos_token', tokenizer.eos_id), ('pad_token', tokenizer.pad_id), ('bos_token', tokenizer.bos_id),
+        ('unk_token', getattr(tokenizer, 'unk_id', None))) if i is not None}
+    write_config({'tokenizer_class': 'PreTrainedTokenizerFast', 'clean_up_tokenization_spaces':
+                  tokenizer.clean_up_spaces, **names})
+    return f'tokenizer: {_HF_JSON} ({tokenizer.vocab_size} ids)'
+  if isinstance(tokenizer, HfT5Tokenizer):
+    _write_atomic(os.path.join(hf_dir, _HF_SPIECE), tokenizer.model_proto)
+    write_config({'tokenizer_class': 'T5Tokenizer', 'extra_ids': NUM_SENTINELS, 'eos_token': '</s>',
+                  'unk_token': '<unk>', 'pad_token': '<pad>',
+                  'clean_up_tokenization_spaces': tokenizer.clean_up_spaces})
+    return f'tokenizer: {_HF_SPIECE} with {NUM_SENTINELS} extra ids'
+  kind = tokenizer.to_dict()['kind']
+  return (f'no tokenizer written: transformers has no tokenizer that gives this {kind!r} tokenizer\'s ids '
+          '(only imported ones export)')
+
+
 def _build_char(texts: Iterable[str]) -> CharTokenizer:
   chars = set()
   for text in texts:

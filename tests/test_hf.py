@@ -10,10 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import test_hf_tokenizers  # Its tiny tokenizers, saved as transformers saves them.
 
 from lm import errors
+from lm import evaluate
 from lm import generate
 from lm import hf
+from lm import rundir
+from lm import tokenizers
+from lm import train
 
 try:  # The hf extra. Without it every test skips in the fixture below, which fails under CI=true (conftest.py):
   import torch  # a skip at collection (importorskip) would not.
@@ -277,3 +282,69 @@ def test_t5_beam_search_matches_generate(tmp_path):
     assert [_until_eos(row) for row in ours] == finished, length_penalty
     seen |= {len(row) for row in finished}
   assert len(seen) > 1  # The penalty changed the outcome.
+
+
+def test_gpt2_import_sample_fine_tune_export(tmp_path, lm_corpus):
+  """The whole path: an HF GPT-2 with its tokenizer -> import -> sample; fine-tuning from it lowers the loss;
+  export -> transformers loads model and tokenizer, with our logits and ids."""
+  hf_dir = test_hf_tokenizers._gpt2_dirs(transformers, tmp_path)['gpt2_file']
+  vocab = len(transformers.AutoTokenizer.from_pretrained(hf_dir))
+  torch.manual_seed(0)
+  transformers.GPT2LMHeadModel(transformers.GPT2Config(
+      vocab_size=vocab, n_positions=32, n_embd=32, n_layer=2, n_head=4, bos_token_id=vocab - 1,
+      eos_token_id=vocab - 1)).save_pretrained(hf_dir)
+  imported = tmp_path / 'imported'
+  assert 'imported gpt2' in hf.import_checkpoint(hf_dir, imported)
+  assert json.loads((imported / rundir.IMPORTED_FILE).read_text())['model_type'] == 'gpt2'
+  assert isinstance(evaluate.sample_from_workdir(str(imported), 'the quick', num_tokens=5), str)
+  with pytest.raises(errors.InputError, match='read, not trained in'):
+    train.train_and_evaluate(rundir.load_config(imported), str(imported))
+  with pytest.raises(errors.InputError, match='exists and is not empty'):
+    hf.import_checkpoint(hf_dir, imported)
+
+  config = rundir.load_config(imported)  # `--config=lm/rundir.py:runs/imported`: the imported model as it is.
+  config.data.update(name='text_files', path=str(lm_corpus), data_dir=str(tmp_path / 'tfds'), seq_len=16)
+  config.train.update(num_steps=30, batch_size=8, learning_rate=3e-3, warmup_steps=0, log_every=5, eval_every=30,
+                      checkpoint_every=30)
+  config.decode.sample_num_tokens = 0
+  config.init_from = str(imported)
+  tuned = tmp_path / 'tuned'
+  train.train_and_evaluate(config, str(tuned))
+  losses = [row['loss'] for row in rundir.read_metrics(str(tuned), 'train')]
+  assert losses[-1] < 0.8 * losses[0], losses
+
+  exported = tmp_path / 'exported'
+  assert 'tokenizer: tokenizer.json' in hf.export_checkpoint(str(tuned), str(exported))
+  model_hf = transformers.AutoModelForCausalLM.from_pretrained(exported)
+  model_hf.eval()
+  tokenizer_hf = transformers.AutoTokenizer.from_pretrained(exported)
+  ours_tokenizer = tokenizers.load_tokenizer(str(tuned / rundir.TOKENIZER_DIR))
+  text = 'the lazy dog jumps over some words'
+  ids = ours_tokenizer.encode(text)
+  assert tokenizer_hf(text, add_special_tokens=False).input_ids == ids.tolist()
+  run = rundir.load_run(str(tuned))
+  ours = np.asarray(run.model.apply({'params': run.params}, jnp.asarray(ids[None])))
+  np.testing.assert_allclose(ours, _hf_logits(model_hf, ids[None]), atol=1e-4, rtol=0)
+
+
+def test_imported_t5_summarizes_as_transformers(tmp_path):
+  """`./run.sh summarize` on an imported T5 (spiece.model tokenizer): the tokens of transformers' pipeline,
+  tokenizer('summarize: ' + text) -> generate(num_beams=4, max_length=50) -> decode(skip_special_tokens=True)."""
+  hf_dir = test_hf_tokenizers._t5_dirs(transformers, tmp_path)['t5_spiece']
+  tokenizer_hf = transformers.AutoTokenizer.from_pretrained(hf_dir)
+  torch.manual_seed(0)
+  model_hf = transformers.T5ForConditionalGeneration(transformers.T5Config(
+      vocab_size=len(tokenizer_hf) + 8, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2, dropout_rate=0.0,
+      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1))
+  model_hf.eval()
+  model_hf.save_pretrained(hf_dir)
+  workdir = tmp_path / 'run'
+  hf.import_checkpoint(hf_dir, workdir)
+  texts = ['The quick brown fox jumps over the lazy dog.', 'some more words of ordinary English prose']
+  ours = evaluate.predict_from_workdir(str(workdir), texts, task='summarize')
+  inputs = tokenizer_hf(['summarize: ' + text for text in texts], return_tensors='pt', padding=True, truncation=True,
+                        max_length=512)
+  with torch.no_grad():
+    output = model_hf.generate(**inputs, num_beams=4, max_length=50)
+  assert ours == tokenizer_hf.batch_decode(output, skip_special_tokens=True)
+  assert all(len(summary) > 10 for summary in ours), ours  # Text, not an empty string on both sides.
