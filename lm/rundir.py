@@ -59,8 +59,8 @@ def check_trainable(workdir: str) -> None:
   """Raises if `workdir` is an imported checkpoint: it has no optimizer or data state to resume."""
   if os.path.exists(os.path.join(workdir, IMPORTED_FILE)):
     raise errors.InputError(f'{workdir} holds a checkpoint imported from Hugging Face, which is read, not trained '
-                            f'in: fine-tune it into a new run with --config.init_from={workdir} '
-                            '--workdir=runs/NEW (and its data.tokenizer)')
+                            f'in: fine-tune it into a new run, its config as the base: --config=lm/rundir.py:{workdir} '
+                            f'--config.init_from={workdir} --workdir=runs/NEW')
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
