@@ -75,7 +75,9 @@ def pytest_runtest_protocol(item, nextitem):
     import synthetic_sweep  # noqa: PLC0415  (tests/ is on the path once pytest runs)
     scratch = tempfile.mkdtemp(prefix='scaling_notebook_')
     synthetic_sweep.make(os.path.join(scratch, 'sweep'))
-    os.environ.update(LM_SWEEP_DIR=os.path.join(scratch, 'sweep'), LM_FIGURES_DIR=os.path.join(scratch, 'figures'),
+    synthetic_sweep.make(os.path.join(scratch, 'rerun'), seed=1)  # Other noise: the notebook compares the fits.
+    os.environ.update(LM_SWEEP_DIR=os.path.join(scratch, 'sweep'), LM_RERUN_DIR=os.path.join(scratch, 'rerun'),
+                      LM_FIGURES_DIR=os.path.join(scratch, 'figures'),
                       LM_NUM_BOOTSTRAP='50', LM_EXPECTED_LAW=json.dumps(synthetic_sweep.LAW))
   try:
     yield
