@@ -61,6 +61,8 @@ class Model:
   norm_eps: float = 1e-5  # Epsilon of every norm.
   mlp: str = 'gelu'  # 'gelu' (tanh approximation) | 'relu' (T5) | 'swiglu' | 'gated_gelu' (T5 v1.1).
   use_bias: bool = True  # Biases in dense layers and LayerNorm.
+  # Attention scores Q.K / sqrt(head width); False: unscaled Q.K (T5, whose init folds the scale into the query).
+  scale_attention: bool = True
   dropout: float = 0.0  # Dropout on attention output, MLP output and embeddings; costly on CPU, off by default.
   tie_embeddings: bool = True  # Output projection is the token embedding's transpose.
   scale_tied_logits: bool = False  # Tied output: multiply by d_model**-0.5 first (T5).

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -40,8 +39,25 @@ from lm.data import tasks
 CONFIG_FILE = 'config.json'
 INDEX_FILE = 'model.safetensors.index.json'
 PICKLE_SUFFIXES = ('.bin', '.pt', '.pth', '.ckpt', '.pkl')
-# Tensors a checkpoint may hold that are no weights: GPT-2's causal-mask buffers, old Llamas' rotary frequencies.
-_BUFFERS = re.compile(r'(^|\.)attn\.(masked_)?bias$|rotary_emb\.inv_freq$')
+# Tensors a checkpoint may hold that transformers ignores on load: GPT-2's causal-mask buffers, old Llamas' rotary
+# frequencies, and the cross-attention bias the released T5 checkpoints carry but no layer reads.
+_IGNORED = re.compile(r'(^|\.)attn\.(masked_)?bias$|rotary_emb\.inv_freq$|'
+                      r'^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$')
+# What transformers 5.24's config classes assume for keys a config.json leaves out (from_pretrained fills them in
+# alike), for the keys the mapping reads.
+DEFAULTS = {
+    'gpt2': {'vocab_size': 50257, 'n_positions': 1024, 'n_embd': 768, 'n_layer': 12, 'n_head': 12,
+             'layer_norm_epsilon': 1e-5, 'activation_function': 'gelu_new'},
+    'llama': {'vocab_size': 32000, 'hidden_size': 4096, 'intermediate_size': 11008, 'num_hidden_layers': 32,
+              'num_attention_heads': 32, 'max_position_embeddings': 2048, 'rms_norm_eps': 1e-6, 'hidden_act': 'silu',
+              'tie_word_embeddings': False},
+    'mistral': {'vocab_size': 32000, 'hidden_size': 4096, 'intermediate_size': 14336, 'num_hidden_layers': 32,
+                'num_attention_heads': 32, 'num_key_value_heads': 8, 'max_position_embeddings': 4096 * 32,
+                'rms_norm_eps': 1e-6, 'hidden_act': 'silu', 'sliding_window': 4096, 'tie_word_embeddings': False},
+    't5': {'vocab_size': 32128, 'd_model': 512, 'd_kv': 64, 'd_ff': 2048, 'num_layers': 6, 'num_heads': 8,
+           'relative_attention_num_buckets': 32, 'relative_attention_max_distance': 128, 'layer_norm_epsilon': 1e-6,
+           'feed_forward_proj': 'relu'},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,15 +73,23 @@ def _same(hf: str, ours: str) -> Tensor:
   return Tensor(hf, (ours,))
 
 
-def _linear(hf: str, ours: str, scale: float = 1.0) -> Tensor:
-  """A torch Linear weight [out, in] as our kernel [in, out], times `scale` (undone on export)."""
-  return Tensor(hf, (ours,), lambda w: [w.T * np.float32(scale)], lambda ws: (ws[0] / np.float32(scale)).T)
+def _linear(hf: str, ours: str) -> Tensor:
+  """A torch Linear weight [out, in] as our kernel [in, out]."""
+  return Tensor(hf, (ours,), lambda w: [w.T], lambda ws: ws[0].T)
 
 
 def _fused_qkv(hf: str, prefix: str) -> Tensor:
   """GPT-2's c_attn, a Conv1D [D, 3D] (already [in, out]) of query, key and value side by side."""
   names = tuple(f'{prefix}/{part}/kernel' for part in ('query', 'key', 'value'))
   return Tensor(hf, names, lambda w: list(np.split(w, 3, axis=-1)), lambda ws: np.concatenate(ws, axis=-1))
+
+
+def _head_tied(hf: dict, tensors: dict, embedding: str, default: bool = True) -> bool:
+  """Whether transformers ties the output head to `embedding`: its config asks to, and the checkpoint has no
+  lm_head.weight of other values (with one, from_pretrained leaves them apart)."""
+  head = tensors.get('lm_head.weight')
+  return bool(hf.get('tie_word_embeddings', default)) and (
+      head is None or embedding not in tensors or np.array_equal(head, tensors[embedding]))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -78,8 +102,8 @@ def _gpt2_model(hf: dict, tensors: dict) -> dict:
   _refuse_if(hf.get('scale_attn_by_inverse_layer_idx', False), 'scale_attn_by_inverse_layer_idx', True)
   _refuse_if(not hf.get('scale_attn_weights', True), 'scale_attn_weights', False)
   _refuse_if(hf.get('add_cross_attention', False), 'add_cross_attention', True)
-  _refuse_if(not _head_tied(hf, tensors, 'transformer.wte.weight'), 'tie_word_embeddings', False,
-             'GPT-2 ties its head')
+  _refuse_if(not _head_tied(hf, tensors, 'transformer.wte.weight'), 'tie_word_embeddings',
+             hf.get('tie_word_embeddings', True), 'a head tied to wte (and no lm_head.weight of other values)')
   d = hf['n_embd']
   return dict(architecture='decoder_only', vocab_size=hf['vocab_size'], max_len=hf['n_positions'],
               num_layers=hf['n_layer'], d_model=d, num_heads=hf['n_head'], d_ff=hf.get('n_inner') or 4 * d,
@@ -98,11 +122,9 @@ def _gpt2_tensors(c: model_lib.ModelConfig) -> list[Tensor]:
     tensors += [_fused_qkv(f'{hf}.attn.c_attn.weight', f'{ours}/attention'),
                 Tensor(f'{hf}.attn.c_attn.bias', tuple(f'{ours}/attention/{p}/bias' for p in ('query', 'key', 'value')),
                        lambda b: list(np.split(b, 3)), np.concatenate)]
-    for hf_name, our_name in (('attn.c_attn', None), ('attn.c_proj', 'attention/out'), ('mlp.c_fc', 'mlp/wi'),
-                              ('mlp.c_proj', 'mlp/wo')):
-      if our_name:  # Conv1D weights are [in, out] already.
-        tensors += [_same(f'{hf}.{hf_name}.weight', f'{ours}/{our_name}/kernel'),
-                    _same(f'{hf}.{hf_name}.bias', f'{ours}/{our_name}/bias')]
+    for hf_name, our_name in (('attn.c_proj', 'attention/out'), ('mlp.c_fc', 'mlp/wi'), ('mlp.c_proj', 'mlp/wo')):
+      tensors += [_same(f'{hf}.{hf_name}.weight', f'{ours}/{our_name}/kernel'),  # Conv1D: [in, out] already.
+                  _same(f'{hf}.{hf_name}.bias', f'{ours}/{our_name}/bias')]
   return tensors
 
 
@@ -119,13 +141,17 @@ def _gpt2_hf_config(c: model_lib.ModelConfig) -> dict:
 
 def _rope_model(hf: dict) -> dict:
   """The model.rope_* keys of an HF config: `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling`."""
-  params = dict(hf.get('rope_parameters') or hf.get('rope_scaling') or {})
+  params = dict(hf.get('rope_scaling') or hf.get('rope_parameters') or {})  # transformers reads rope_scaling first.
   kind = params.get('rope_type', params.get('type', 'default'))
   base = params.get('rope_theta', hf.get('rope_theta', 10000.0))
   _refuse_if(kind not in ('default', 'linear', 'dynamic', 'llama3'), 'rope type', kind,
              "rope types 'default', 'linear', 'dynamic' and 'llama3'")
-  partial = params.get('partial_rotary_factor', 1.0)
+  partial = params.get('partial_rotary_factor', hf.get('partial_rotary_factor', 1.0))
   _refuse_if(partial != 1.0, 'partial_rotary_factor', partial, 'rotation of the whole head (1.0)')
+  needed = {'linear': ('factor',), 'dynamic': ('factor',),
+            'llama3': ('factor', 'original_max_position_embeddings', 'low_freq_factor', 'high_freq_factor')}
+  missing = [key for key in needed.get(kind, ()) if key not in params]
+  _refuse_if(missing, f'rope type {kind!r} without', missing, 'its parameters in rope_parameters')
   if kind == 'default':
     return {'rope_base': float(base)}
   keys = {'rope_base': float(base), 'rope_scaling': kind, 'rope_scaling_factor': float(params['factor'])}
@@ -184,7 +210,9 @@ def _llama_hf_config(c: model_lib.ModelConfig) -> dict:
           'num_attention_heads': c.num_heads, 'num_key_value_heads': c.kv_heads, 'head_dim': c.key_dim,
           'hidden_act': 'silu', 'max_position_embeddings': c.max_len, 'rms_norm_eps': c.norm_eps,
           'rope_parameters': rope, 'attention_bias': False, 'mlp_bias': False,
-          'tie_word_embeddings': c.tie_embeddings}
+          'tie_word_embeddings': c.tie_embeddings,
+          # The same rope as transformers 4 and other readers of Llama configs take it.
+          'rope_theta': c.rope_base, **({'rope_scaling': dict(rope)} if c.rope_scaling else {})}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -197,6 +225,12 @@ def _t5_model(hf: dict, tensors: dict) -> dict:
              "'relu' (T5) and 'gated-gelu' (T5 v1.1, Flan-T5)")
   _refuse_if(hf.get('decoder_start_token_id', 0) != 0, 'decoder_start_token_id', hf.get('decoder_start_token_id'),
              "T5's start token 0")
+  gated = hf['feed_forward_proj'].startswith('gated-')  # Explicit keys beat what feed_forward_proj implies.
+  _refuse_if(hf.get('is_gated_act', gated) != gated, 'is_gated_act', hf.get('is_gated_act'),
+             f"the value feed_forward_proj={hf['feed_forward_proj']!r} implies")
+  activation = 'gelu_new' if gated else 'relu'
+  _refuse_if(hf.get('dense_act_fn', activation) != activation, 'dense_act_fn', hf.get('dense_act_fn'),
+             f"the activation feed_forward_proj={hf['feed_forward_proj']!r} implies ({activation})")
   # transformers 5 ties T5's head unless the checkpoint holds a different lm_head.weight, and scales the decoder
   # output by d_model**-0.5 as `scale_decoder_outputs` says (older configs: unless tie_word_embeddings is false).
   tied = _head_tied({'tie_word_embeddings': True}, tensors, 'shared.weight')
@@ -208,14 +242,12 @@ def _t5_model(hf: dict, tensors: dict) -> dict:
               relative_buckets=hf.get('relative_attention_num_buckets', 32),
               relative_max_distance=hf.get('relative_attention_max_distance', 128), norm='rmsnorm',
               norm_eps=hf.get('layer_norm_epsilon', 1e-6), mlp=mlps[hf.get('feed_forward_proj', 'relu')],
-              use_bias=False, tie_embeddings=tied, scale_tied_logits=bool(scaled), embed_init_std=1.0,
-              kernel_init='fan_in')
+              use_bias=False, scale_attention=False, tie_embeddings=tied, scale_tied_logits=bool(scaled),
+              embed_init_std=1.0, kernel_init='fan_in')
 
 
-def _t5_attention(hf: str, ours: str, c: model_lib.ModelConfig) -> list[Tensor]:
-  # T5 leaves scores unscaled (its init folds the 1/sqrt(d) in); our attention scales them, so the query kernel
-  # takes sqrt(head_dim) (exactly undone on export where that is a power of two, as for every T5's 64).
-  return [_linear(f'{hf}.{p}.weight', f'{ours}/{q}/kernel', math.sqrt(c.key_dim) if p == 'q' else 1.0)
+def _t5_attention(hf: str, ours: str) -> list[Tensor]:
+  return [_linear(f'{hf}.{p}.weight', f'{ours}/{q}/kernel')
           for p, q in (('q', 'query'), ('k', 'key'), ('v', 'value'), ('o', 'out'))]
 
 
@@ -237,9 +269,9 @@ def _t5_tensors(c: model_lib.ModelConfig) -> list[Tensor]:
                       f'{stack}/relative_bias/rel_embedding')]
     for i in range(layers):
       hf, ours = f'{stack}.block.{i}.layer', f'{stack}/block_{i}'
-      tensors += _t5_attention(f'{hf}.0.SelfAttention', f'{ours}/attention', c)
+      tensors += _t5_attention(f'{hf}.0.SelfAttention', f'{ours}/attention')
       if stack == 'decoder':
-        tensors += _t5_attention(f'{hf}.1.EncDecAttention', f'{ours}/cross_attention', c)
+        tensors += _t5_attention(f'{hf}.1.EncDecAttention', f'{ours}/cross_attention')
       mlp = 2 if stack == 'decoder' else 1
       tensors += _t5_mlp(f'{hf}.{mlp}', ours, c)
       tensors += [_same(f'{hf}.{n}.layer_norm.weight', f'{ours}/RMSNorm_{n}/scale') for n in range(mlp + 1)]
@@ -263,30 +295,25 @@ class Family:
   model_keys: Callable[[dict, dict], dict]  # (config.json, tensors) -> config.model keys; refuses what does not map.
   tensors: Callable[[model_lib.ModelConfig], list[Tensor]]
   hf_config: Callable[[model_lib.ModelConfig], dict]  # Our model -> HF config.json.
-  # The model options that must hold for a run to export as this family (ours -> HF).
-  requires: dict[str, Any]
+  # What a model must have to export as this family: (option, its value, or a test of the model config).
+  requires: tuple[tuple[str, Any], ...]
 
 
+_COMMON = (('pointer_generator', False), ('scale_tied_logits', False), ('scale_attention', True))
+_STANDARD_HEADS = ('num_kv_heads', lambda c: c.kv_heads == c.num_heads and c.key_dim * c.num_heads == c.d_model)
 FAMILIES = {
-    'gpt2': Family(_gpt2_model, _gpt2_tensors, _gpt2_hf_config,
-                   dict(architecture='decoder_only', position='learned', norm='layernorm', mlp='gelu',
-                        use_bias=True, tie_embeddings=True, scale_tied_logits=False, pointer_generator=False)),
-    'llama': Family(_llama_model, _llama_tensors, _llama_hf_config,
-                    dict(architecture='decoder_only', position='rope', norm='rmsnorm', mlp='swiglu',
-                         use_bias=False, scale_tied_logits=False, pointer_generator=False)),
-    't5': Family(_t5_model, _t5_tensors, _t5_hf_config,
-                 dict(architecture='encoder_decoder', position='relative', norm='rmsnorm', use_bias=False,
-                      pointer_generator=False)),
+    'gpt2': Family(_gpt2_model, _gpt2_tensors, _gpt2_hf_config, (
+        ('architecture', 'decoder_only'), ('position', 'learned'), ('norm', 'layernorm'), ('mlp', 'gelu'),
+        ('use_bias', True), ('tie_embeddings', True), _STANDARD_HEADS, *_COMMON)),
+    'llama': Family(_llama_model, _llama_tensors, _llama_hf_config, (
+        ('architecture', 'decoder_only'), ('position', 'rope'), ('norm', 'rmsnorm'), ('mlp', 'swiglu'),
+        ('use_bias', False), *_COMMON)),
+    't5': Family(_t5_model, _t5_tensors, _t5_hf_config, (
+        ('architecture', 'encoder_decoder'), ('position', 'relative'), ('norm', 'rmsnorm'),
+        ('mlp', lambda c: c.mlp in ('relu', 'gated_gelu')), ('use_bias', False), ('scale_attention', False),
+        ('num_kv_heads', lambda c: c.kv_heads == c.num_heads), ('pointer_generator', False))),
 }
 FAMILIES['mistral'] = FAMILIES['llama']  # Llama's layout; its sliding window is refused unless it is off.
-
-
-def _head_tied(hf: dict, tensors: dict, embedding: str, default: bool = True) -> bool:
-  """Whether transformers ties the output head to `embedding`: its config asks to, and the checkpoint has no
-  lm_head.weight of other values (with one, from_pretrained leaves them apart)."""
-  head = tensors.get('lm_head.weight')
-  return bool(hf.get('tie_word_embeddings', default)) and (
-      head is None or embedding not in tensors or np.array_equal(head, tensors[embedding]))
 
 
 def _refuse_if(bad: Any, key: str, value: Any, supported: str = '') -> None:
@@ -315,23 +342,30 @@ def read_hf_config(hf_dir: str) -> dict:
   if model_type not in FAMILIES:
     raise errors.InputError(f'{path}: model_type {model_type!r} (architectures {hf.get("architectures")}) is not '
                             f'supported; supported: {sorted(FAMILIES)}')
-  return hf
+  return {**DEFAULTS[model_type], **hf}
 
 
 def _safetensors_files(hf_dir: str) -> list[str]:
-  """The weight files: the index's shards, else model.safetensors (or the one *.safetensors); pickles refused."""
+  """The weight files in transformers' order: model.safetensors, else the index's shards; pickles refused."""
   names = sorted(os.listdir(hf_dir))
+  if 'model.safetensors' in names:
+    return [os.path.join(hf_dir, 'model.safetensors')]
   index = os.path.join(hf_dir, INDEX_FILE)
   if os.path.isfile(index):
-    with open(index, encoding='utf-8') as f:
-      shards = sorted(set(json.load(f)['weight_map'].values()))
+    try:
+      with open(index, encoding='utf-8') as f:
+        shards = sorted(set(json.load(f)['weight_map'].values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+      raise errors.InputError(f'{index} is not an index of shards (JSON with a weight_map): {e!r}') from None
     missing = [s for s in shards if not os.path.isfile(os.path.join(hf_dir, s))]
     if missing:
       raise errors.MissingError(f'{index} names shards that are not in {hf_dir}: {missing}')
     return [os.path.join(hf_dir, s) for s in shards]
   found = [n for n in names if n.endswith('.safetensors')]
+  if len(found) > 1:
+    raise errors.InputError(f'{hf_dir} holds {len(found)} *.safetensors files but no {INDEX_FILE} naming its shards')
   if found:
-    return [os.path.join(hf_dir, 'model.safetensors' if 'model.safetensors' in found else found[0])]
+    return [os.path.join(hf_dir, found[0])]
   pickles = [n for n in names if n.endswith(PICKLE_SUFFIXES)]
   if pickles:
     raise errors.InputError(
@@ -346,8 +380,8 @@ def read_tensors(hf_dir: str) -> dict[str, np.ndarray]:
   from safetensors import safe_open  # The hf extra: only import and export need it.
   tensors = {}
   for path in _safetensors_files(hf_dir):
-    try:
-      with safe_open(path, framework='flax') as f:  # 'flax' reads bfloat16, which numpy cannot.
+    try:  # 'flax' reads bfloat16, which numpy cannot; on the CPU, not an accelerator's memory.
+      with safe_open(path, framework='flax') as f, jax.default_device(jax.local_devices(backend='cpu')[0]):
         for name in f.keys():
           tensors[name] = np.asarray(f.get_tensor(name), np.float32)
     except Exception as e:  # safetensors raises its own SafetensorError for a damaged file.
@@ -395,9 +429,12 @@ def params_from_hf(tensors: dict[str, np.ndarray], family: Family, model_config:
                                 f'with its config.json (the model needs {expected[name]} for {name})')
       flat[name] = np.ascontiguousarray(value, np.float32)
     used.add(t.hf)
-  tied = {'lm_head.weight', 'encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'}
-  unused = sorted(n for n in tensors if n not in used and not _BUFFERS.search(n)
-                  and not (n in tied and model_config.tie_embeddings or n.endswith('embed_tokens.weight')))
+  # Copies of a tied embedding, which transformers ties again on load. T5's must equal `shared`; a decoder-only
+  # family's head was judged by `_head_tied` already.
+  shared = tensors.get('shared.weight')
+  copies = {n for n in ('lm_head.weight', 'encoder.embed_tokens.weight', 'decoder.embed_tokens.weight')
+            if n in tensors and (shared is None or np.array_equal(tensors[n], shared))}
+  unused = sorted(n for n in tensors if n not in used and n not in copies and not _IGNORED.search(n))
   if unused:
     raise errors.InputError(f'{source}: tensors {unused[:5]}{" ..." if len(unused) > 5 else ""} are not used by the '
                             'mapping of this config.json; refusing to drop weights silently')
@@ -455,8 +492,9 @@ def load_model(hf_dir: str, tokenizer: Any = None) -> tuple[dict, ml_collections
 def import_checkpoint(hf_dir: str, workdir: str) -> str:
   """Writes run directory `workdir` from HF model directory `hf_dir`; returns a one-line summary."""
   hf_dir, workdir = rundir.resolve(hf_dir), rundir.resolve(workdir)
-  if os.path.exists(workdir) and os.listdir(workdir):
-    raise errors.InputError(f'--workdir={workdir} exists and is not empty: import into a new directory')
+  if os.path.exists(workdir) and not (os.path.isdir(workdir) and not os.listdir(workdir)):
+    raise errors.InputError(f'--workdir={workdir} exists and is not an empty directory: import into a new one')
+  read_hf_config(hf_dir)  # A wrong --hf_dir named as such, before its tokenizer is looked for.
   tokenizer = tokenizers.import_hf_tokenizer(hf_dir)
   hf, config, _, params = load_model(hf_dir, tokenizer)
   staging = workdir + '.importing'  # Renamed into place when complete: no half-imported run directory.
@@ -490,8 +528,11 @@ def import_checkpoint(hf_dir: str, workdir: str) -> str:
 
 def family_of(model_config: model_lib.ModelConfig) -> str:
   """The HF model_type a model exports as; refuses naming the first option no family has."""
+  def holds(key, want):
+    return want(model_config) if callable(want) else getattr(model_config, key) == want
+
   for name in ('gpt2', 'llama', 't5'):
-    if all(getattr(model_config, k) == v for k, v in FAMILIES[name].requires.items()):
+    if all(holds(key, want) for key, want in FAMILIES[name].requires):
       return name
   c = model_config
   raise errors.InputError(
@@ -527,6 +568,8 @@ def export_checkpoint(workdir: str, hf_dir: str) -> str:
   """Writes `workdir`'s latest params as an HF model directory `hf_dir` (safetensors, config.json, tokenizer)."""
   run = rundir.load_run(workdir)
   hf_dir = rundir.resolve(hf_dir)
+  if os.path.exists(hf_dir) and os.listdir(hf_dir):  # Old shards or an index there would be read instead.
+    raise errors.InputError(f'--hf_dir={hf_dir} exists and is not empty: export into a new directory')
   t = run.tokenizer
   model_type = save_model(run.model.config, run.params, hf_dir, eos_id=t.eos_id, pad_id=t.pad_id,
                           bos_id=getattr(t, 'bos_id', None))

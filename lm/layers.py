@@ -90,9 +90,10 @@ def sinusoidal_positions(positions: Array, width: int) -> Array:
 
 
 class Rope(NamedTuple):
-  """Rotary embedding settings (model.rope_*): the wavelength base and a context extension of Hugging Face's
-  rope types ('' none, 'linear', 'dynamic', 'llama3'), whose frequencies `rope_frequencies` computes as theirs."""
-  base: float = 10000.0
+  """Rotary embedding settings (config.model.rope_*, which declares them): the wavelength base and a context
+  extension of Hugging Face's rope types ('' none, 'linear', 'dynamic', 'llama3'), whose frequencies
+  `rope_frequencies` computes as theirs."""
+  base: float
   scaling: str = ''
   factor: float = 1.0
   original_max_len: int = 0
@@ -129,10 +130,9 @@ def rope_frequencies(rope: Rope, head_dim: int, positions: Array) -> Array:
 ROPE_SCALINGS = ('', 'linear', 'dynamic', 'llama3')  # config.CHOICES['model.rope_scaling'].
 
 
-def apply_rope(x: Array, positions: Array, rope: Rope | float) -> Array:
+def apply_rope(x: Array, positions: Array, rope: Rope) -> Array:
   """Rotary embedding of `x[B, L, H, K]` at `positions[B, L]`, rotating (first half, second half) pairs (the
-  layout of Hugging Face's Llama checkpoints). `rope`: its settings, or just a base."""
-  rope = rope if isinstance(rope, Rope) else Rope(base=rope)
+  layout of Hugging Face's Llama checkpoints)."""
   half = x.shape[-1] // 2
   angles = positions[..., None].astype(jnp.float32) * rope_frequencies(rope, x.shape[-1], positions)  # [B, L, K/2]
   sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
@@ -272,6 +272,7 @@ class Attention(nn.Module):
   head_dim: int
   causal: bool = True
   rope: Rope | None = None  # None: no rotary embedding.
+  scale_scores: bool = True  # False: unscaled Q.K scores (T5).
   implementation: str = 'fused'  # model.attention: a key of ATTENTION_IMPLEMENTATIONS, or 'cudnn'.
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
@@ -298,6 +299,8 @@ class Attention(nn.Module):
       k, v = project_kv(x if kv is None else kv)
     if self.rope is not None and not cross:
       q, k = apply_rope(q, positions, self.rope), apply_rope(k, positions, self.rope)
+    if not self.scale_scores:  # Every implementation divides by sqrt(K): undone here, so params keep T5's meaning.
+      q = q * math.sqrt(self.head_dim)
 
     if decode and not cross and self.has_variable('cache', 'cached_key'):
       # One new token: write its key/value at decode_index, attend to everything up to it.

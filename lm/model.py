@@ -151,7 +151,7 @@ class Block(nn.Module):
     c = self.config
     attention = functools.partial(
         layers.Attention, num_heads=c.num_heads, num_kv_heads=c.kv_heads, head_dim=c.key_dim,
-        implementation=c.attention, use_bias=c.use_bias, dtype=c.compute_dtype,
+        implementation=c.attention, use_bias=c.use_bias, scale_scores=c.scale_attention, dtype=c.compute_dtype,
         kernel_init=layers.KERNEL_INITS[c.kernel_init])
     h = layers.make_norm(c.norm, c.norm_eps, c.use_bias)(x)
     h = attention(causal=self.causal, rope=rope_settings(c) if c.position == 'rope' else None,

@@ -39,7 +39,7 @@ LLAMA_ROPES = {  # name -> rope_parameters: HF's rope types that lm/layers.py im
     'linear': {'rope_type': 'linear', 'rope_theta': 10000.0, 'factor': 4.0},
     'dynamic': {'rope_type': 'dynamic', 'rope_theta': 10000.0, 'factor': 2.0},
     'llama3': {'rope_type': 'llama3', 'rope_theta': 500000.0, 'factor': 8.0, 'low_freq_factor': 1.0,
-               'high_freq_factor': 4.0, 'original_max_position_embeddings': 8},
+               'high_freq_factor': 4.0, 'original_max_position_embeddings': 32},  # Keeps, blends and divides.
 }
 
 
@@ -114,7 +114,7 @@ def test_gpt2_logits_match_transformers(tmp_path):
 
 @pytest.mark.parametrize('rope', list(LLAMA_ROPES))
 def test_llama_logits_match_transformers(tmp_path, rope):
-  # 24 positions: past max_position_embeddings (16), where 'dynamic' grows its base, and past llama3's 8.
+  # 24 positions: past max_position_embeddings (16), where 'dynamic' grows its base.
   model, tokens = llama(tmp_path, rope), _tokens((2, 24))
   np.testing.assert_allclose(_our_logits(tmp_path, tokens), _hf_logits(model, tokens), atol=1e-4, rtol=0)
 
@@ -148,9 +148,9 @@ def test_gpt2_round_trip_is_exact(tmp_path):
   _round_trip(tmp_path, gpt2, _tokens((2, 16)))
 
 
-@pytest.mark.parametrize('rope', ['default', 'llama3'])
-def test_llama_round_trip_is_exact(tmp_path, rope):
-  _round_trip(tmp_path, llama, _tokens((2, 16)), rope=rope)
+@pytest.mark.parametrize('rope, tied', [('default', False), ('linear', True), ('llama3', False)])
+def test_llama_round_trip_is_exact(tmp_path, rope, tied):
+  _round_trip(tmp_path, llama, _tokens((2, 16)), rope=rope, tied=tied)
 
 
 @pytest.mark.parametrize('gated', [False, True], ids=['t5_v1_0', 't5_v1_1'])
@@ -215,7 +215,17 @@ def test_pickled_weights_are_refused_unread(tmp_path):
     (llama, {'rope_parameters': {'rope_type': 'yarn', 'rope_theta': 1e4, 'factor': 2.0}}, "rope type='yarn'"),
     (llama, {'attention_bias': True}, 'attention_bias=True'),
     (t5, {'feed_forward_proj': 'gated-silu'}, "feed_forward_proj='gated-silu'"),
-], ids=['architecture', 'activation', 'sliding_window', 'yarn', 'attention_bias', 't5_activation'])
+    (gpt2, {'scale_attn_by_inverse_layer_idx': True}, 'scale_attn_by_inverse_layer_idx=True'),
+    # MistralConfig's default window (4096) when the key is absent, shorter than this context.
+    (llama, {'model_type': 'mistral', 'max_position_embeddings': 8192}, 'sliding_window=4096'),
+    (llama, {'partial_rotary_factor': 0.5}, 'partial_rotary_factor=0.5'),
+    (llama, {'mlp_bias': True}, 'mlp_bias=True'),
+    (llama, {'rope_parameters': {'rope_type': 'linear', 'rope_theta': 1e4}}, "without=['factor']"),
+    (t5, {'dense_act_fn': 'gelu'}, "dense_act_fn='gelu'"),
+    (t5, {'decoder_start_token_id': 2}, 'decoder_start_token_id=2'),
+], ids=['architecture', 'activation', 'sliding_window', 'yarn', 'attention_bias', 't5_activation',
+        'inverse_layer_idx', 'mistral_default_window', 'partial_rotary', 'mlp_bias', 'rope_factor', 't5_act_fn',
+        't5_start'])
 def test_unsupported_options_are_refused_by_name(tmp_path, make, changes, named):
   make(tmp_path)
   _edit_config(tmp_path, **changes)
@@ -284,7 +294,7 @@ def test_t5_beam_search_matches_generate(tmp_path):
   assert len(seen) > 1  # The penalty changed the outcome.
 
 
-def test_gpt2_import_sample_fine_tune_export(tmp_path, lm_corpus):
+def test_gpt2_import_sample_fine_tune_export(tmp_path, lm_corpus, capsys):
   """The whole path: an HF GPT-2 with its tokenizer -> import -> sample; fine-tuning from it lowers the loss;
   export -> transformers loads model and tokenizer, with our logits and ids."""
   hf_dir = test_hf_tokenizers._gpt2_dirs(transformers, tmp_path)['gpt2_file']
@@ -299,7 +309,7 @@ def test_gpt2_import_sample_fine_tune_export(tmp_path, lm_corpus):
   assert isinstance(evaluate.sample_from_workdir(str(imported), 'the quick', num_tokens=5), str)
   with pytest.raises(errors.InputError, match='read, not trained in'):
     train.train_and_evaluate(rundir.load_config(imported), str(imported))
-  with pytest.raises(errors.InputError, match='exists and is not empty'):
+  with pytest.raises(errors.InputError, match='exists and is not an empty directory'):
     hf.import_checkpoint(hf_dir, imported)
 
   config = rundir.load_config(imported)  # `--config=lm/rundir.py:runs/imported`: the imported model as it is.
@@ -310,11 +320,14 @@ def test_gpt2_import_sample_fine_tune_export(tmp_path, lm_corpus):
   config.init_from = str(imported)
   tuned = tmp_path / 'tuned'
   train.train_and_evaluate(config, str(tuned))
+  assert f'params from {imported} step 0 (init_from)' in capsys.readouterr().out
   losses = [row['loss'] for row in rundir.read_metrics(str(tuned), 'train')]
   assert losses[-1] < 0.8 * losses[0], losses
 
   exported = tmp_path / 'exported'
   assert 'tokenizer: tokenizer.json' in hf.export_checkpoint(str(tuned), str(exported))
+  with pytest.raises(errors.InputError, match='exists and is not empty'):  # Its old files would be read.
+    hf.export_checkpoint(str(tuned), str(exported))
   model_hf = transformers.AutoModelForCausalLM.from_pretrained(exported)
   model_hf.eval()
   tokenizer_hf = transformers.AutoTokenizer.from_pretrained(exported)
@@ -348,3 +361,36 @@ def test_imported_t5_summarizes_as_transformers(tmp_path):
     output = model_hf.generate(**inputs, num_beams=4, max_length=50)
   assert ours == tokenizer_hf.batch_decode(output, skip_special_tokens=True)
   assert all(len(summary) > 10 for summary in ours), ours  # Text, not an empty string on both sides.
+
+
+def test_t5_keeps_to_what_transformers_loads(tmp_path):
+  """The hub T5s' unread cross-attention bias is ignored, as transformers ignores it; an embedding copy that
+  differs from `shared` (which transformers would not tie) is refused."""
+  model = t5(tmp_path, gated=True)
+  bias = 'decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight'
+  _edit_tensors(tmp_path, lambda t: t.update({bias: np.ones((8, 2), np.float32)}))
+  tokens, decoder_tokens = _tokens((1, 12)), _tokens((1, 6), seed=1)
+  np.testing.assert_allclose(_our_logits(tmp_path, tokens, decoder_tokens), _hf_logits(model, tokens, decoder_tokens),
+                             atol=1e-4, rtol=0)
+  _edit_tensors(tmp_path, lambda t: t.update({'encoder.embed_tokens.weight': t['shared.weight'] + 1}))
+  with pytest.raises(errors.InputError, match=r'encoder.embed_tokens.weight.*not used'):
+    hf.load_model(tmp_path)
+
+
+def test_sharded_and_bfloat16_checkpoints_and_defaulted_keys(tmp_path):
+  model = llama(tmp_path / 'source')
+  model.save_pretrained(tmp_path / 'sharded', max_shard_size='40KB')  # Several files and their index.
+  assert len(list((tmp_path / 'sharded').glob('*.safetensors'))) > 1
+  assert (tmp_path / 'sharded' / hf.INDEX_FILE).exists()
+  tokens = _tokens((1, 10))
+  np.testing.assert_allclose(_our_logits(tmp_path / 'sharded', tokens), _hf_logits(model, tokens), atol=1e-4, rtol=0)
+  model.to(torch.bfloat16).save_pretrained(tmp_path / 'bf16')
+  config = json.loads((tmp_path / 'bf16' / 'config.json').read_text())
+  del config['rms_norm_eps']  # Left out: LlamaConfig's default (1e-6) holds on both sides.
+  (tmp_path / 'bf16' / 'config.json').write_text(json.dumps(config))
+  reloaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path / 'bf16', dtype=torch.float32)
+  reloaded.eval()
+  np.testing.assert_allclose(_our_logits(tmp_path / 'bf16', tokens), _hf_logits(reloaded, tokens), atol=1e-4, rtol=0)
+  (tmp_path / 'sharded' / hf.INDEX_FILE).write_text('{"weight_map": 3}')  # A damaged index is named.
+  with pytest.raises(errors.InputError, match='is not an index of shards'):
+    hf.load_model(tmp_path / 'sharded')

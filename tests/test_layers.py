@@ -71,8 +71,8 @@ def test_rope_is_relative():
   rng = np.random.default_rng(2)
   q = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
   k = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
-  score = lambda i, j: float(jnp.sum(layers.apply_rope(q, jnp.array([[i]]), 1e4) *
-                                     layers.apply_rope(k, jnp.array([[j]]), 1e4)))
+  score = lambda i, j: float(jnp.sum(layers.apply_rope(q, jnp.array([[i]]), layers.Rope(1e4)) *
+                                     layers.apply_rope(k, jnp.array([[j]]), layers.Rope(1e4))))
   assert score(7, 3) == pytest.approx(score(17, 13), rel=1e-5)
   assert score(7, 3) != pytest.approx(score(7, 4), rel=1e-3)
 
