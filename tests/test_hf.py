@@ -394,3 +394,17 @@ def test_sharded_and_bfloat16_checkpoints_and_defaulted_keys(tmp_path):
   (tmp_path / 'sharded' / hf.INDEX_FILE).write_text('{"weight_map": 3}')  # A damaged index is named.
   with pytest.raises(errors.InputError, match='is not an index of shards'):
     hf.load_model(tmp_path / 'sharded')
+
+
+@pytest.mark.parametrize('gated', [False, True], ids=['t5_v1_0', 't5_v1_1'])
+def test_t5_greedy_generation_matches_transformers(tmp_path, gated):
+  model_hf = t5(tmp_path, gated=gated, decoder_layers=2)  # transformers 5.24's T5 cache has encoder-many layers.
+  inputs = _tokens((3, 12), seed=3)
+  _, _, model, params = hf.load_model(tmp_path)
+  settings = generate.Decoding(num_beams=1, max_decode_len=20, temperature=0.0)
+  ours = generate.generate(params, jnp.asarray(inputs), jnp.full((3,), 12, jnp.int32), jax.random.PRNGKey(0),
+                           model=model, s=settings, eos_id=-1)  # No end token: 20 tokens on both sides.
+  with torch.no_grad():
+    theirs = model_hf.generate(torch.tensor(inputs, dtype=torch.long), max_new_tokens=20, do_sample=False,
+                               num_beams=1, eos_token_id=None)
+  np.testing.assert_array_equal(np.asarray(ours), theirs[:, 1:].numpy())  # Less the start token.
