@@ -361,6 +361,14 @@ def test_imported_t5_summarizes_as_transformers(tmp_path):
     output = model_hf.generate(**inputs, num_beams=4, max_length=50)
   assert ours == tokenizer_hf.batch_decode(output, skip_special_tokens=True)
   assert all(len(summary) > 10 for summary in ours), ours  # Text, not an empty string on both sides.
+  # `./run.sh eval`: ROUGE over the offline python_docstrings split, with T5's prefix, as the import sets it up.
+  config = rundir.load_config(workdir)
+  assert (config.data.name, config.data.prefix, config.eval.metrics) == ('python_docstrings', 'summarize: ', ('rouge',))
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.eval.update(num_examples=4, batch_size=4)
+  scores = evaluate.evaluate_run(str(workdir), config)
+  assert {'loss', 'rouge1', 'rougeL'} <= set(scores) and np.isfinite(scores['loss'])
+  assert (workdir / 'eval_0.json').exists()
 
 
 def test_t5_keeps_to_what_transformers_loads(tmp_path):
