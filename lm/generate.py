@@ -17,6 +17,7 @@ from lm import config as config_lib
 from lm import decode
 from lm import errors
 from lm import model as model_lib
+from lm import tokenizers
 from lm.data import tasks
 
 _MIN_PADDED_LEN = 16  # Inputs pad to a power of two at least this long: few shapes, few compilations.
@@ -160,7 +161,8 @@ def continue_text(model: Any, params: Any, tokenizer: Any, prompt: str, *, num_t
   new tokens: each chunk reads the last max_len - n tokens of the text so far into a fresh cache, so a long
   continuation slides its context window by n tokens at a time. Every chunk has the same shapes: one compile.
   """
-  context = [int(t) for t in tokenizer.encode(prompt)] if prompt else [tokenizer.eos_id]
+  start = tokenizers.document_start(tokenizer)  # Llama's bos, as transformers' tokenizer(prompt) gives it.
+  context = start + [int(t) for t in tokenizer.encode(prompt)] if prompt else [tokenizer.eos_id] + start
   if num_tokens <= 0:
     return prompt
   max_len = model.config.max_len

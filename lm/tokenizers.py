@@ -59,6 +59,12 @@ class Tokenizer(Protocol):
     """Writes the tokenizer into `directory` (created if missing)."""
 
 
+def document_start(tokenizer: Tokenizer) -> list[int]:
+  """The ids every document and prompt starts with: [bos] for an imported tokenizer whose model expects it
+  (HuggingFaceTokenizer.starts_with_bos), else none."""
+  return [tokenizer.bos_id] if getattr(tokenizer, 'starts_with_bos', False) else []
+
+
 def _write_atomic(path: str, data: bytes) -> None:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   # Write then rename: every process of a multi-host run may save the same
@@ -556,6 +562,11 @@ class HuggingFaceTokenizer:
       self.unk_id = unk_id
     self.clean_up_spaces = clean_up_spaces
     self.token_bytes = _hf_token_bytes(self._tokenizer, json.loads(json_text), self.vocab_size)
+    # Where the pipeline's post-processor puts bos first (Llama's does), transformers' tokenizer(text) starts every
+    # text with it: so do this codebase's documents and prompts (`document_start`).
+    with_specials = self._tokenizer.encode('a', add_special_tokens=True).ids
+    self.starts_with_bos = (bos_id is not None and with_specials[:1] == [bos_id]
+                            and self._tokenizer.encode('a', add_special_tokens=False).ids[:1] != [bos_id])
 
   def encode(self, text: str) -> np.ndarray:
     return np.asarray(self._tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int32)

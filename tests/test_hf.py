@@ -58,9 +58,9 @@ def gpt2(directory):
   return _save(transformers.GPT2LMHeadModel(config), directory)
 
 
-def llama(directory, rope='default', tied=False):
+def llama(directory, rope='default', tied=False, vocab=VOCAB):
   torch.manual_seed(0)
-  config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+  config = transformers.LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16,
                                     rope_parameters=LLAMA_ROPES[rope], tie_word_embeddings=tied)
   return _save(transformers.LlamaForCausalLM(config), directory)
@@ -416,3 +416,26 @@ def test_t5_greedy_generation_matches_transformers(tmp_path, gated):
     theirs = model_hf.generate(torch.tensor(inputs, dtype=torch.long), max_new_tokens=20, do_sample=False,
                                num_beams=1, eos_token_id=None)
   np.testing.assert_array_equal(np.asarray(ours), theirs[:, 1:].numpy())  # Less the start token.
+
+
+def test_a_llama_whose_tokenizer_adds_bos_samples_as_transformers(tmp_path):
+  """A tokenizer.json whose post-processor puts <s> first (as Llama's hub files do): transformers' tokenizer(text)
+  starts with it, so our prompts and documents do too, and greedy sampling continues as generate() does."""
+  import tokenizers as hf_tokenizers
+  spec = test_hf_tokenizers._llama_file(hf_tokenizers)
+  spec['post_processor'] = json.loads(hf_tokenizers.processors.TemplateProcessing(
+      single='<s> $A', special_tokens=[('<s>', 1)]).__getstate__())
+  transformers.PreTrainedTokenizerFast(
+      tokenizer_object=hf_tokenizers.Tokenizer.from_str(json.dumps(spec)), bos_token='<s>', eos_token='</s>',
+      unk_token='<unk>').save_pretrained(tmp_path)
+  tokenizer_hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+  assert tokenizer_hf('the quick fox').input_ids[0] == 1
+  model_hf = llama(tmp_path, vocab=len(tokenizer_hf))
+  hf.import_checkpoint(tmp_path, tmp_path / 'run')
+  run = rundir.load_run(str(tmp_path / 'run'))
+  assert tokenizers.document_start(run.tokenizer) == [1]
+  ours = generate.continue_text(run.model, run.params, run.tokenizer, 'the quick fox', num_tokens=6, temperature=0.0)
+  with torch.no_grad():
+    theirs = model_hf.generate(**tokenizer_hf('the quick fox', return_tensors='pt'), max_new_tokens=6,
+                               do_sample=False, eos_token_id=None, pad_token_id=0)
+  assert ours == 'the quick fox' + tokenizer_hf.decode(theirs[0, -6:], skip_special_tokens=True)

@@ -32,7 +32,7 @@ ALLOWED = {
     'step': {'model', 'loss'},
     'first_start': {'hardware', 'model', 'parallel', 'rundir'},
     'rundir': {'checkpoint', 'config', 'model', 'tokenizers', 'data'},
-    'generate': {'config', 'decode', 'model', 'data'},  # data: tasks.model_input, a numpy-only module.
+    'generate': {'config', 'decode', 'model', 'data', 'tokenizers'},  # data: tasks.model_input, numpy only.
     'train': {'step', 'rundir', 'generate', 'data', 'optim', 'parallel', 'checkpoint', 'flops', 'config',
               'hardware', 'stopping', 'first_start'},
     'evaluate': {'generate', 'rundir', 'step', 'data', 'config'},

@@ -19,6 +19,7 @@ import grain
 import numpy as np
 
 from lm import errors
+from lm import tokenizers
 from lm.config import check
 from lm.data import rows
 from lm.data import stats as stats_lib
@@ -58,7 +59,7 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
     it = rows.pad_or_pack(ds, data_config, batch_size=batch_size, seed=seed,
                           finite=num_epochs is not None)
   else:
-    it = _chunked_train_rows(data_config, rows.token_stream(ids.documents, tokenizer.eos_id),
+    it = _chunked_train_rows(data_config, _token_stream(ids, tokenizer),
                              batch_size=batch_size, seed=seed, shard=(process_index, process_count),
                              num_epochs=num_epochs)
   if data_config.num_workers > 0:
@@ -138,7 +139,7 @@ def make_eval_batches(data_config, tokenizer, split: str, *, batch_size: int):
                           shuffle=False, num_epochs=1)
     return iter(rows.pad_or_pack(ds, data_config, batch_size=batch_size,
                                  seed=_EVAL_SEED, finite=True))
-  chunked = rows.ChunkedStream(rows.token_stream(ids.documents, tokenizer.eos_id),
+  chunked = rows.ChunkedStream(_token_stream(ids, tokenizer),
                                 data_config.seq_len, keep_partial=True)
   return _batches(chunked, batch_size, data_config.seq_len)
 
@@ -178,14 +179,19 @@ def _span_example(chunk, rng, *, data_config, tokenizer):
   return example
 
 
-def _units(data_config, ids: tokenized.TokenizedSplit, eos_id: int) -> list:
+def _token_stream(ids: tokenized.TokenizedSplit, tokenizer) -> np.ndarray:
+  """The split's documents as one stream, each opened as the tokenizer's model expects and closed by eos."""
+  return rows.token_stream(ids.documents, tokenizer.eos_id, tuple(tokenizers.document_start(tokenizer)))
+
+
+def _units(data_config, ids: tokenized.TokenizedSplit, tokenizer) -> list:
   """The split's units before the task map: LM pieces, seq2seq pairs or
   span-corruption chunks (empty documents and pieces without a target are
   left out here and counted by stats.py)."""
   if data_config.task == 'lm':
-    eos = np.array([eos_id], np.int32)
+    eos, start = np.array([tokenizer.eos_id], np.int32), np.array(tokenizers.document_start(tokenizer), np.int32)
     return [piece for doc in ids.documents
-            for piece in tasks.lm_pieces(np.concatenate([doc, eos]), data_config.seq_len)]
+            for piece in tasks.lm_pieces(np.concatenate([start, doc, eos]), data_config.seq_len)]
   if data_config.task == 'seq2seq':
     return ids.pairs
   return tasks.span_chunks(ids.documents, tasks.span_chunk_len(data_config))
@@ -195,7 +201,7 @@ def _example_dataset(data_config, tokenizer, ids: tokenized.TokenizedSplit, spli
                      shuffle: bool, num_epochs: int | None,
                      shard: tuple[int, int] = (0, 1)) -> grain.MapDataset:
   """Unpadded examples of `split` (tasks.py), this process's shard."""
-  ds = grain.MapDataset.source(_units(data_config, ids, tokenizer.eos_id))
+  ds = grain.MapDataset.source(_units(data_config, ids, tokenizer))
   index, count = shard
   if len(ds) < count:
     raise errors.InputError(f'The {split} split has {len(ds)} examples, fewer than '

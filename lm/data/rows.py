@@ -28,10 +28,10 @@ from lm import errors
 from lm.data import tasks
 
 
-def token_stream(documents: list[np.ndarray], eos_id: int) -> np.ndarray:
-  """int32 [n]: the documents, each followed by eos, concatenated."""
-  eos = np.array([eos_id], dtype=np.int32)
-  parts = [part for doc in documents for part in (doc, eos)]
+def token_stream(documents: list[np.ndarray], eos_id: int, start: tuple[int, ...] = ()) -> np.ndarray:
+  """int32 [n]: the documents, each after `start` (tokenizers.document_start) and followed by eos, concatenated."""
+  eos, first = np.array([eos_id], dtype=np.int32), np.array(start, dtype=np.int32)
+  parts = [part for doc in documents for part in (first, doc, eos)]
   return np.concatenate(parts or [np.zeros(0, np.int32)])
 
 
