@@ -89,9 +89,9 @@ class Data:
   # text_files: a file, a directory of *.txt, or a glob. local: a file, a directory (recursive) or a glob of *.txt,
   # *.jsonl, *.json (each also .gz, .zst) and *.parquet files.
   path: str = ''
-  # local, when no file is named by split (*valid*, *test*, ...): the fraction of records held out for validation,
-  # and for test, each record by a salted hash of its file and line. A held-out split without records repeats the
-  # other (test_fraction 0: test repeats validation).
+  # local, when no file name holds a held-out word (valid, validation, val, dev; test): the fractions of records
+  # held out for validation and for test, each record by a salted hash of its file and line. A held-out split
+  # without records repeats the other (test_fraction 0: test repeats validation).
   validation_fraction: float = 0.1
   test_fraction: float = 0.0
   # local: malformed records (bad JSON, no data.text_key, a non-string text, non-UTF-8 bytes) skipped, at most this

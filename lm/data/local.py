@@ -2,7 +2,7 @@
 
 data.path is a file, a directory or a glob of *.txt (a document per line), *.jsonl / *.json (a JSON object per
 line, the text in data.text_key), each also .gz or .zst, and *.parquet (a document per row): sources.py reads
-them. Records are `{'text': str, 'title': 'FILE:N'}` (FILE relative to the files' common folder, N its 1-based
+them. Records are `{'text': str, 'title': 'FILE:N'}` (FILE relative to data.path's folder, N its 1-based
 line or row), in file and line order. It is not an extension of `text_files` because the two read a file
 differently: text_files reads each file whole as one document and cuts a single file 90/10 by position (a few
 small plain texts), while here a record is a line or a row, every file is streamed and splits are chosen record
@@ -76,7 +76,7 @@ _REPORTED: set[str] = set()  # Datasets whose skipped records this process has p
 @dataclasses.dataclass(eq=False)
 class LocalConfig(tfds.core.BuilderConfig):
   files: tuple[str, ...] = ()  # Absolute paths, sorted.
-  root: str = ''  # Titles name files relative to this folder.
+  root: str = ''  # Titles name files relative to this folder (data.path, or the folder of its files).
   text_key: str = 'text'
   file_splits: tuple[str, ...] = ()  # Each file's split by its name, or () to hold out records by fraction.
   validation_fraction: float = 0.0
@@ -117,7 +117,9 @@ def local_config(data_config, data_dir: str) -> LocalConfig:
   stamps = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
   identity = [stamps, d.text_key if uses_key else '', file_splits, fractions]
   digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
-  root = os.path.commonpath([os.path.dirname(f) for f in files])
+  # Titles, and so the held-out choice, name files relative to data.path's folder: adding a file keeps the others'.
+  full = os.path.abspath(os.path.expanduser(d.path))
+  root = full if os.path.isdir(full) else os.path.commonpath([os.path.dirname(f) for f in files])
   return LocalConfig(name=f'corpus_{digest}', files=tuple(files), root=root, text_key=d.text_key,
                      file_splits=file_splits, validation_fraction=fractions[0], test_fraction=fractions[1])
 
