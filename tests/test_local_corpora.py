@@ -105,6 +105,15 @@ def test_records_serialize_as_tfds_writes_them():
         serializer.serialize_example(features.encode_example({'text': text, 'title': title})))
 
 
+@pytest.mark.parametrize('start', [0, 3, 4, 6])
+def test_reading_continues_after_start_lines_or_rows(tmp_path, start):
+  pq.write_table(pa.table({'text': DOCS}), tmp_path / 'p.parquet', row_group_size=2)  # 3 starts mid-group.
+  (tmp_path / 'l.jsonl.zst').write_bytes(_zst(_jsonl(DOCS)))
+  for name in ('p.parquet', 'l.jsonl.zst'):
+    read = list(sources.read_records(str(tmp_path / name), 'text', start))
+    assert read == [(n, DOCS[n - 1], '') for n in range(start + 1, len(DOCS) + 1)]
+
+
 def _count_reads(monkeypatch) -> list[tuple[str, int]]:
   """Records each read_records call as (file name, lines skipped)."""
   calls, read = [], sources.read_records
@@ -291,6 +300,9 @@ def test_a_corrupt_stream_and_a_missing_column_name_the_file(tmp_path):
   pq.write_table(pa.table({'body': DOCS}), tmp_path / 'p.parquet')
   with pytest.raises(errors.InputError, match=r"p\.parquet: no column 'text' \(data\.text_key\); it has \['body'\]"):
     datasets.prepare(_config(tmp_path, tmp_path / 'p.parquet'))
+  pq.write_table(pa.table({'text': [1, 2]}), tmp_path / 'n.parquet')
+  with pytest.raises(errors.InputError, match=r"n\.parquet: column 'text' \(data\.text_key\) holds int64, not text"):
+    datasets.prepare(_config(tmp_path, tmp_path / 'n.parquet'))
 
 
 def test_skip_bad_records_skips_counts_and_stops_at_one_more(tmp_path, monkeypatch, capsys):
