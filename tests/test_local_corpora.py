@@ -266,7 +266,7 @@ def test_a_corpus_with_nothing_held_out_is_an_error(tmp_path):
 
 
 def _gz(data: bytes) -> bytes:
-  return gzip.compress(data)
+  return gzip.compress(data, mtime=0)  # The same bytes in every process: pytest-xdist's workers collect alike.
 
 
 @pytest.mark.parametrize('name, content, where, problem', [
@@ -279,7 +279,8 @@ def _gz(data: bytes) -> bytes:
     ('c.txt', b'ok\nfine\ncaf\xe9\n', ':3', r"not valid UTF-8 (byte b'\xe9' at column 4)"),
     ('c.jsonl.gz', _gz(b'{"text": "ok"}\n{"text": "ok",}\n'), ':2', 'not valid JSON'),
     ('c.parquet', None, ' row 3', "'text' is null, not a string"),
-])
+], ids=['bad_json', 'no_text_key', 'int_text', 'null_text', 'json_list', 'jsonl_not_utf8', 'txt_not_utf8',
+        'gzip_bad_json', 'parquet_null'])
 def test_a_malformed_record_names_its_file_and_line(tmp_path, name, content, where, problem):
   path = tmp_path / name
   if content is None:
