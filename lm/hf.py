@@ -12,6 +12,9 @@ becomes and the two conversions, so import and export are the same table read bo
 not compute exactly as transformers does (an activation, a rope type, biases on some layers only, sliding-window
 attention) is refused by name, never approximated. Pickled weights (`pytorch_model.bin`, `*.pt`, `*.ckpt`) are
 refused: nothing here unpickles.
+
+Why ~580 lines in one module: a family's table, its config mapping and its export config change together (a key
+read on import must be written on export), and the directory I/O below serves all three families.
 """
 from __future__ import annotations
 

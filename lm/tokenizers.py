@@ -8,6 +8,11 @@ the targets gives the exact byte count that bits-per-byte divides by.
 Each kind is registered in `_BUILDERS` (built from texts) and `_LOADERS` (read
 from a saved directory); 'huggingface' has no builder: `import_hf_tokenizer` reads it from a Hugging Face model
 directory. Only SentencePiece has sentinel ids for T5 span corruption; the others have `num_sentinels = 0`.
+
+Why ~1,000 lines in one module: the imported kinds (`HfT5Tokenizer`, `HuggingFaceTokenizer`, about half of it) must
+be built by `_LOADERS` when a run directory is read, and `HfT5Tokenizer` extends `SentencePieceTokenizer`; in a
+module of their own they would import this one and be imported by it. The sections below keep the halves apart:
+built kinds first, then the imported ones with `import_hf_tokenizer` / `export_hf_tokenizer`.
 """
 
 import base64
