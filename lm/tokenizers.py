@@ -11,8 +11,9 @@ directory. Only SentencePiece has sentinel ids for T5 span corruption; the other
 
 Why ~1,000 lines in one module: the imported kinds (`HfT5Tokenizer`, `HuggingFaceTokenizer`, about half of it) must
 be built by `_LOADERS` when a run directory is read, and `HfT5Tokenizer` extends `SentencePieceTokenizer`; in a
-module of their own they would import this one and be imported by it. The sections below keep the halves apart:
-built kinds first, then the imported ones with `import_hf_tokenizer` / `export_hf_tokenizer`.
+module of their own they would import this one and be imported by it. `HfT5Tokenizer` follows its base class;
+the rest of the imported half (`HuggingFaceTokenizer`, `import_hf_tokenizer`, `export_hf_tokenizer`) follows the
+SentencePiece loader.
 """
 
 import base64
