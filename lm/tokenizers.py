@@ -373,7 +373,7 @@ def _as_unigram_scores_chunks(model_proto: bytes) -> bytes:
   return model.SerializeToString()
 
 
-def _training_lines(texts: Iterable[str]) -> Iterable[str]:
+def training_lines(texts: Iterable[str]) -> Iterable[str]:
   """Non-blank lines of `texts`, cut to at most _SPM_MAX_LINE_CHARS.
 
   SentencePiece learns pieces within a line, so a newline is spelled by its
@@ -411,7 +411,7 @@ def _train_sentencepiece(texts: Iterable[str], *, vocab_size: int | None,
   with tempfile.TemporaryDirectory() as tmp:
     lines, model = os.path.join(tmp, 'lines.txt'), os.path.join(tmp, 'model')
     with open(lines, 'w', encoding='utf-8', newline='\n') as f:
-      f.writelines(line + '\n' for line in _training_lines(texts))
+      f.writelines(line + '\n' for line in training_lines(texts))
     failure = _run_child(_SPM_CHILD, lines, model, json.dumps(options))
     if failure is not None:  # e.g. a vocabulary too large for the corpus.
       raise errors.InputError(

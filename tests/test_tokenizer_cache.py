@@ -1,5 +1,6 @@
 """Tokenizer cache: the run's copy in the workdir wins and must match; SentencePiece trains once per dataset."""
 
+import json
 import pathlib
 
 from conftest import data_config
@@ -58,12 +59,19 @@ def test_pipeline_trains_spm_on_train_only_and_caches_it_with_the_dataset(tmp_pa
   cache = pathlib.Path(datasets.make_builder(config).data_dir) / 'tokenizers' / f'spm_bpe_{SPM_VOCAB_SIZE}'
   assert (cache / 'spm.model').exists()
   assert (tmp_path / 'run1' / 'tokenizer' / 'spm.model').exists()
+  # The sample is recorded with the model, and with the run's copy: here the whole (small) split.
+  sample = json.loads((cache / 'sample.json').read_text())
+  num_records = len(datasets.load_split(config, 'train'))
+  assert (sample['records'], sample['sampled'], sample['whole_split']) == (num_records, num_records, True)
+  assert sample['model_sha256'] == built.to_dict()['model_sha256']
+  assert json.loads((tmp_path / 'run1' / 'tokenizer' / 'sample.json').read_text()) == sample
 
-  # A new run (another workdir, or none) reuses the cached model.
+  # A new run (another workdir, or none) reuses the cached model, and its record.
   for workdir in [str(tmp_path / 'run2'), None]:
     reused = tokenizer_cache.get_tokenizer(config, workdir)
     assert len(calls) == 1
     assert reused.to_dict() == built.to_dict()
+  assert json.loads((tmp_path / 'run2' / 'tokenizer' / 'sample.json').read_text()) == sample
   # The run's own copy wins, and must match the config.
   assert tokenizer_cache.get_tokenizer(config, str(tmp_path / 'run1')).to_dict() == built.to_dict()
   config.spm_vocab_size = SPM_VOCAB_SIZE - 10

@@ -247,13 +247,16 @@ def split_texts(data_config, split: str) -> list[str]:
   Ours read 'text'; a catalogue dataset reads data.text_key. A seq2seq dataset
   gives each record's input, then its target: text for tokenizers to learn.
   """
-  records = _records(load_split(data_config, split))
+  return [text for r in _records(load_split(data_config, split)) for text in record_texts(r, data_config)]
+
+
+def record_texts(record: dict, data_config) -> list[str]:
+  """The texts of one record, as `split_texts` reads them."""
   if data_config.name in _DOCUMENT_NAMES:
-    return [_as_str(r['text']) for r in records]
+    return [_as_str(record['text'])]
   if data_config.name in SEQ2SEQ_NAMES:
-    return [_as_str(r[k]) for r in records for k in ('inputs', 'targets')]
-  return [_feature(r, data_config.text_key, data_config, 'text_key')
-          for r in records]
+    return [_as_str(record[k]) for k in ('inputs', 'targets')]
+  return [_feature(record, data_config.text_key, data_config, 'text_key')]
 
 
 def split_pairs(data_config, split: str) -> list[tuple[str, str]]:
