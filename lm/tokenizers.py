@@ -456,19 +456,23 @@ def _run_child(code: str, *args: str) -> str | None:
   return None
 
 
+def _read_recorded(path: str, sha256: str | None, what: str) -> bytes:
+  """The bytes of a saved tokenizer's file, whose digest must be the one its spec recorded: a damaged or replaced
+  file fails here, named, not deep inside protobuf or tokenizers."""
+  if not os.path.exists(path):
+    raise errors.MissingError(f'No {what} at {path!r}.')
+  with open(path, 'rb') as f:
+    data = f.read()
+  digest = hashlib.sha256(data).hexdigest()
+  if digest != sha256:
+    raise errors.InputError(f'{path!r} does not match {_FILENAME} beside it: its sha256 is {digest}, not the '
+                            f'recorded {sha256!r}; the file is corrupt or was replaced.')
+  return data
+
+
 def _load_sentencepiece(spec: dict, directory: str) -> SentencePieceTokenizer:
   path = os.path.join(directory, _SPM_FILENAME)
-  if not os.path.exists(path):
-    raise errors.MissingError(f'No SentencePiece model at {path!r}.')
-  with open(path, 'rb') as f:
-    proto = f.read()
-  # The digest first: a damaged file fails here, named, not deep in protobuf.
-  digest = hashlib.sha256(proto).hexdigest()
-  if digest != spec.get('model_sha256'):
-    raise errors.InputError(
-        f'{path!r} does not match {_FILENAME} beside it: its sha256 is '
-        f"{digest}, not the recorded {spec.get('model_sha256')!r}; the model "
-        'is corrupt or was replaced.')
+  proto = _read_recorded(path, spec.get('model_sha256'), 'SentencePiece model')
   try:
     tokenizer = (HfT5Tokenizer(proto, clean_up_spaces=spec.get('clean_up_spaces', False)) if spec.get('hf_t5')
                  else SentencePieceTokenizer(proto))
@@ -596,16 +600,7 @@ class HuggingFaceTokenizer:
 
 def _load_huggingface(spec: dict, directory: str) -> HuggingFaceTokenizer:
   path = os.path.join(directory, _HF_FILENAME)
-  if not os.path.exists(path):
-    raise errors.MissingError(f'No Hugging Face tokenizer at {path!r}.')
-  with open(path, 'rb') as f:
-    data = f.read()
-  # The digest first: a damaged file fails here, named.
-  digest = hashlib.sha256(data).hexdigest()
-  if digest != spec.get('json_sha256'):
-    raise errors.InputError(
-        f'{path!r} does not match {_FILENAME} beside it: its sha256 is {digest}, not the recorded '
-        f"{spec.get('json_sha256')!r}; the file is corrupt or was replaced.")
+  data = _read_recorded(path, spec.get('json_sha256'), 'Hugging Face tokenizer')
   try:
     tokenizer = HuggingFaceTokenizer(data.decode('utf-8'), **{
         key: spec.get(key) for key in ('eos_id', 'pad_id', 'bos_id', 'unk_id')}, clean_up_spaces=bool(
