@@ -33,6 +33,9 @@ usage: ./run.sh COMMAND [flags]
   bench  memory [flags]     print bytes per device by model size and strategy (bench/memory.py)
   bench  accelerator        GPU: tokens/s and MFU of ~350M and ~1B models (bench/accelerator.sh wraps it)
   bench  decode [flags]     KV-cache vs recompute greedy decoding; T5-small beam search tokens/s (bench/decode.py)
+  bench  decode --hf_compare   ours against transformers' generate on the same GPT-2-small / T5-small weights
+  import --hf_dir=DIR --workdir=RUN   a Hugging Face GPT-2 / Llama / T5 directory (safetensors) as a run (lm/hf.py)
+  export --workdir=RUN --hf_dir=DIR   a run's latest params as a directory transformers' from_pretrained loads
   cluster up|down|status    a one-node SLURM cluster on this machine (lm/cluster.py; root: installs slurm-wlm, munge)
 
 examples:
@@ -45,6 +48,7 @@ examples:
   ./run.sh data --config.data.pack=True --config.data.tokenizer=sentencepiece --config.data.spm_vocab_size=2000
   ./run.sh sizes --vocab_size=50257 --config.data.seq_len=1024 --config.model.mlp=swiglu
   ./run.sh train --config.model.size=10m --config.model.num_layers=4 --workdir=runs/10m_shallow
+  ./run.sh import --hf_dir=path/to/t5-small --workdir=runs/t5_small
   ./run.sh test -k attention
 USAGE
 }
