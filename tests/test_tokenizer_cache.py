@@ -135,3 +135,24 @@ def test_split_identifiers_reach_the_tokenizer_texts_of_documents(monkeypatch):
   monkeypatch.setattr(datasets, 'load_split', lambda c, split: records)
   config = _data_config(task='span_corruption', split_identifiers=True, pack=True)
   assert tokenizer_cache.tokenizer_texts(config, 'train') == ['def get value(key)']
+
+
+def test_a_cached_model_without_todays_sample_record_is_trained_again(tmp_path, monkeypatch):
+  """A model cached before samples were recorded (or under another budget or seed) is not reused unrecorded."""
+  corpus = tmp_path / 'corpus.txt'
+  corpus.write_text(_corpus(), encoding='utf-8')
+  config = _data_config(path=str(corpus), data_dir=str(tmp_path / 'tfds'), tokenizer='sentencepiece',
+                        spm_vocab_size=SPM_VOCAB_SIZE, spm_model_type='bpe')
+  calls = []
+  sample = tokenizer_cache.sentencepiece_sample
+  monkeypatch.setattr(tokenizer_cache, 'sentencepiece_sample', lambda *a, **k: calls.append(1) or sample(*a, **k))
+  tokenizer_cache.get_tokenizer(config)
+  tokenizer_cache.get_tokenizer(config)
+  assert len(calls) == 1  # Cached with its record: reused.
+  (record,) = (tmp_path / 'tfds').rglob(tokenizer_cache.SAMPLE_FILENAME)
+  record.unlink()  # As a cache made before samples were recorded.
+  tokenizer_cache.get_tokenizer(config)
+  assert len(calls) == 2 and record.exists()
+  record.write_text(record.read_text().replace('"seed": 0', '"seed": 7'))  # Drawn under another seed.
+  tokenizer_cache.get_tokenizer(config)
+  assert len(calls) == 3

@@ -90,3 +90,4 @@ def test_seq2seq_samples_prefixed_inputs_and_targets(monkeypatch):
   texts, sample = tokenizer_cache.sentencepiece_sample(config)
   assert texts == [t for i in range(3) for t in (f'ask: q {i}', f'a {i}')]
   assert texts == tokenizer_cache.tokenizer_texts(config, 'train') and sample['whole_split']
+

@@ -114,12 +114,19 @@ def local_config(data_config, data_dir: str) -> LocalConfig:
   uses_key = any(sources.file_kind(f)[0] != 'text' for f in files)
   # Keyed by content stamps, so an edited corpus is converted anew into its own folder, never served stale.
   # skip_bad_records is no part of it: the records kept do not depend on it (check_skipped holds a run to it).
-  stamps = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
-  identity = [stamps, d.text_key if uses_key else '', file_splits, fractions]
-  digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
-  # Titles, and so the held-out choice, name files relative to data.path's folder: adding a file keeps the others'.
+  # Titles, and so the held-out choice, name files relative to data.path's folder, or a glob's fixed folder (the
+  # parts before its first wildcard), never the matches': adding a file keeps every other file's titles.
   full = os.path.abspath(os.path.expanduser(d.path))
-  root = full if os.path.isdir(full) else os.path.commonpath([os.path.dirname(f) for f in files])
+  if os.path.isdir(full):
+    root = full
+  elif glob.has_magic(full):
+    parts = full.split(os.sep)
+    root = os.sep.join(parts[:next(i for i, part in enumerate(parts) if glob.has_magic(part))]) or os.sep
+  else:
+    root = os.path.dirname(full)
+  stamps = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+  identity = [stamps, d.text_key if uses_key else '', file_splits, fractions, root]
+  digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
   return LocalConfig(name=f'corpus_{digest}', files=tuple(files), root=root, text_key=d.text_key,
                      file_splits=file_splits, validation_fraction=fractions[0], test_fraction=fractions[1])
 

@@ -75,6 +75,9 @@ def location(path: str, n: int) -> str:
   return f'{path} row {n}' if file_kind(path)[0] == 'parquet' else f'{path}:{n}'
 
 
+_BOM = b'\xef\xbb\xbf'  # UTF-8's byte-order mark.
+
+
 def _open_lines(path: str, compression: str):
   if compression == '.gz':
     return gzip.open(path, 'rb')
@@ -92,9 +95,15 @@ def read_records(path: str, text_key: str, start: int = 0):
     yield from _parquet_records(path, text_key, start)
     return
   n = 0
-  with _open_lines(path, compression) as lines:
+  try:
+    lines = _open_lines(path, compression)
+  except OSError as e:  # Unreadable (permissions, a directory named like a file): named, not a traceback.
+    raise errors.InputError(f'{path}: cannot read it ({e})') from None
+  with lines:
     try:
       for n, line in enumerate(lines, 1):
+        if n == 1 and line.startswith(_BOM):  # Editors on Windows write one; it is no part of the text.
+          line = line[len(_BOM):]
         if n <= start or not line.strip():
           continue
         yield (n, *_parse_line(line, kind, text_key))
@@ -135,6 +144,14 @@ def _text_of(value, text_key: str, fields) -> tuple[str | None, str]:
 
 
 def _parquet_records(path: str, text_key: str, start: int):
+  """`read_records` of a parquet file, row group by row group; a damaged file is named."""
+  try:
+    yield from _parquet_rows(path, text_key, start)
+  except (pa.ArrowException, OSError) as e:
+    raise errors.InputError(f'{path}: cannot read it as parquet ({e}); the file is corrupt or truncated.') from None
+
+
+def _parquet_rows(path: str, text_key: str, start: int):
   parquet = pq.ParquetFile(path)
   schema = parquet.schema_arrow
   if text_key not in schema.names:

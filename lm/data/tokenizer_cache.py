@@ -85,12 +85,16 @@ def _cached_sentencepiece(data_config):
   if data_config.split_identifiers:  # So is the way inputs are written.
     name += '_split_identifiers'
   cache = os.path.join(builder.data_dir, 'tokenizers', name)
-  if os.path.exists(os.path.join(cache, 'tokenizer.json')):
-    sample = os.path.join(cache, SAMPLE_FILENAME)
-    if not os.path.exists(sample):  # Cached before samples were recorded.
-      return tokenizers.load_tokenizer(cache), None
-    with open(sample, encoding='utf-8') as f:
-      return tokenizers.load_tokenizer(cache), json.load(f)
+  sample_path = os.path.join(cache, SAMPLE_FILENAME)
+  if os.path.exists(os.path.join(cache, 'tokenizer.json')) and os.path.exists(sample_path):
+    with open(sample_path, encoding='utf-8') as f:
+      sample = json.load(f)
+    # Reused only if drawn as today's code draws it; a model cached before samples were recorded, or under
+    # another budget or seed, is trained again (into the same folder).
+    if sample.get('seed') == _SAMPLE_SEED and sample.get('budget') == {'lines': _SAMPLE_LINES, 'chars': _SAMPLE_CHARS}:
+      tokenizer = tokenizers.load_tokenizer(cache)
+      if tokenizer.to_dict().get('model_sha256') == sample.get('model_sha256'):  # Not a retraining cut short.
+        return tokenizer, sample
   texts, sample = sentencepiece_sample(data_config)
   tokenizer = tokenizers.make_tokenizer('sentencepiece', texts, vocab_size=data_config.spm_vocab_size,
                                         model_type=data_config.spm_model_type)
