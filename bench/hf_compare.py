@@ -46,8 +46,7 @@ def memory_bandwidth() -> float:
 def _import(torch_model, directory, dtype):
   torch_model.eval()
   torch_model.save_pretrained(directory)
-  _, config, model, params = hf.load_model(directory)
-  del config
+  _, _, model, params = hf.load_model(directory)
   return model.__class__(model.config.replace(dtype=dtype)), params
 
 

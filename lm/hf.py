@@ -336,11 +336,7 @@ def read_hf_config(hf_dir: str) -> dict:
     raise errors.MissingError(f'--hf_dir={hf_dir!r} is not a directory')
   if not os.path.isfile(path):
     raise errors.MissingError(f'{hf_dir!r} has no {CONFIG_FILE}: is it a Hugging Face model directory?')
-  try:
-    with open(path, encoding='utf-8') as f:
-      hf = json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise errors.InputError(f'{path} is not UTF-8 JSON: {e}') from None
+  hf = tokenizers.read_json_object(path)
   model_type = hf.get('model_type')
   if model_type not in FAMILIES:
     raise errors.InputError(f'{path}: model_type {model_type!r} (architectures {hf.get("architectures")}) is not '

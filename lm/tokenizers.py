@@ -632,17 +632,18 @@ _HF_CLASS_SPECIALS = {
 _HF_SPECIAL_KEYS = ('bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token')
 
 
-def _read_hf_json(path: str, default=None):
-  """The JSON object in `path`, or `default` if there is no such file; a file that is not one is refused."""
+def read_json_object(path: str, default=None):
+  """The JSON object in `path` (a tokenizer's spec, an HF directory's config files), or `default` if there is no
+  such file; a file that is not one is refused, named."""
   if not os.path.exists(path):
     return default
   try:
     with open(path, encoding='utf-8') as f:
       value = json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise errors.InputError(f'{path!r} is not UTF-8 JSON: {e}') from e
+    raise errors.InputError(f'{path!r} is corrupt: not UTF-8 JSON ({e})') from None
   if not isinstance(value, dict):
-    raise errors.InputError(f'{path!r} holds a {type(value).__name__}, not a JSON object.')
+    raise errors.InputError(f'{path!r} is corrupt: it holds a {type(value).__name__}, not a JSON object')
   return value
 
 
@@ -663,9 +664,9 @@ def _extra_specials(config: dict) -> list:
 def _hf_tokenizer_config(hf_dir: str) -> dict:
   """tokenizer_config.json, with special_tokens_map.json over it where transformers reads that file too (when
   the config lists no added_tokens_decoder)."""
-  config = _read_hf_json(os.path.join(hf_dir, _HF_CONFIG), {})
+  config = read_json_object(os.path.join(hf_dir, _HF_CONFIG), {})
   if 'added_tokens_decoder' not in config:
-    config.update(_read_hf_json(os.path.join(hf_dir, 'special_tokens_map.json'), {}))
+    config.update(read_json_object(os.path.join(hf_dir, 'special_tokens_map.json'), {}))
   return config
 
 
@@ -701,7 +702,7 @@ def import_hf_tokenizer(hf_dir: str) -> Tokenizer:
     raise errors.MissingError(f'{hf_dir!r} holds no tokenizer this import reads: it looked for {_HF_SPIECE} (T5) '
                               f'and {_HF_JSON} (a tokenizers pipeline).')
   config = _hf_tokenizer_config(hf_dir)
-  model_config = _read_hf_json(os.path.join(hf_dir, 'config.json'), {})
+  model_config = read_json_object(os.path.join(hf_dir, 'config.json'), {})
   json_text = None
   if os.path.exists(json_path):
     with open(json_path, 'rb') as f:
@@ -993,14 +994,7 @@ def load_tokenizer(directory: str) -> Tokenizer:
   path = os.path.join(directory, _FILENAME)
   if not os.path.exists(path):
     raise errors.MissingError(f'No tokenizer at {path!r}.')
-  try:
-    with open(path, encoding='utf-8') as f:
-      spec = json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise errors.InputError(f'{path!r} is corrupt (not UTF-8 JSON): {e}') from e
-  if not isinstance(spec, dict):
-    raise errors.InputError(f'{path!r} is corrupt: it holds a '
-                     f'{type(spec).__name__}, not a tokenizer description.')
+  spec = read_json_object(path)
   kind = spec.get('kind')
   if kind not in _LOADERS:
     raise errors.InputError(

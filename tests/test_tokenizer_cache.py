@@ -40,11 +40,16 @@ def test_tokenizer_is_saved_in_the_workdir_and_reused(tmp_path):
     tokenizer_cache.get_tokenizer(config, str(run))
 
 
-def test_pipeline_trains_spm_on_train_only_and_caches_it_with_the_dataset(tmp_path, monkeypatch):
+def _spm_config(tmp_path):
+  """A small text_files corpus in tmp_path and config.data training a BPE SentencePiece model on it."""
   corpus = tmp_path / 'corpus.txt'
   corpus.write_text(_corpus(), encoding='utf-8')
-  config = _data_config(path=str(corpus), data_dir=str(tmp_path / 'tfds'), tokenizer='sentencepiece',
-                        spm_vocab_size=SPM_VOCAB_SIZE, spm_model_type='bpe')
+  return _data_config(path=str(corpus), data_dir=str(tmp_path / 'tfds'), tokenizer='sentencepiece',
+                      spm_vocab_size=SPM_VOCAB_SIZE, spm_model_type='bpe')
+
+
+def test_pipeline_trains_spm_on_train_only_and_caches_it_with_the_dataset(tmp_path, monkeypatch):
+  config = _spm_config(tmp_path)
   calls = []
   make_tokenizer = tokenizers.make_tokenizer
 
@@ -139,10 +144,7 @@ def test_split_identifiers_reach_the_tokenizer_texts_of_documents(monkeypatch):
 
 def test_a_cached_model_without_todays_sample_record_is_trained_again(tmp_path, monkeypatch):
   """A model cached before samples were recorded (or under another budget or seed) is not reused unrecorded."""
-  corpus = tmp_path / 'corpus.txt'
-  corpus.write_text(_corpus(), encoding='utf-8')
-  config = _data_config(path=str(corpus), data_dir=str(tmp_path / 'tfds'), tokenizer='sentencepiece',
-                        spm_vocab_size=SPM_VOCAB_SIZE, spm_model_type='bpe')
+  config = _spm_config(tmp_path)
   calls = []
   sample = tokenizer_cache.sentencepiece_sample
   monkeypatch.setattr(tokenizer_cache, 'sentencepiece_sample', lambda *a, **k: calls.append(1) or sample(*a, **k))
