@@ -29,6 +29,7 @@ import numpy as np
 Array = jax.Array
 Cache = Any  # A pytree of arrays, each with the row dim first.
 LogitsFn = Callable[[Array, Array, Cache], tuple[Array, Cache]]
+PrefillFn = Callable[[Array, Cache], Cache]
 
 # Finite, so that masked scores can be added, divided and compared without making NaN (as t5x does).
 NEG_INF = -1.0e7
@@ -84,7 +85,8 @@ def sample_logits(logits: Array, rng: Array, *, temperature: float = 1.0, top_k:
 
 def temperature_sample(logits_fn: LogitsFn, cache: Cache, prompt: Array, prompt_lengths: Array, *,
                        num_new_tokens: int, rng: Array, temperature: float = 1.0, top_k: int = 0,
-                       top_p: float = 1.0, eos_id: int | None = None, pad_id: int = 0) -> tuple[Array, Array]:
+                       top_p: float = 1.0, eos_id: int | None = None, pad_id: int = 0,
+                       prefill_fn: PrefillFn | None = None) -> tuple[Array, Array]:
   """Continues each row of the right-padded `prompt[B, P]` by `num_new_tokens` tokens (fewer if it samples eos_id).
 
   Index 0 feeds prompt[:, 0]. While a row is inside its prompt (`prompt_lengths[b] >= 1` tokens) its next token is
@@ -92,6 +94,11 @@ def temperature_sample(logits_fn: LogitsFn, cache: Cache, prompt: Array, prompt_
   of different lengths share one `index`; after that the row samples (greedy at temperature 0). The loop feeds at
   most max(prompt_lengths) - 1 + num_new_tokens positions: size the cache for P + num_new_tokens. It stops early
   once every row is done.
+
+  `prefill_fn(prompt, cache) -> cache` (decoder-only models) writes all P prompt positions into the cache in one
+  pass. The loop then starts at index min(prompt_lengths) - 1: every position before it holds a real token of
+  every row, and each later one is written again by the loop before any query attends to it (queries attend to
+  positions up to their own). The tokens are those of the loop alone, up to float rounding.
 
   Returns (new_tokens[B, num_new_tokens], lengths[B]): the tokens after each prompt, an EOS kept and pad_id after
   it, and how many were generated (EOS included). Example, num_new_tokens=3, eos_id=1:
@@ -133,7 +140,11 @@ def temperature_sample(logits_fn: LogitsFn, cache: Cache, prompt: Array, prompt_
     tokens = jnp.where(in_prompt, forced, jnp.where(done, pad_id, sampled))
     return index + 1, tokens, cache, new_tokens, lengths, done
 
-  state = (jnp.zeros((), jnp.int32), prompt[:, 0], cache, jnp.full((batch, num_new_tokens), pad_id, jnp.int32),
+  start = jnp.zeros((), jnp.int32)
+  if prefill_fn is not None:
+    cache = prefill_fn(prompt, cache)
+    start = jnp.min(prompt_lengths) - 1
+  state = (start, prompt[:, start], cache, jnp.full((batch, num_new_tokens), pad_id, jnp.int32),
            jnp.zeros(batch, jnp.int32), jnp.zeros(batch, bool))
   _, _, _, new_tokens, lengths, _ = lax.while_loop(lambda s: ~jnp.all(s[-1]), step, state)
   return new_tokens, lengths

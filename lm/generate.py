@@ -61,15 +61,15 @@ def generate(params: Any, tokens: jax.Array, lengths: jax.Array, rng: jax.Array,
       sequences, _ = search(logits_fn, cache, start, num_beams=s.num_beams, max_new_tokens=s.max_decode_len,
                             eos_id=eos_id, alpha=s.alpha)
       return sequences[:, 0]
-    logits_fn = model.make_logits_fn(params, encoded)
+    logits_fn, prefill_fn = model.make_logits_fn(params, encoded), None
     prompt, lengths = start[:, None], jnp.ones_like(lengths)
-  else:  # The prompt enters the cache one token per step, then the continuation follows.
-    logits_fn = model.make_logits_fn(params)
+  else:  # The prompt enters the cache in one pass (up to its shortest row), then the continuation follows.
+    logits_fn, prefill_fn = model.make_logits_fn(params), model.make_prefill_fn(params)
     cache = model.init_decode_cache(params, tokens.shape[0], tokens.shape[1] + s.max_decode_len)
     prompt = tokens
   new_tokens, _ = decode.temperature_sample(
       logits_fn, cache, prompt, lengths, num_new_tokens=s.max_decode_len, rng=rng, temperature=s.temperature,
-      top_k=s.top_k, top_p=s.top_p, eos_id=eos_id)
+      top_k=s.top_k, top_p=s.top_p, eos_id=eos_id, prefill_fn=prefill_fn)
   return new_tokens
 
 

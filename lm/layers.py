@@ -263,9 +263,10 @@ class Attention(nn.Module):
   Decoding (`decode=True`): the first call (made by `DecoderLM.init_decode_cache` or
   `EncoderDecoder.encode_for_decoding` on a full-length input) creates the decoding variables: in 'cache',
   self-attention keys/values of that length; in ENCODER_KV, the cross-attention keys/values of `kv`, computed
-  once. Each later call takes one token `x[B, 1]` at `decode_index`, writes its key/value there and attends to
-  positions <= decode_index (by `reference_attention`); cross-attention reads its cached keys/values and ignores
-  `kv`. `bias_fn(q_positions, k_positions)` supplies the bias then.
+  once. Each later call takes the tokens `x[B, l]` at positions decode_index .. decode_index + l - 1 (one per
+  step, or a prompt at once), writes their keys/values there and attends causally to the positions up to each (by
+  `reference_attention`); cross-attention reads its cached keys/values and ignores `kv`.
+  `bias_fn(q_positions, k_positions)` supplies the bias then.
   """
   num_heads: int
   num_kv_heads: int
@@ -303,14 +304,15 @@ class Attention(nn.Module):
       q = q * math.sqrt(self.head_dim)
 
     if decode and not cross and self.has_variable('cache', 'cached_key'):
-      # One new token: write its key/value at decode_index, attend to everything up to it.
+      # New tokens: write their keys/values from decode_index on; each attends to the positions up to its own.
       cached_k, cached_v = self.variable('cache', 'cached_key'), self.variable('cache', 'cached_value')
       where = (0, decode_index, 0, 0)
       cached_k.value = jax.lax.dynamic_update_slice(cached_k.value, k.astype(cached_k.value.dtype), where)
       cached_v.value = jax.lax.dynamic_update_slice(cached_v.value, v.astype(cached_v.value.dtype), where)
       k, v = cached_k.value, cached_v.value
       key_positions = jnp.arange(k.shape[1], dtype=jnp.int32)
-      mask = jnp.broadcast_to(key_positions <= decode_index, (b, 1, l, k.shape[1]))
+      query_positions = decode_index + jnp.arange(l, dtype=jnp.int32)
+      mask = jnp.broadcast_to(key_positions <= query_positions[:, None], (b, 1, l, k.shape[1]))
       if bias_fn is not None:
         bias = bias_fn(positions, jnp.broadcast_to(key_positions, (b, k.shape[1])))
       out = reference_attention(q, k, v, mask, self.dtype, bias)

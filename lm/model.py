@@ -307,6 +307,18 @@ class DecoderLM(nn.Module):
       return logits[:, 0], {'decoder': new['cache']}
     return logits_fn
 
+  @nn.nowrap
+  def make_prefill_fn(self, params: Any):
+    """`prefill_fn(tokens[N, T], cache) -> cache` for lm/decode.py: feeds positions 0 .. T-1 through the cached
+    model in one pass, reading the weights once rather than once per position. Its logits are unused, so XLA
+    drops the output projection."""
+    def prefill_fn(tokens: Array, cache: dict) -> dict:
+      positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+      _, new = self.apply({'params': params, 'cache': cache['decoder']}, tokens, jnp.ones_like(tokens), positions,
+                          decode=True, decode_index=jnp.zeros((), jnp.int32), mutable=['cache'])
+      return {'decoder': new['cache']}
+    return prefill_fn
+
 
 class Encoder(nn.Module):
   """Bidirectional stack over the input tokens (the encoder-decoder's first half): `[B, L_in, D]` out."""

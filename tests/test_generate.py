@@ -134,6 +134,25 @@ def test_decoder_only_continues_with_the_kv_cache():
     predict(model, params, tokenizer, TEXTS, decode_config(num_beams=1, max_decode_len=32))
 
 
+@pytest.mark.parametrize('position', ['learned', 'rope', 'relative'])
+def test_a_prefilled_prompt_continues_as_one_fed_token_by_token(position):
+  """generate's prefill writes the whole padded prompt in one pass and restarts the loop at its shortest row; the
+  loop alone feeds every prompt token. Rows of three lengths, greedy and sampled: the same tokens."""
+  _, model, params = random_model('decoder_only', position=position, max_len=32)
+  prompt = np.array(jax.random.randint(jax.random.PRNGKey(1), (3, 9), 3, 20), np.int32)
+  lengths = np.array([9, 5, 7], np.int32)  # Positions 0-3 only from the prefill.
+  for temperature in (0.0, 1.0):
+    runs = []
+    for prefill_fn in (None, model.make_prefill_fn(params)):
+      cache = model.init_decode_cache(params, 3, 9 + 12)
+      runs.append(decode.temperature_sample(model.make_logits_fn(params), cache, prompt, lengths, num_new_tokens=12,
+                                            rng=jax.random.PRNGKey(0), temperature=temperature,
+                                            prefill_fn=prefill_fn))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert len({tuple(row) for row in np.asarray(runs[0][0])}) == 3, 'the rows continue alike: a weak check'
+
+
 def test_importing_generate_does_not_import_the_data_stack():
   code = ('import sys, lm.generate; bad = [m for m in ("tensorflow_datasets", "grain", "tensorflow") '
           'if m in sys.modules]; assert not bad, bad')
