@@ -4,6 +4,8 @@ Modes:
   train      train (or resume) the experiment in --workdir, then print a sample.
   sample     print a continuation of --prompt from the latest checkpoint in --workdir.
   data       print what the input pipeline makes of --config's data: counts per split and decoded rows.
+  pretokenize  tokenize --config's data splits once into token files that later runs read (lm/data/pretokenized.py):
+             --workers processes (default one per CPU).
   sizes      print every size of the model ladder (model.size) under --config's other model options: params and
              FLOPs per token at its row lengths, for a vocabulary of --vocab_size.
   eval       score the latest checkpoint on config.eval.split: loss, bits per byte and config.eval.metrics.
@@ -14,8 +16,9 @@ Modes:
   results    print a sweep directory's results.csv.
   import     write --workdir from the Hugging Face model directory --hf_dir (lm/hf.py: GPT-2, Llama, T5).
   export     write --workdir's latest params as a Hugging Face model directory --hf_dir.
-train, data and sizes default to --config=experiments/shakespeare.py, and train to --workdir=runs/<experiment name> (in
-the repository); eval, summarize, translate and answer use the run's own config.json unless --config is given.
+train, data, pretokenize and sizes default to --config=experiments/shakespeare.py, and train to
+--workdir=runs/<experiment name> (in the repository); eval, summarize, translate and answer use the run's own
+config.json unless --config is given.
 --config.KEY=VALUE flags override either (e.g. --config.eval.split=test, --config.decode.num_beams=1).
 
 Expected errors (lm/errors.py: bad input, a missing or busy run directory, ...) print one `error: ...` block on
@@ -42,6 +45,7 @@ from lm import results
 from lm import rundir
 from lm import sweep
 from lm import train
+from lm.data import pretokenized
 from lm.data import report
 from lm.data import tasks
 from lm.data import tokenizer_cache
@@ -66,6 +70,9 @@ flags.DEFINE_string('sweep_dir', None, 'sweep: the sweep directory; default runs
 flags.DEFINE_string('only', '', 'sweep: run only the run of this name (what each SLURM task does).')
 flags.DEFINE_integer('vocab_size', None, 'sizes: vocabulary of the embedding counts; default config.model.vocab_size, '
                      f'else {SHAKESPEARE_CHARS} (the default experiment\'s); GPT-2\'s is 50257.')
+flags.DEFINE_integer('workers', 0, 'pretokenize: worker processes; 0: one per CPU.')
+flags.DEFINE_integer('shard_records', pretokenized.SHARD_RECORDS, 'pretokenize: records per shard (a unit of work '
+                     'and of resumption).')
 flags.DEFINE_string('hf_dir', None, 'import: the Hugging Face model directory to read; export: the one to write.')
 flags.DEFINE_bool('traceback', False, 'Show the full stack of expected errors too (also: LM_TRACEBACK=1).')
 FLAGS = flags.FLAGS
@@ -73,8 +80,8 @@ TEXT_MODES = ('summarize', 'translate', 'answer')
 RUN_MODES = ('eval',) + TEXT_MODES  # Modes whose default config is the run's own.
 SWEEP_MODES = ('sweep', 'results')  # sweep STUDY_FILE, results SWEEP_DIR.
 HF_MODES = ('import', 'export')
-MODES = ('train', 'sample', 'data', 'sizes') + RUN_MODES + SWEEP_MODES + HF_MODES
-CONFIG_MODES = ('train', 'data', 'sizes')  # Modes whose default config is the default experiment.
+MODES = ('train', 'sample', 'data', 'pretokenize', 'sizes') + RUN_MODES + SWEEP_MODES + HF_MODES
+CONFIG_MODES = ('train', 'data', 'pretokenize', 'sizes')  # Modes whose default config is the default experiment.
 
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,10 +184,15 @@ def run_mode(argv):
       raise errors.InputError(f'{mode}: give one ' + ('study file' if mode == 'sweep' else 'sweep directory'))
     run_sweep_mode(mode, argv[2])
     return
-  if mode not in ('data', 'sizes') and not FLAGS.workdir:
+  if mode not in ('data', 'pretokenize', 'sizes') and not FLAGS.workdir:
     raise errors.InputError('--workdir is required')
   if mode == 'data':
     print(report.describe(FLAGS.config.data, tokenizer_cache.get_tokenizer(FLAGS.config.data, None)))
+  elif mode == 'pretokenize':
+    tokenizer = tokenizer_cache.get_tokenizer(FLAGS.config.data, None)
+    for line in pretokenized.pretokenize_splits(FLAGS.config.data, tokenizer, shard_records=FLAGS.shard_records,
+                                                num_workers=FLAGS.workers or os.cpu_count()):
+      print(line, flush=True)
   elif mode == 'sizes':
     lengths = tasks.row_lengths(FLAGS.config.data)
     print(flops.size_table(FLAGS.config.model, vocab_size=FLAGS.vocab_size or FLAGS.config.model.vocab_size

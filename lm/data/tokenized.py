@@ -1,17 +1,21 @@
 """A split read and tokenized once: the ids that the iterators (pipeline.py) read and the token accounting
 (stats.py) counts, so that counting reads and encodes nothing again.
 
-Documents (data.task 'lm', 'span_corruption') are the split's texts as the model reads them (`model_texts`);
+Documents (data.task 'lm', 'span_corruption') are the split's texts as the model reads them (`model_texts`), or
+views into the token stream `./run.sh pretokenize` wrote (lm/data/pretokenized.py), which is then read, not encoded;
 seq2seq pairs are each record's data.prefix + input and its target. Ids carry no eos: the tasks add it. A split's
 documents are cached per process, so the eval passes of a run tokenize them once; seq2seq pairs are encoded at each
 call, once per pass.
 """
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from lm import tokenizers
 from lm.data import datasets
+from lm.data import pretokenized
 from lm.data import tasks
 
 
@@ -21,10 +25,12 @@ class TokenizedSplit(NamedTuple):
   documents: each document's ids (lm, span_corruption; else empty).
   pairs: (input ids, target ids) of each record (seq2seq; else empty), the input behind data.prefix.
   bytes: UTF-8 bytes of the split's texts as stored: the documents, or prefix + input + target per record.
+  stream: a pretokenized split's token stream (lm/data/pretokenized.py), whose views the documents are; else None.
   """
-  documents: list[np.ndarray]
+  documents: Sequence[np.ndarray]
   pairs: list[tuple[np.ndarray, np.ndarray]]
   bytes: int
+  stream: Any = None  # Pretokenized: the documents as one memory-mapped token stream (pretokenized.MappedTokens).
 
 
 def model_texts(data_config, split: str) -> list[str]:
@@ -58,6 +64,13 @@ def _tokenize_documents(data_config, tokenizer, split: str) -> TokenizedSplit:
   key = (str(datasets.make_builder(data_config).data_path), split,
          repr(tokenizer.to_dict()), bool(data_config.split_identifiers))
   if key not in _DOCUMENTS:
+    mapped = pretokenized.load(data_config, tokenizer, split)
+    if mapped is not None:  # `./run.sh pretokenize` encoded it: read, not encoded.
+      start_len = len(tokenizers.document_start(tokenizer))
+      print(f'data: {split} split pretokenized in {mapped.directory}', flush=True)
+      _DOCUMENTS[key] = TokenizedSplit(documents=pretokenized.Documents(mapped.stream, mapped.offsets, start_len),
+                                       pairs=[], bytes=mapped.manifest['bytes'], stream=mapped.stream)
+      return _DOCUMENTS[key]
     texts = datasets.split_texts(data_config, split)
     documents = [np.asarray(tokenizer.encode(tasks.model_input(text, data_config)), np.int32) for text in texts]
     _DOCUMENTS[key] = TokenizedSplit(documents=documents, pairs=[],

@@ -1,0 +1,242 @@
+"""Pretokenized splits: a split's documents tokenized once, in worker processes, into one token file that every
+later run memory-maps instead of encoding the texts again (`./run.sh pretokenize`).
+
+The file is the split's token stream as concat-and-chunk rows read it (lm/data/rows.py `token_stream`: each
+document after tokenizers.document_start and followed by EOS), so a run reads rows straight from the map; the
+documents are views into it by their offsets. Tokens are uint16 where the vocabulary fits (nanoGPT's train.bin,
+Levanter's cache), int32 otherwise.
+
+A directory is keyed by a hash of the prepared dataset's path, the split, the tokenizer's content (`to_dict`:
+a SentencePiece model's sha256, a char vocabulary) and data.split_identifiers, so a changed tokenizer or dataset
+finds no directory and tokenizes again; stale tokens are never read. Layout, under the data directory:
+
+    pretokenized/<split>-<key>/             finished: tokens.bin, offsets.npy, manifest.json
+    pretokenized/<split>-<key>.building/    meanwhile: shard-NNNNN.bin, shard-NNNNN.npy, shard-NNNNN.json
+    pretokenized/<split>-<key>.lock         one writer at a time
+
+Records are cut into shards of `SHARD_RECORDS`, tokenized in parallel; each shard is finished by its manifest,
+written last, so a killed pretokenization continues after the shards it finished. The shards are then joined
+into tokens.bin and the folder renamed into place: a finished directory is complete, or absent.
+
+Only document tasks (data.task 'lm' and 'span_corruption') read documents; seq2seq pairs are encoded at each
+start, as before.
+"""
+
+import fcntl
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from typing import NamedTuple
+
+import ml_collections
+import numpy as np
+
+from lm import errors
+from lm import tokenizers
+from lm.data import datasets
+from lm.data import tasks
+
+FORMAT = 1  # Part of the key: a change of layout or framing makes new directories.
+SHARD_RECORDS = 16_384  # Records per shard: a unit of work and of resumption.
+_DIRECTORY = 'pretokenized'
+
+
+class MappedTokens:
+  """A token file, memory-mapped on first use: `len` and slices of ids (arrays of the file's dtype).
+
+  Pickles as its path, so grain's worker processes map the file themselves rather than receive a copy.
+  """
+
+  def __init__(self, path: str, dtype: str, length: int):
+    self.path, self.dtype, self._len, self._map = path, np.dtype(dtype), length, None
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, index):
+    if not isinstance(index, slice):
+      raise TypeError(f'MappedTokens reads slices of ids, not {type(index).__name__}')
+    if self._map is None:
+      self._map = (np.memmap(self.path, dtype=self.dtype, mode='r') if self._len
+                   else np.zeros(0, self.dtype))  # np.memmap refuses an empty file.
+    return self._map[index]
+
+  def __reduce__(self):
+    return MappedTokens, (self.path, self.dtype.str, self._len)
+
+
+class Pretokenized(NamedTuple):
+  """A finished directory, mapped: the stream, document offsets into it and the manifest."""
+  stream: MappedTokens  # [tokens], uint16 or int32.
+  offsets: np.ndarray  # int64 [documents + 1]: document i is stream[offsets[i]:offsets[i + 1]], framing included.
+  manifest: dict
+  directory: str
+
+
+class Documents:
+  """The documents of a mapped stream, as lists of ids without their framing: views, read when used."""
+
+  def __init__(self, stream: MappedTokens, offsets: np.ndarray, start_len: int):
+    self._stream, self._offsets, self._start_len = stream, offsets, start_len
+
+  def __len__(self) -> int:
+    return len(self._offsets) - 1
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    if not 0 <= i < len(self):
+      raise IndexError(f'document {i} outside [0, {len(self)})')
+    return self._stream[self._offsets[i] + self._start_len:self._offsets[i + 1] - 1]
+
+  def __iter__(self):
+    return (self[i] for i in range(len(self)))
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+  return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.int32)
+
+
+def key(data_config, tokenizer, split: str) -> str:
+  """What the tokens depend on, hashed: dataset, split, tokenizer content, identifier splitting, format."""
+  spec = {'dataset': str(datasets.make_builder(data_config).data_path), 'split': split,
+          'tokenizer': tokenizer.to_dict(), 'split_identifiers': bool(data_config.split_identifiers),
+          'format': FORMAT}
+  return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def directory(data_config, tokenizer, split: str) -> str:
+  name = f'{split}-{key(data_config, tokenizer, split)}'
+  return os.path.join(datasets.data_dir(data_config.data_dir), _DIRECTORY, name)
+
+
+def load(data_config, tokenizer, split: str) -> Pretokenized | None:
+  """The finished pretokenization of `split` for this dataset and tokenizer, memory-mapped; None if there is none."""
+  path = directory(data_config, tokenizer, split)
+  manifest_path = os.path.join(path, 'manifest.json')
+  if not os.path.exists(manifest_path):
+    return None
+  manifest = tokenizers.read_json_object(manifest_path)
+  tokens_path = os.path.join(path, 'tokens.bin')
+  dtype = np.dtype(manifest['dtype'])
+  if os.path.getsize(tokens_path) != manifest['tokens'] * dtype.itemsize:
+    raise errors.InputError(f'{tokens_path} holds {os.path.getsize(tokens_path)} bytes, not the '
+                            f"{manifest['tokens']} {dtype} tokens its manifest says: delete {path} and run "
+                            '`./run.sh pretokenize` again')
+  return Pretokenized(MappedTokens(tokens_path, dtype.str, manifest['tokens']),
+                      np.load(os.path.join(path, 'offsets.npy')), manifest, path)
+
+
+def pretokenize(data_config, tokenizer, split: str, *, num_workers: int = 0,
+                shard_records: int = SHARD_RECORDS) -> Pretokenized:
+  """Tokenizes `split` once into its directory (see the module docstring) and returns it mapped.
+
+  num_workers > 0 tokenizes the shards in that many spawned processes; 0, in this one. A finished directory is
+  returned as it is; a half-written one continues after its finished shards.
+  """
+  tasks.check_task(data_config)
+  if data_config.task == 'seq2seq':
+    raise errors.InputError("pretokenize covers documents (data.task 'lm' or 'span_corruption'); seq2seq pairs "
+                            'are encoded when a run starts')
+  done = load(data_config, tokenizer, split)
+  if done is not None:
+    return done
+  final = directory(data_config, tokenizer, split)
+  os.makedirs(os.path.dirname(final), exist_ok=True)
+  with open(final + '.lock', 'a') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes; the holder before us may have finished.
+    done = load(data_config, tokenizer, split)
+    if done is not None:
+      return done
+    _build(data_config, tokenizer, split, final, num_workers, shard_records)
+  return load(data_config, tokenizer, split)
+
+
+def pretokenize_splits(data_config, tokenizer, *, num_workers: int, shard_records: int = SHARD_RECORDS) -> list[str]:
+  """`./run.sh pretokenize`: every split the dataset has, pretokenized; a line for each."""
+  lines = []
+  for split in datasets.SPLITS:
+    if split not in datasets.prepare(data_config).info.splits:
+      continue
+    done = load(data_config, tokenizer, split) is not None
+    m = pretokenize(data_config, tokenizer, split, num_workers=num_workers, shard_records=shard_records)
+    what = 'already pretokenized' if done else f"in {m.manifest['seconds']} s with {num_workers} worker(s)"
+    lines.append(f"pretokenized {split}: {m.manifest['documents']:,} documents, {m.manifest['tokens']:,} "
+                 f"{np.dtype(m.manifest['dtype']).name} tokens, {what}: {m.directory}")
+  return lines
+
+
+def _build(data_config, tokenizer, split: str, final: str, num_workers: int, shard_records: int) -> None:
+  start = time.perf_counter()
+  building = final + '.building'
+  os.makedirs(building, exist_ok=True)
+  num_records = len(datasets.load_split(data_config, split))  # Prepares the dataset first, once, here.
+  ranges = [(i, s, min(s + shard_records, num_records))
+            for i, s in enumerate(range(0, num_records, shard_records))] or [(0, 0, 0)]
+  finished = {i for i, _, _ in ranges if os.path.exists(_shard_path(building, i, 'json'))}
+  todo = [r for r in ranges if r[0] not in finished]
+  dtype = token_dtype(tokenizer.vocab_size)
+  with tempfile.TemporaryDirectory() as tokenizer_dir:
+    tokenizer.save(tokenizer_dir)  # Workers load it: a SentencePiece processor does not pickle.
+    jobs = [(data_config.to_dict(), tokenizer_dir, split, building, dtype.str, *r) for r in todo]
+    if num_workers > 0 and len(jobs) > 1:
+      with multiprocessing.get_context('spawn').Pool(min(num_workers, len(jobs))) as pool:
+        for _ in pool.imap_unordered(_tokenize_shard, jobs):
+          pass
+    else:
+      for job in jobs:
+        _tokenize_shard(job)
+  manifests = [tokenizers.read_json_object(_shard_path(building, i, 'json')) for i, _, _ in ranges]
+  lengths = np.concatenate([np.load(_shard_path(building, i, 'npy')) for i, _, _ in ranges])
+  with open(os.path.join(building, 'tokens.bin'), 'wb') as out:
+    for i, _, _ in ranges:
+      with open(_shard_path(building, i, 'bin'), 'rb') as shard:
+        shutil.copyfileobj(shard, out, 1 << 24)
+  np.save(os.path.join(building, 'offsets.npy'), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+  for i, _, _ in ranges:
+    for suffix in ('bin', 'npy', 'json'):
+      os.remove(_shard_path(building, i, suffix))
+  manifest = {'key': os.path.basename(final), 'split': split, 'dtype': dtype.str, 'records': num_records,
+              'documents': int(len(lengths)), 'tokens': int(lengths.sum()),
+              'bytes': sum(m['bytes'] for m in manifests), 'tokenizer': tokenizer.to_dict(),
+              'shards': len(ranges), 'seconds': round(time.perf_counter() - start, 2)}
+  _write_json(os.path.join(building, 'manifest.json'), manifest)
+  os.rename(building, final)  # Finished only now, whole.
+
+
+def _shard_path(building: str, index: int, suffix: str) -> str:
+  return os.path.join(building, f'shard-{index:05d}.{suffix}')
+
+
+def _tokenize_shard(job: tuple) -> None:
+  """Tokenizes records [start, end) into the shard's token file and document lengths, then its manifest."""
+  config_dict, tokenizer_dir, split, building, dtype, index, start, end = job
+  data_config = ml_collections.ConfigDict(config_dict)
+  tokenizer = tokenizers.load_tokenizer(tokenizer_dir)
+  source = datasets.load_split(data_config, split)
+  first = np.array(tokenizers.document_start(tokenizer), np.int64)
+  eos = np.array([tokenizer.eos_id], np.int64)
+  records = list(source.__getitems__(list(range(start, end)))) if end > start else []
+  pieces, lengths, size = [], [], 0
+  for record in records:
+    for text in datasets.record_texts(record, data_config):
+      ids = np.asarray(tokenizer.encode(tasks.model_input(text, data_config)), np.int64)
+      pieces += [first, ids, eos]
+      lengths.append(len(first) + len(ids) + 1)
+      size += len(text.encode('utf-8'))
+  tokens = np.concatenate(pieces or [np.zeros(0, np.int64)]).astype(dtype)
+  for suffix, write in (('bin', tokens.tofile), ('npy', lambda path: np.save(path, np.array(lengths, np.int64)))):
+    part = _shard_path(building, index, suffix) + '.part'
+    with open(part, 'wb') as f:
+      write(f)
+    os.replace(part, _shard_path(building, index, suffix))
+  _write_json(_shard_path(building, index, 'json'), {'records': [start, end], 'documents': len(lengths),
+                                                     'tokens': int(len(tokens)), 'bytes': size})
+
+
+def _write_json(path: str, value: dict) -> None:
+  with open(path + '.part', 'w') as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + '.part', path)
