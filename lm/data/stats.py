@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 
+from lm.data import pretokenized
 from lm.data import tasks
 from lm.data import tokenized
 
@@ -67,7 +68,7 @@ def count(data_config, ids: tokenized.TokenizedSplit, *, train: bool) -> Stats:
   stats = Stats(examples=len(ids.documents), bytes=ids.bytes)
   if data_config.task == 'span_corruption':
     return stats + _span_stats(data_config, ids.documents)
-  lengths = [len(doc) + 1 for doc in ids.documents]  # eos appended.
+  lengths = [int(n) + 1 for n in _document_lengths(ids)]  # eos appended.
   stats.source_tokens = sum(lengths)
   if not data_config.pack:  # one stream: its first token is only read.
     targets = max(stats.source_tokens - 1, 0)
@@ -83,6 +84,13 @@ def count(data_config, ids: tokenized.TokenizedSplit, *, train: bool) -> Stats:
   stats.truncated_tokens = (stats.source_tokens - stats.input_tokens
                             - stats.target_tokens)
   return stats
+
+
+def _document_lengths(ids: tokenized.TokenizedSplit):
+  """Each document's ids; a pretokenized split's from its offsets, without reading its tokens."""
+  if isinstance(ids.documents, pretokenized.Documents):
+    return ids.documents.lengths()
+  return [len(doc) for doc in ids.documents]
 
 
 def _span_stats(data_config, documents: list[np.ndarray]) -> Stats:
