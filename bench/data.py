@@ -1,19 +1,22 @@
 """Input-pipeline speed: tokens/s of tokenize + pack + batch, next to the train step's consumption.
 
-Run: .venv/bin/python bench/data.py [--num_workers=2] [--batches=300] [--modes=concat,pack]
+Run: .venv/bin/python bench/data.py [--num_workers=2] [--batches=300] [--modes=concat,pack,pretokenized]
 
-For each mode (concat-and-chunk, first-fit packing) and train shape (experiments/shakespeare.py's default
-shape and bench/train.py's medium shape), on the shakespeare dataset with the char tokenizer:
+For each mode (concat-and-chunk, first-fit packing, and concat-and-chunk read from a pretokenized token file) and
+train shape (experiments/shakespeare.py's default shape and bench/train.py's medium shape), on the shakespeare
+dataset with the char tokenizer:
 - startup: seconds from an empty cache to the first batch (tokenizing the split, starting workers);
 - pipeline tok/s: rows x seq_len per second over --batches batches after the first, read as train.py reads
   them (all positions of a row count, as the train step's rate does);
 - train tok/s: the real train step's rate at that shape (bf16, the model of that experiment), timed in this
   same process by bench/train.py's `time_train_step`, so both figures see the same machine load;
-- ratio = pipeline / train; the pipeline must keep it >= 10.
+- ratio = pipeline / train; the pipeline must keep it >= 10. The pretokenized rows also print their rate
+  against the ~350M decoder's on one H200 (lm/data/pretokenized.py's target: >= 10x on 2 cores).
 CPU figures: a busy core skews them; run alone when you can.
 """
 import os
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -25,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import train as train_bench  # noqa: E402
 from experiments import shakespeare  # noqa: E402
 from lm.data import pipeline  # noqa: E402
+from lm.data import pretokenized  # noqa: E402
 from lm.data import tokenized  # noqa: E402
 from lm.data import tokenizer_cache  # noqa: E402
 
@@ -34,7 +38,10 @@ SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size) of the
 }
 _NUM_WORKERS = flags.DEFINE_integer('num_workers', 2, 'grain worker processes (data.num_workers).')
 _BATCHES = flags.DEFINE_integer('batches', 300, 'Timed batches per configuration (after the first).')
-_MODES = flags.DEFINE_list('modes', ['concat', 'pack'], 'concat (data.pack=False) and/or pack (True).')
+_MODES = flags.DEFINE_list('modes', ['concat', 'pack', 'pretokenized'],
+                           'concat (data.pack=False), pack (True), pretokenized (concat read from ./run.sh '
+                           "pretokenize's token file, written first into a temporary data dir).")
+H200_350M_TOKENS_PER_S = 160_000  # The ~350M decoder of bench/accelerator.sh on one H200, measured in this codebase.
 _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 10, 'Timed train steps per shape (bfloat16).')
 
 
@@ -68,14 +75,26 @@ def main(argv):
   print(f'shakespeare, char tokenizer, {config.num_workers} workers, {_BATCHES.value} batches')
   print(f'{"mode":<8}{"shape":<9}{"L x B":>9}{"startup s":>11}{"pipeline tok/s":>16}{"train tok/s":>13}'
         f'{"ratio":>8}')
+  rates = {}
   for mode in _MODES.value:
-    config.pack = {'concat': False, 'pack': True}[mode]
-    for shape, (_, _, _, seq_len, batch_size) in SHAPES.items():
-      config.seq_len = seq_len
-      startup, rate = time_pipeline(config, tokenizer, batch_size, _BATCHES.value)
-      ratio = rate / train_rates[shape]
-      print(f'{mode:<8}{shape:<9}{f"{seq_len}x{batch_size}":>9}{startup:>11.2f}{rate:>16,.0f}'
-            f'{train_rates[shape]:>13,.0f}{ratio:>7.0f}x{"" if ratio >= 10 else "  < 10x!"}', flush=True)
+    with tempfile.TemporaryDirectory() as data_dir:
+      mode_config = config.copy_and_resolve_references()
+      mode_config.pack = mode == 'pack'
+      if mode == 'pretokenized':  # Its own data dir: the shakespeare dataset prepared again there, in seconds.
+        mode_config.data_dir = data_dir
+        start = time.perf_counter()
+        pretokenized.pretokenize(mode_config, tokenizer, 'train', num_workers=_NUM_WORKERS.value)
+        print(f'pretokenize train: {time.perf_counter() - start:.2f} s (dataset preparation included)', flush=True)
+      for shape, (_, _, _, seq_len, batch_size) in SHAPES.items():
+        mode_config.seq_len = seq_len
+        startup, rates[mode, shape] = time_pipeline(mode_config, tokenizer, batch_size, _BATCHES.value)
+        ratio = rates[mode, shape] / train_rates[shape]
+        print(f'{mode:<8}{shape:<9}{f"{seq_len}x{batch_size}":>9}{startup:>11.2f}{rates[mode, shape]:>16,.0f}'
+              f'{train_rates[shape]:>13,.0f}{ratio:>7.0f}x{"" if ratio >= 10 else "  < 10x!"}', flush=True)
+  for (mode, shape), rate in rates.items():
+    if mode == 'pretokenized':
+      print(f'{mode} {shape}: {rate / H200_350M_TOKENS_PER_S:.1f}x the ~350M decoder on one H200 '
+            f'({H200_350M_TOKENS_PER_S:,} tok/s), {rate / max(_NUM_WORKERS.value, 1):,.0f} tok/s per worker')
 
 
 if __name__ == '__main__':
