@@ -180,12 +180,13 @@ def test_generate_slides_its_cached_window_like_a_full_forward_pass():
   params = step_lib.init_state(model, optim.make_optimizer(c.train), jax.random.PRNGKey(3), seq_len=8).params
   prompt, num_tokens, n = '908070', 11, 4  # The prompt is longer than the window of 4: only its end is read.
   text = generate.continue_text(model, params, DigitTokenizer(), prompt, num_tokens=num_tokens, temperature=0.0)
+  forward = jax.jit(lambda tokens: model.apply({'params': params}, tokens))  # A compile per context length.
   new = []
   while len(new) < num_tokens:
     chunk = len(new) // n
     ids = [int(ch) for ch in prompt] + new
     context = ids[:len(prompt) + chunk * n][-(8 - n):] + new[chunk * n:]
-    token = int(np.argmax(model.apply({'params': params}, np.array([context]))[0, -1]))
+    token = int(np.argmax(forward(np.array([context]))[0, -1]))
     if token == DigitTokenizer.eos_id:
       break
     new.append(token)

@@ -102,9 +102,10 @@ def _hf_logits(model, tokens, decoder_tokens=None):
 
 def _our_logits(hf_dir, tokens, decoder_tokens=None):
   _, _, model, params = hf.load_model(hf_dir)
+  apply = jax.jit(lambda params, *tokens: model.apply({'params': params}, *tokens))  # Eagerly, each op compiles.
   if decoder_tokens is None:
-    return np.asarray(model.apply({'params': params}, jnp.asarray(tokens)))
-  return np.asarray(model.apply({'params': params}, jnp.asarray(tokens), jnp.asarray(decoder_tokens)))
+    return np.asarray(apply(params, jnp.asarray(tokens)))
+  return np.asarray(apply(params, jnp.asarray(tokens), jnp.asarray(decoder_tokens)))
 
 
 def test_gpt2_logits_match_transformers(tmp_path):

@@ -28,8 +28,8 @@ def test_matmul_gradients_match_autodiff(dtype, d_in, d_out, transposed):
   ours = lambda x, w: (kernels.matmul_transposed if transposed else kernels.matmul)(x, w, dtype)
   loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
   np.testing.assert_allclose(ours(x, w), plain(x, w), rtol=1e-5, atol=1e-5)
-  got = jax.grad(loss(ours), argnums=(0, 1))(x, w)
-  want = jax.grad(loss(plain), argnums=(0, 1))(x, w)
+  got = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(x, w)
+  want = jax.jit(jax.grad(loss(plain), argnums=(0, 1)))(x, w)
   tol = 1e-5 if dtype == jnp.float32 else 2e-2
   for g, h in zip(got, want):
     assert g.dtype == jnp.float32 and g.shape == h.shape
@@ -85,8 +85,8 @@ def test_fused_attention_gradients_match_autodiff_of_the_reference(kv_heads, dty
   got_out = kernels.fused_attention(q, k, v, mask, dtype, bias)
   want_out = layers.reference_attention(q, k, v, mask, dtype, bias)
   argnums = (0, 1, 2) if bias is None else (0, 1, 2, 3)
-  got = jax.grad(loss(kernels.fused_attention), argnums=argnums)(q, k, v, bias)
-  want = jax.grad(loss(layers.reference_attention), argnums=argnums)(q, k, v, bias)
+  got = jax.jit(jax.grad(loss(kernels.fused_attention), argnums=argnums))(q, k, v, bias)
+  want = jax.jit(jax.grad(loss(layers.reference_attention), argnums=argnums))(q, k, v, bias)
   tol = 1e-5 if dtype == jnp.float32 else 3e-2
   np.testing.assert_allclose(got_out, want_out, rtol=tol, atol=tol)
   for g, w in zip(got, want):

@@ -105,7 +105,7 @@ def position_jacobian(model, x, segment_ids=None):
     out = model.apply({'params': variables['params'], 'perturbations': perturbations}, x, segment_ids)
     return out.sum(-1)  # [B, L]
 
-  jac = jax.jacrev(logits_per_position)(variables['perturbations'])['embedded']  # [B, L, B, L, D]
+  jac = jax.jit(jax.jacrev(logits_per_position))(variables['perturbations'])['embedded']  # [B, L, B, L, D]
   jac = jnp.abs(jac).sum(-1)
   return np.stack([np.asarray(jac[b, :, b]) for b in range(x.shape[0])])
 
@@ -287,7 +287,7 @@ def test_encoder_is_bidirectional_and_decoder_causal():
     out = model.apply({'params': variables['params'], 'perturbations': perturbations}, enc, dec)
     return out.sum(-1)  # [B, L_dec]
 
-  jac = jax.jacrev(logits_sum)(variables['perturbations'])
+  jac = jax.jit(jax.jacrev(logits_sum))(variables['perturbations'])
   enc_jac = np.asarray(jnp.abs(jac['encoder']['embedded']).sum(-1))  # [B, L_dec, B, L_in]
   dec_jac = np.asarray(jnp.abs(jac['decoder']['embedded']).sum(-1))  # [B, L_dec, B, L_dec]
   for b in range(2):
@@ -303,7 +303,7 @@ def test_encoder_is_bidirectional_and_decoder_causal():
                       method=model_lib.EncoderDecoder.encode)
     return out.sum(-1)
 
-  enc_self = jax.jacrev(encoded_sum)(variables['perturbations'])['encoder']['embedded']
+  enc_self = jax.jit(jax.jacrev(encoded_sum))(variables['perturbations'])['encoder']['embedded']
   enc_self = np.asarray(jnp.abs(enc_self).sum(-1))
   assert all(np.all(enc_self[b, :, b] > 0) for b in range(2))
 
@@ -320,7 +320,7 @@ def test_encoder_decoder_segments_stay_apart():
     out = model.apply({'params': variables['params'], 'perturbations': perturbations}, enc, dec, enc_seg, dec_seg)
     return out.sum(-1)
 
-  jac = jax.jacrev(logits_sum)(variables['perturbations'])['encoder']['embedded']
+  jac = jax.jit(jax.jacrev(logits_sum))(variables['perturbations'])['encoder']['embedded']
   jac = np.asarray(jnp.abs(jac).sum(-1))[0, :, 0]
   for i, j in itertools.product(range(6), range(10)):
     same = int(dec_seg[0, i]) == int(enc_seg[0, j])
@@ -399,7 +399,8 @@ def test_encoder_decoder_cache_equals_full_sequence(options):
   enc_seg = jnp.array([[1] * 10, [1] * 7 + [0] * 3])  # The second input is padded.
   params = model.init(jax.random.PRNGKey(0), enc, dec)['params']
   full = model.apply({'params': params}, enc, dec, enc_seg)
-  cache, encoded = model.encode_for_decoding(params, enc, enc_seg, max_decode_len=9)
+  cache, encoded = jax.jit(model.encode_for_decoding, static_argnames='max_decode_len')(
+      params, enc, enc_seg, max_decode_len=9)
   assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves((cache, encoded))), 'every leaf must be batch-first'
   got = cached_logits(jax.jit(model.make_logits_fn(params, encoded)), cache, dec)
   np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5)
@@ -414,17 +415,18 @@ def test_beam_search_over_the_encoder_decoder_scores_its_sequences_by_their_own_
   enc_seg = jnp.array([[1] * 10, [1] * 6 + [0] * 4])
   params = model.init(jax.random.PRNGKey(0), enc, enc[:, :6])['params']
   beams, length = 3, 5
-  cache, encoded = model.encode_for_decoding(params, enc, enc_seg, max_decode_len=length)
+  cache, encoded = jax.jit(model.encode_for_decoding, static_argnames='max_decode_len')(
+      params, enc, enc_seg, max_decode_len=length)
   logits_fn = model.make_logits_fn(params, decode.expand_beams(encoded, beams))
   # An EOS id past the vocabulary is never chosen, and alpha 0: a score is the sequence's summed log-prob.
   seqs, scores = jax.jit(lambda cache: decode.beam_search(
       logits_fn, cache, jnp.zeros((2,), jnp.int32), num_beams=beams, max_new_tokens=length,
       eos_id=TINY['vocab_size'], alpha=0.0))(cache)
   assert not np.array_equal(seqs[0], seqs[1]), 'the two inputs should lead to different beams'
+  forward = jax.jit(lambda *inputs: model.apply({'params': params}, *inputs))  # One compile for both rows.
   for b in range(2):
     decoder_inputs = jnp.concatenate([jnp.zeros((beams, 1), jnp.int32), seqs[b, :, :-1]], axis=1)
-    logits = model.apply({'params': params}, jnp.repeat(enc[b:b + 1], beams, 0), decoder_inputs,
-                         jnp.repeat(enc_seg[b:b + 1], beams, 0))
+    logits = forward(jnp.repeat(enc[b:b + 1], beams, 0), decoder_inputs, jnp.repeat(enc_seg[b:b + 1], beams, 0))
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
     want = jnp.take_along_axis(log_probs, seqs[b][..., None], axis=-1)[..., 0].sum(-1)
     np.testing.assert_allclose(scores[b], want, rtol=1e-5, atol=1e-5)

@@ -24,7 +24,8 @@ def test_golden_one_step_loss():
   c.train.update(warmup_steps=0, learning_rate=1e-2)
   model = rundir.build_model(c, vocab_size=13)
   tx = optim.make_optimizer(c.train)
-  state = step_lib.init_state(model, tx, jax.random.PRNGKey(0), seq_len=16)
+  # Jitted, as training inits (lm/parallel.py): one compile, where eagerly each op compiles on its own.
+  state = jax.jit(functools.partial(step_lib.init_state, model, tx, seq_len=16))(jax.random.PRNGKey(0))
   tokens = np.arange(4 * 17).reshape(4, 17) % 13
   batch = {'decoder_input_tokens': tokens[:, :-1], 'decoder_target_tokens': tokens[:, 1:],
            'decoder_loss_weights': np.ones((4, 16), np.float32), 'decoder_segment_ids': np.ones((4, 16), np.int32),
@@ -48,8 +49,9 @@ def test_label_smoothing_changes_the_update_not_the_logged_loss():
   batch = {'decoder_input_tokens': tokens[:, :-1], 'decoder_target_tokens': tokens[:, 1:],
            'decoder_loss_weights': np.ones((2, 8), np.float32)}
   results = {}
+  init = jax.jit(functools.partial(step_lib.init_state, model, tx, seq_len=8))
   for smoothing in (0.0, 0.2):
-    state = step_lib.init_state(model, tx, jax.random.PRNGKey(0), seq_len=8)
+    state = init(jax.random.PRNGKey(0))
     step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, token_bytes=jnp.ones(13),
                                      label_smoothing=smoothing))
     results[smoothing] = step(state, batch)
