@@ -73,7 +73,7 @@ def main(argv):
                                              _TRAIN_STEPS.value)
     train_rates[shape] = seq_len * batch_size / seconds
   print(f'shakespeare, char tokenizer, {config.num_workers} workers, {_BATCHES.value} batches')
-  print(f'{"mode":<8}{"shape":<9}{"L x B":>9}{"startup s":>11}{"pipeline tok/s":>16}{"train tok/s":>13}'
+  print(f'{"mode":<13}{"shape":<9}{"L x B":>9}{"startup s":>11}{"pipeline tok/s":>16}{"train tok/s":>13}'
         f'{"ratio":>8}')
   rates = {}
   for mode in _MODES.value:
@@ -89,7 +89,7 @@ def main(argv):
         mode_config.seq_len = seq_len
         startup, rates[mode, shape] = time_pipeline(mode_config, tokenizer, batch_size, _BATCHES.value)
         ratio = rates[mode, shape] / train_rates[shape]
-        print(f'{mode:<8}{shape:<9}{f"{seq_len}x{batch_size}":>9}{startup:>11.2f}{rates[mode, shape]:>16,.0f}'
+        print(f'{mode:<13}{shape:<9}{f"{seq_len}x{batch_size}":>9}{startup:>11.2f}{rates[mode, shape]:>16,.0f}'
               f'{train_rates[shape]:>13,.0f}{ratio:>7.0f}x{"" if ratio >= 10 else "  < 10x!"}', flush=True)
   for (mode, shape), rate in rates.items():
     if mode == 'pretokenized':
