@@ -1,6 +1,7 @@
 """Input-pipeline speed: tokens/s of tokenize + pack + batch, next to the train step's consumption.
 
 Run: .venv/bin/python bench/data.py [--num_workers=2] [--batches=300] [--modes=concat,pack,pretokenized]
+     .venv/bin/python bench/data.py --scale [--scale_gb=2] [--scale_batches=10000]   (bench/data_scale.py)
 
 For each mode (concat-and-chunk, first-fit packing, and concat-and-chunk read from a pretokenized token file) and
 train shape (experiments/shakespeare.py's default shape and bench/train.py's medium shape), on the shakespeare
@@ -25,8 +26,10 @@ from absl import logging
 
 # `.venv/bin/python bench/data.py` works as `./run.sh bench data` does: the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import data_scale  # noqa: E402
 from bench import train as train_bench  # noqa: E402
 from experiments import shakespeare  # noqa: E402
+from lm import tokenizers  # noqa: E402
 from lm.data import pipeline  # noqa: E402
 from lm.data import pretokenized  # noqa: E402
 from lm.data import tokenized  # noqa: E402
@@ -41,7 +44,11 @@ _BATCHES = flags.DEFINE_integer('batches', 300, 'Timed batches per configuration
 _MODES = flags.DEFINE_list('modes', ['concat', 'pack', 'pretokenized'],
                            'concat (data.pack=False), pack (True), pretokenized (concat read from ./run.sh '
                            "pretokenize's token file, written first into a temporary data dir).")
-H200_350M_TOKENS_PER_S = 160_000  # The ~350M decoder of bench/accelerator.sh on one H200, measured in this codebase.
+_SCALE = flags.DEFINE_bool('scale', False, 'Instead: the pipeline on a generated corpus of --scale_gb GB '
+                           '(bench/data_scale.py): conversion, pretokenization, memory and start-up.')
+_SCALE_GB = flags.DEFINE_float('scale_gb', 2.0, '--scale: GB of jsonl text to generate.')
+_SCALE_BATCHES = flags.DEFINE_integer('scale_batches', 10_000, '--scale: batches to draw from the pipeline.')
+H200_350M_TOKENS_PER_S = data_scale.H200_350M_TOKENS_PER_S
 _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 10, 'Timed train steps per shape (bfloat16).')
 
 
@@ -66,6 +73,13 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # tfds logs every split it opens.
   config = shakespeare.get_config().data
   config.num_workers = _NUM_WORKERS.value
+  if _SCALE.value:
+    layers, heads, width, seq_len, batch_size = SHAPES['default']
+    seconds, _ = train_bench.time_train_step(layers, heads, width, seq_len, batch_size, 'bfloat16',
+                                             _TRAIN_STEPS.value)
+    data_scale.run(config, tokenizers.ByteTokenizer(), gigabytes=_SCALE_GB.value, num_workers=_NUM_WORKERS.value,
+                   num_batches=_SCALE_BATCHES.value, train_tokens_per_s=seq_len * batch_size / seconds)
+    return
   tokenizer = tokenizer_cache.get_tokenizer(config, None)
   train_rates = {}
   for shape, (layers, heads, width, seq_len, batch_size) in SHAPES.items():

@@ -42,6 +42,7 @@ from lm.data import tasks
 
 FORMAT = 1  # Part of the key: a change of layout or framing makes new directories.
 SHARD_RECORDS = 16_384  # Records per shard: a unit of work and of resumption.
+_READ_RECORDS = 256  # Records a worker holds at once.
 _DIRECTORY = 'pretokenized'
 
 
@@ -179,7 +180,8 @@ def _build(data_config, tokenizer, split: str, final: str, num_workers: int, sha
   num_records = len(datasets.load_split(data_config, split))  # Prepares the dataset first, once, here.
   ranges = [(i, s, min(s + shard_records, num_records))
             for i, s in enumerate(range(0, num_records, shard_records))] or [(0, 0, 0)]
-  finished = {i for i, _, _ in ranges if os.path.exists(_shard_path(building, i, 'json'))}
+  finished = {i for i, _, _ in ranges  # Its manifest is written last; its tokens go once joined (below).
+              if all(os.path.exists(_shard_path(building, i, suffix)) for suffix in ('json', 'bin'))}
   todo = [r for r in ranges if r[0] not in finished]
   dtype = token_dtype(tokenizer.vocab_size)
   with tempfile.TemporaryDirectory() as tokenizer_dir:
@@ -195,12 +197,13 @@ def _build(data_config, tokenizer, split: str, final: str, num_workers: int, sha
   manifests = [tokenizers.read_json_object(_shard_path(building, i, 'json')) for i, _, _ in ranges]
   lengths = np.concatenate([np.load(_shard_path(building, i, 'npy')) for i, _, _ in ranges])
   with open(os.path.join(building, 'tokens.bin'), 'wb') as out:
-    for i, _, _ in ranges:
+    for i, _, _ in ranges:  # Each shard's tokens removed once copied: the disk holds the tokens about once.
       with open(_shard_path(building, i, 'bin'), 'rb') as shard:
         shutil.copyfileobj(shard, out, 1 << 24)
+      os.remove(_shard_path(building, i, 'bin'))  # Killed from here on, the removed shards are tokenized again.
   np.save(os.path.join(building, 'offsets.npy'), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
   for i, _, _ in ranges:
-    for suffix in ('bin', 'npy', 'json'):
+    for suffix in ('npy', 'json'):
       os.remove(_shard_path(building, i, suffix))
   manifest = {'key': os.path.basename(final), 'split': split, 'dtype': dtype.str, 'records': num_records,
               'documents': int(len(lengths)), 'tokens': int(lengths.sum()),
@@ -215,29 +218,31 @@ def _shard_path(building: str, index: int, suffix: str) -> str:
 
 
 def _tokenize_shard(job: tuple) -> None:
-  """Tokenizes records [start, end) into the shard's token file and document lengths, then its manifest."""
+  """Tokenizes records [start, end) into the shard's token file and document lengths, then its manifest. Records
+  are read and their tokens written _READ_RECORDS at a time, so a worker's memory does not grow with the shard."""
   config_dict, tokenizer_dir, split, building, dtype, index, start, end = job
   data_config = ml_collections.ConfigDict(config_dict)
   tokenizer = tokenizers.load_tokenizer(tokenizer_dir)
   source = datasets.load_split(data_config, split)
-  first = np.array(tokenizers.document_start(tokenizer), np.int64)
-  eos = np.array([tokenizer.eos_id], np.int64)
-  records = list(source.__getitems__(list(range(start, end)))) if end > start else []
-  pieces, lengths, size = [], [], 0
-  for record in records:
-    for text in datasets.record_texts(record, data_config):
-      ids = np.asarray(tokenizer.encode(tasks.model_input(text, data_config)), np.int64)
-      pieces += [first, ids, eos]
-      lengths.append(len(first) + len(ids) + 1)
-      size += len(text.encode('utf-8'))
-  tokens = np.concatenate(pieces or [np.zeros(0, np.int64)]).astype(dtype)
-  for suffix, write in (('bin', tokens.tofile), ('npy', lambda path: np.save(path, np.array(lengths, np.int64)))):
-    part = _shard_path(building, index, suffix) + '.part'
-    with open(part, 'wb') as f:
-      write(f)
-    os.replace(part, _shard_path(building, index, suffix))
+  first = np.array(tokenizers.document_start(tokenizer), dtype)
+  eos = np.array([tokenizer.eos_id], dtype)
+  lengths, size = [], 0
+  part = _shard_path(building, index, 'bin') + '.part'
+  with open(part, 'wb') as out:
+    for read in range(start, end, _READ_RECORDS):
+      for record in source.__getitems__(list(range(read, min(read + _READ_RECORDS, end)))):
+        for text in datasets.record_texts(record, data_config):
+          ids = np.asarray(tokenizer.encode(tasks.model_input(text, data_config))).astype(dtype)
+          np.concatenate([first, ids, eos]).tofile(out)
+          lengths.append(len(first) + len(ids) + 1)
+          size += len(text.encode('utf-8'))
+  tokens = sum(lengths)
+  os.replace(part, _shard_path(building, index, 'bin'))
+  with open(_shard_path(building, index, 'npy') + '.part', 'wb') as f:
+    np.save(f, np.array(lengths, np.int64))
+  os.replace(_shard_path(building, index, 'npy') + '.part', _shard_path(building, index, 'npy'))
   _write_json(_shard_path(building, index, 'json'), {'records': [start, end], 'documents': len(lengths),
-                                                     'tokens': int(len(tokens)), 'bytes': size})
+                                                     'tokens': int(tokens), 'bytes': size})
 
 
 def _write_json(path: str, value: dict) -> None:
