@@ -1,4 +1,4 @@
-"""Pretokenized splits (lm/data/pretokenized.py): the same batches as encoding at start, read from a memory map,
+"""Pretokenized splits (lm/data/pretokenized.py): the same batches as encoding at start, read from the token file,
 keyed by the tokenizer, resumable, and written by worker processes."""
 import json
 import os
@@ -64,14 +64,14 @@ def test_a_pretokenized_run_reads_the_batches_of_one_that_encodes(corpus, task, 
   for a, b in zip(encoded[:2], read[:2]):
     assert_same(a, b)
   assert encoded[2] == read[2]  # The token accounting too.
-  assert isinstance(tokenized.tokenize_split(config, tokenizer, 'train').stream, pretokenized.MappedTokens)
+  assert isinstance(tokenized.tokenize_split(config, tokenizer, 'train').stream, pretokenized.TokenFile)
 
 
 def test_the_map_pickles_as_its_path_and_documents_are_views(corpus):
   config = config_of(corpus)
   tokenizer = tokenizers.CharTokenizer('abcdefgh ')
   mapped = pretokenized.pretokenize(config, tokenizer, 'train')
-  assert len(pickle.dumps(mapped.stream)) < 500  # A grain worker maps the file itself.
+  assert len(pickle.dumps(mapped.stream)) < 500  # A grain worker opens the file itself.
   tokenized._DOCUMENTS.clear()
   texts = tokenized.model_texts(config, 'train')
   documents = pretokenized.Documents(mapped.stream, mapped.offsets, 0)

@@ -1,10 +1,10 @@
 """Pretokenized splits: a split's documents tokenized once, in worker processes, into one token file that every
-later run memory-maps instead of encoding the texts again (`./run.sh pretokenize`).
+later run reads by position instead of encoding the texts again (`./run.sh pretokenize`).
 
 The file is the split's token stream as concat-and-chunk rows read it (lm/data/rows.py `token_stream`: each
-document after tokenizers.document_start and followed by EOS), so a run reads rows straight from the map; the
-documents are views into it by their offsets. Tokens are uint16 where the vocabulary fits (nanoGPT's train.bin,
-Levanter's cache), int32 otherwise.
+document after tokenizers.document_start and followed by EOS), so a run reads each row straight from the file
+(`TokenFile`, one pread a row); the documents are ranges of it by their offsets. Tokens are uint16 where the
+vocabulary fits (nanoGPT's train.bin, Levanter's cache), int32 otherwise.
 
 A directory is keyed by a hash of the prepared dataset's path, the split, the tokenizer's content (`to_dict`:
 a SentencePiece model's sha256, a char vocabulary) and data.split_identifiers, so a changed tokenizer or dataset
@@ -46,42 +46,51 @@ _READ_RECORDS = 256  # Records a worker holds at once.
 _DIRECTORY = 'pretokenized'
 
 
-class MappedTokens:
-  """A token file, memory-mapped on first use: `len` and slices of ids (arrays of the file's dtype).
+class TokenFile:
+  """A token file read by position: `len` and slices of ids (arrays of the file's dtype), each slice one pread.
 
-  Pickles as its path, so grain's worker processes map the file themselves rather than receive a copy.
+  Not a memory map: mapped pages that rows touch count as the reading process's resident memory, and random rows
+  over a 4 GB file held ~4 GB of it (`./run.sh bench data --scale`); reads leave those pages to the kernel's page
+  cache. Pickles as its path, so grain's worker processes open the file themselves.
   """
 
   def __init__(self, path: str, dtype: str, length: int):
-    self.path, self.dtype, self._len, self._map = path, np.dtype(dtype), length, None
+    self.path, self.dtype, self._len, self._fd = path, np.dtype(dtype), length, None
 
   def __len__(self) -> int:
     return self._len
 
-  def __getitem__(self, index):
-    if not isinstance(index, slice):
-      raise TypeError(f'MappedTokens reads slices of ids, not {type(index).__name__}')
-    if self._map is None:
-      self._map = (np.memmap(self.path, dtype=self.dtype, mode='r') if self._len
-                   else np.zeros(0, self.dtype))  # np.memmap refuses an empty file.
-    return self._map[index]
+  def __getitem__(self, index: slice) -> np.ndarray:
+    if not isinstance(index, slice) or index.step not in (None, 1):
+      raise TypeError(f'TokenFile reads contiguous slices of ids, not {index!r}')
+    start, stop, _ = index.indices(self._len)
+    if stop <= start:
+      return np.zeros(0, self.dtype)
+    if self._fd is None:
+      self._fd = os.open(self.path, os.O_RDONLY)
+    size = self.dtype.itemsize
+    return np.frombuffer(os.pread(self._fd, (stop - start) * size, start * size), self.dtype)
 
   def __reduce__(self):
-    return MappedTokens, (self.path, self.dtype.str, self._len)
+    return TokenFile, (self.path, self.dtype.str, self._len)
+
+  def __del__(self):
+    if self._fd is not None:
+      os.close(self._fd)
 
 
 class Pretokenized(NamedTuple):
-  """A finished directory, mapped: the stream, document offsets into it and the manifest."""
-  stream: MappedTokens  # [tokens], uint16 or int32.
+  """A finished directory, opened: the stream, document offsets into it and the manifest."""
+  stream: TokenFile  # [tokens], uint16 or int32.
   offsets: np.ndarray  # int64 [documents + 1]: document i is stream[offsets[i]:offsets[i + 1]], framing included.
   manifest: dict
   directory: str
 
 
 class Documents:
-  """The documents of a mapped stream, as lists of ids without their framing: views, read when used."""
+  """The documents of a token file, as ids without their framing, each read when indexed."""
 
-  def __init__(self, stream: MappedTokens, offsets: np.ndarray, start_len: int):
+  def __init__(self, stream: TokenFile, offsets: np.ndarray, start_len: int):
     self._stream, self._offsets, self._start_len = stream, offsets, start_len
 
   def __len__(self) -> int:
@@ -118,7 +127,7 @@ def directory(data_config, tokenizer, split: str) -> str:
 
 
 def load(data_config, tokenizer, split: str) -> Pretokenized | None:
-  """The finished pretokenization of `split` for this dataset and tokenizer, memory-mapped; None if there is none."""
+  """The finished pretokenization of `split` for this dataset and tokenizer, opened; None if there is none."""
   path = directory(data_config, tokenizer, split)
   manifest_path = os.path.join(path, 'manifest.json')
   if not os.path.exists(manifest_path):
@@ -130,13 +139,13 @@ def load(data_config, tokenizer, split: str) -> Pretokenized | None:
     raise errors.InputError(f'{tokens_path} holds {os.path.getsize(tokens_path)} bytes, not the '
                             f"{manifest['tokens']} {dtype} tokens its manifest says: delete {path} and run "
                             '`./run.sh pretokenize` again')
-  return Pretokenized(MappedTokens(tokens_path, dtype.str, manifest['tokens']),
+  return Pretokenized(TokenFile(tokens_path, dtype.str, manifest['tokens']),
                       np.load(os.path.join(path, 'offsets.npy')), manifest, path)
 
 
 def pretokenize(data_config, tokenizer, split: str, *, num_workers: int = 0,
                 shard_records: int = SHARD_RECORDS) -> Pretokenized:
-  """Tokenizes `split` once into its directory (see the module docstring) and returns it mapped.
+  """Tokenizes `split` once into its directory (see the module docstring) and returns it opened.
 
   num_workers > 0 tokenizes the shards in that many spawned processes; 0, in this one. A finished directory is
   returned as it is; a half-written one continues after its finished shards.

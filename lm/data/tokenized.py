@@ -30,7 +30,7 @@ class TokenizedSplit(NamedTuple):
   documents: Sequence[np.ndarray]
   pairs: list[tuple[np.ndarray, np.ndarray]]
   bytes: int
-  stream: Any = None  # Pretokenized: the documents as one memory-mapped token stream (pretokenized.MappedTokens).
+  stream: Any = None  # Pretokenized: the documents as one token stream on disk (pretokenized.TokenFile).
 
 
 def model_texts(data_config, split: str) -> list[str]:
