@@ -20,7 +20,8 @@ usage: ./run.sh COMMAND [flags]
   translate --workdir=DIR TEXT   translation of TEXT (or stdin) ('translate English to German: ', or --prefix=...)
   answer --workdir=DIR --question=Q --context=C   answer extracted from C ('question: Q context: C')
   data   [--config=...]     print dataset sizes, token counts, truncation and decoded rows
-  pretokenize [--config=...] [--workers=N]  tokenize the data splits once into token files later runs read
+  pretokenize [--config=...] [--workers=N]
+                            tokenize the data splits once into token files that later runs read
   sweep  STUDY [--launcher=local|slurm] [--print_commands] [--sweep_dir=DIR]
                             train a study's runs (experiments/studies/), skipping finished ones; results.csv
   results DIR               print a sweep directory's results.csv (status, N, D, C, losses, speed)
@@ -80,7 +81,8 @@ cmd="${1:-}"
 case "$cmd" in
   setup) setup ;;
   # lm/main.py picks the default --config and --workdir of each mode.
-  train|sample|eval|summarize|translate|answer|data|pretokenize|sizes|sweep|results) setup; exec "$PY" -m lm.main "$cmd" "$@" ;;
+  train|sample|eval|summarize|translate|answer|data|pretokenize|sizes|sweep|results)
+    setup; exec "$PY" -m lm.main "$cmd" "$@" ;;
   # Hugging Face import/export and the suite (its parity tests run `transformers`) take the `hf` extra too.
   import|export) setup test,hf; exec "$PY" -m lm.main "$cmd" "$@" ;;
   test) setup test,hf; cd "$ROOT"; exec "$PY" -m pytest "$@" ;;

@@ -12,7 +12,7 @@ dataset with the char tokenizer:
 - train tok/s: the real train step's rate at that shape (bf16, the model of that experiment), timed in this
   same process by bench/train.py's `time_train_step`, so both figures see the same machine load;
 - ratio = pipeline / train; the pipeline must keep it >= 10. The pretokenized rows also print their rate
-  against the ~350M decoder's on one H200 (lm/data/pretokenized.py's target: >= 10x on 2 cores).
+  against the ~350M decoder's on one H200 (the data issue's target: >= 10x on 2 cores).
 CPU figures: a busy core skews them; run alone when you can.
 """
 import os

@@ -50,8 +50,8 @@ def write_corpus(root: str, gigabytes: float, seed: int = 0) -> int:
 
 
 def _pss_bytes(pid: int) -> int:
-  """Proportional set size: resident memory with pages shared between processes (forked workers, the mapped
-  token file) split among them, so the sum over processes counts each page once."""
+  """Proportional set size: resident memory with pages shared between processes (forked workers) split among
+  them, so the sum over processes counts each page once."""
   try:
     with open(f'/proc/{pid}/smaps_rollup') as f:
       for line in f:

@@ -191,7 +191,7 @@ def run_mode(argv):
   elif mode == 'pretokenize':
     tokenizer = tokenizer_cache.get_tokenizer(FLAGS.config.data, None)
     for line in pretokenized.pretokenize_splits(FLAGS.config.data, tokenizer, shard_records=FLAGS.shard_records,
-                                                num_workers=FLAGS.workers or os.cpu_count()):
+                                                num_workers=FLAGS.workers or len(os.sched_getaffinity(0))):
       print(line, flush=True)
   elif mode == 'sizes':
     lengths = tasks.row_lengths(FLAGS.config.data)

@@ -72,6 +72,13 @@ def test_the_map_pickles_as_its_path_and_documents_are_views(corpus):
   tokenizer = tokenizers.CharTokenizer('abcdefgh ')
   mapped = pretokenized.pretokenize(config, tokenizer, 'train')
   assert len(pickle.dumps(mapped.stream)) < 500  # A grain worker opens the file itself.
+  np.testing.assert_array_equal(pickle.loads(pickle.dumps(mapped.stream))[5:40], mapped.stream[5:40])
+  # A process that read tokens exits without "Exception ignored" (its file is closed by a finalizer).
+  code = (f'from lm.data import pretokenized; t = pretokenized.TokenFile({mapped.stream.path!r}, "<u2", '
+          f'{len(mapped.stream)}); print(t[0:3].tolist())')
+  child = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert child.returncode == 0 and child.stdout.strip() == str(mapped.stream[0:3].tolist()), child.stderr
+  assert 'Exception' not in child.stderr, child.stderr
   tokenized._DOCUMENTS.clear()
   texts = tokenized.model_texts(config, 'train')
   documents = pretokenized.Documents(mapped.stream, mapped.offsets, 0)
@@ -90,6 +97,10 @@ def test_a_changed_tokenizer_finds_no_stale_tokens(corpus):
   encoded = batches(config, other)
   pretokenized.pretokenize(config, other, 'train')
   assert_same(batches(config, other)[0], encoded[0])
+  # The feature read is part of the key (a catalogue dataset's text_key names which one).
+  assert pretokenized.content(config, first, 'train')['text_key'] == 'text'
+  assert pretokenized.key(config, first, 'train') != pretokenized.key(config_of(corpus, text_key='body'), first,
+                                                                        'train')
   assert pretokenized.token_dtype(1 << 16) == np.uint16 and pretokenized.token_dtype((1 << 16) + 1) == np.int32
 
 
@@ -124,6 +135,29 @@ def test_a_killed_pretokenization_continues_after_its_finished_shards(corpus, mo
   tokenized._DOCUMENTS.clear()
   texts = tokenized.model_texts(config, 'train')
   assert [tokenizer.decode(d) for d in pretokenized.Documents(mapped.stream, mapped.offsets, 0)] == texts
+
+
+def test_a_resume_with_other_shard_sizes_tokenizes_the_shards_again(corpus, monkeypatch):
+  config = config_of(corpus)
+  tokenizer = tokenizers.CharTokenizer('abcdefgh ')
+  real, calls = pretokenized._tokenize_shard, []
+
+  def dies_at_the_second(job):
+    if len(calls) == 1:
+      raise Killed
+    real(job)
+    calls.append(job)
+
+  monkeypatch.setattr(pretokenized, '_tokenize_shard', dies_at_the_second)
+  with pytest.raises(Killed):
+    pretokenized.pretokenize(config, tokenizer, 'train', shard_records=100)  # Shard 0 (records 0-99) finished.
+  monkeypatch.setattr(pretokenized, '_tokenize_shard', real)
+  mapped = pretokenized.pretokenize(config, tokenizer, 'train', shard_records=50)
+  tokenized._DOCUMENTS.clear()
+  assert [tokenizer.decode(d) for d in pretokenized.Documents(mapped.stream, mapped.offsets, 0)] == (
+      tokenized.model_texts(config, 'train'))
+  with pytest.raises(errors.InputError, match='shard_records=0: a shard needs at least one record'):
+    pretokenized.pretokenize(config, tokenizer, 'train', shard_records=0)
 
 
 def test_a_truncated_token_file_is_named(corpus):

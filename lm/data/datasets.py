@@ -235,10 +235,17 @@ def _feature(record: dict, key: str, data_config, config_key: str) -> str:
 
 
 def _records(source) -> list[dict]:
-  if not len(source) or not hasattr(source, '__getitems__'):
-    return list(source)
-  # One batched read: 10x faster than indexing record by record.
-  return list(source.__getitems__(list(range(len(source)))))
+  return read_records(source, range(len(source)))
+
+
+def read_records(source, indices: range) -> list[dict]:
+  """The records of `source` at `indices`: one batched read where the source has one (10x faster than indexing
+  record by record)."""
+  if not len(indices):
+    return []
+  if not hasattr(source, '__getitems__'):
+    return [source[i] for i in indices]
+  return list(source.__getitems__(list(indices)))
 
 
 def split_texts(data_config, split: str) -> list[str]:

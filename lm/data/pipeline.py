@@ -181,7 +181,7 @@ def _span_example(chunk, rng, *, data_config, tokenizer):
 
 def _token_stream(ids: tokenized.TokenizedSplit, tokenizer) -> np.ndarray:
   """The split's documents as one stream, each opened as the tokenizer's model expects and closed by eos: the
-  pretokenized map itself, where there is one."""
+  pretokenized token file itself, where there is one."""
   if ids.stream is not None:
     return ids.stream
   return rows.token_stream(ids.documents, tokenizer.eos_id, tuple(tokenizers.document_start(tokenizer)))

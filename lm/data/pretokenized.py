@@ -19,7 +19,8 @@ written last, so a killed pretokenization continues after the shards it finished
 into tokens.bin and the folder renamed into place: a finished directory is complete, or absent.
 
 Only document tasks (data.task 'lm' and 'span_corruption') read documents; seq2seq pairs are encoded at each
-start, as before.
+start, as before. Memory stays flat for concat-and-chunk rows only: packing and span corruption still build
+their units from all the documents at start (read from the file rather than encoded).
 """
 
 import fcntl
@@ -31,6 +32,7 @@ import shutil
 import tempfile
 import time
 from typing import NamedTuple
+import weakref
 
 import ml_collections
 import numpy as np
@@ -68,15 +70,12 @@ class TokenFile:
       return np.zeros(0, self.dtype)
     if self._fd is None:
       self._fd = os.open(self.path, os.O_RDONLY)
+      weakref.finalize(self, os.close, self._fd)  # Not __del__: at interpreter exit `os` may be gone.
     size = self.dtype.itemsize
     return np.frombuffer(os.pread(self._fd, (stop - start) * size, start * size), self.dtype)
 
   def __reduce__(self):
     return TokenFile, (self.path, self.dtype.str, self._len)
-
-  def __del__(self):
-    if self._fd is not None:
-      os.close(self._fd)
 
 
 class Pretokenized(NamedTuple):
@@ -113,12 +112,20 @@ def token_dtype(vocab_size: int) -> np.dtype:
   return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.int32)
 
 
-def key(data_config, tokenizer, split: str) -> str:
-  """What the tokens depend on, hashed: dataset, split, tokenizer content, identifier splitting, format."""
-  spec = {'dataset': str(datasets.make_builder(data_config).data_path), 'split': split,
-          'tokenizer': tokenizer.to_dict(), 'split_identifiers': bool(data_config.split_identifiers),
+def content(data_config, tokenizer, split: str) -> dict:
+  """What a split's document ids depend on: the prepared dataset (its path inside the data directory, which
+  names its version and, for text_files and local, its files' sizes and times), the split, the feature read
+  (`record_texts`), identifier splitting (`model_input`) and the tokenizer's content. tokenized.py's cache is
+  keyed by it too."""
+  dataset = os.path.relpath(str(datasets.make_builder(data_config).data_path),
+                            datasets.data_dir(data_config.data_dir))  # A copied data directory keeps its keys.
+  return {'dataset': dataset, 'split': split, 'text_key': data_config.text_key,
+          'split_identifiers': bool(data_config.split_identifiers), 'tokenizer': tokenizer.to_dict(),
           'format': FORMAT}
-  return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def key(data_config, tokenizer, split: str) -> str:
+  return hashlib.sha256(json.dumps(content(data_config, tokenizer, split), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def directory(data_config, tokenizer, split: str) -> str:
@@ -151,6 +158,8 @@ def pretokenize(data_config, tokenizer, split: str, *, num_workers: int = 0,
   returned as it is; a half-written one continues after its finished shards.
   """
   tasks.check_task(data_config)
+  if shard_records < 1:
+    raise errors.InputError(f'shard_records={shard_records}: a shard needs at least one record')
   if data_config.task == 'seq2seq':
     raise errors.InputError("pretokenize covers documents (data.task 'lm' or 'span_corruption'); seq2seq pairs "
                             'are encoded when a run starts')
@@ -176,7 +185,8 @@ def pretokenize_splits(data_config, tokenizer, *, num_workers: int, shard_record
       continue
     done = load(data_config, tokenizer, split) is not None
     m = pretokenize(data_config, tokenizer, split, num_workers=num_workers, shard_records=shard_records)
-    what = 'already pretokenized' if done else f"in {m.manifest['seconds']} s with {num_workers} worker(s)"
+    what = ('already pretokenized' if done else
+            f"in {m.manifest['seconds']} s with {m.manifest['workers'] or 'no'} worker process(es)")
     lines.append(f"pretokenized {split}: {m.manifest['documents']:,} documents, {m.manifest['tokens']:,} "
                  f"{np.dtype(m.manifest['dtype']).name} tokens, {what}: {m.directory}")
   return lines
@@ -185,19 +195,24 @@ def pretokenize_splits(data_config, tokenizer, *, num_workers: int, shard_record
 def _build(data_config, tokenizer, split: str, final: str, num_workers: int, shard_records: int) -> None:
   start = time.perf_counter()
   building = final + '.building'
+  if os.path.exists(final):
+    raise errors.InputError(f'{final} exists without its manifest.json: delete it and pretokenize again')
+  if os.path.exists(os.path.join(building, 'manifest.json')):  # Killed between the manifest and the rename.
+    os.rename(building, final)
+    return
   os.makedirs(building, exist_ok=True)
   num_records = len(datasets.load_split(data_config, split))  # Prepares the dataset first, once, here.
   ranges = [(i, s, min(s + shard_records, num_records))
             for i, s in enumerate(range(0, num_records, shard_records))] or [(0, 0, 0)]
-  finished = {i for i, _, _ in ranges  # Its manifest is written last; its tokens go once joined (below).
-              if all(os.path.exists(_shard_path(building, i, suffix)) for suffix in ('json', 'bin'))}
+  finished = {i for i, s, e in ranges if _finished(building, i, s, e)}
   todo = [r for r in ranges if r[0] not in finished]
   dtype = token_dtype(tokenizer.vocab_size)
   with tempfile.TemporaryDirectory() as tokenizer_dir:
     tokenizer.save(tokenizer_dir)  # Workers load it: a SentencePiece processor does not pickle.
     jobs = [(data_config.to_dict(), tokenizer_dir, split, building, dtype.str, *r) for r in todo]
-    if num_workers > 0 and len(jobs) > 1:
-      with multiprocessing.get_context('spawn').Pool(min(num_workers, len(jobs))) as pool:
+    workers = min(num_workers, len(jobs)) if len(jobs) > 1 else 0
+    if workers:
+      with multiprocessing.get_context('spawn').Pool(workers) as pool:
         for _ in pool.imap_unordered(_tokenize_shard, jobs):
           pass
     else:
@@ -205,6 +220,9 @@ def _build(data_config, tokenizer, split: str, final: str, num_workers: int, sha
         _tokenize_shard(job)
   manifests = [tokenizers.read_json_object(_shard_path(building, i, 'json')) for i, _, _ in ranges]
   lengths = np.concatenate([np.load(_shard_path(building, i, 'npy')) for i, _, _ in ranges])
+  if sum(m['documents'] for m in manifests) != len(lengths) or sum(m['tokens'] for m in manifests) != lengths.sum():
+    raise errors.InputError(f'the shards in {building} disagree with their manifests: delete it and pretokenize '
+                            'again')
   with open(os.path.join(building, 'tokens.bin'), 'wb') as out:
     for i, _, _ in ranges:  # Each shard's tokens removed once copied: the disk holds the tokens about once.
       with open(_shard_path(building, i, 'bin'), 'rb') as shard:
@@ -217,9 +235,18 @@ def _build(data_config, tokenizer, split: str, final: str, num_workers: int, sha
   manifest = {'key': os.path.basename(final), 'split': split, 'dtype': dtype.str, 'records': num_records,
               'documents': int(len(lengths)), 'tokens': int(lengths.sum()),
               'bytes': sum(m['bytes'] for m in manifests), 'tokenizer': tokenizer.to_dict(),
-              'shards': len(ranges), 'seconds': round(time.perf_counter() - start, 2)}
+              'shards': len(ranges), 'workers': workers, 'seconds': round(time.perf_counter() - start, 2)}
   _write_json(os.path.join(building, 'manifest.json'), manifest)
   os.rename(building, final)  # Finished only now, whole.
+
+
+def _finished(building: str, index: int, start: int, end: int) -> bool:
+  """Shard `index` holds records [start, end): its manifest (written last) says so and its tokens are there (the
+  join removes them). A shard of another size (another --shard_records) is tokenized again."""
+  path = _shard_path(building, index, 'json')
+  if not (os.path.exists(path) and os.path.exists(_shard_path(building, index, 'bin'))):
+    return False
+  return tokenizers.read_json_object(path)['records'] == [start, end]
 
 
 def _shard_path(building: str, index: int, suffix: str) -> str:
@@ -239,7 +266,7 @@ def _tokenize_shard(job: tuple) -> None:
   part = _shard_path(building, index, 'bin') + '.part'
   with open(part, 'wb') as out:
     for read in range(start, end, _READ_RECORDS):
-      for record in source.__getitems__(list(range(read, min(read + _READ_RECORDS, end)))):
+      for record in datasets.read_records(source, range(read, min(read + _READ_RECORDS, end))):
         for text in datasets.record_texts(record, data_config):
           ids = np.asarray(tokenizer.encode(tasks.model_input(text, data_config))).astype(dtype)
           np.concatenate([first, ids, eos]).tofile(out)

@@ -9,6 +9,7 @@ call, once per pass.
 """
 
 from collections.abc import Sequence
+import json
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,20 +57,19 @@ def _tokenize_pairs(data_config, tokenizer, split: str) -> TokenizedSplit:
   return TokenizedSplit(documents=[], pairs=pairs, bytes=size)
 
 
-# (prepared dataset dir, split, tokenizer description, split_identifiers) -> the split's documents.
+# pretokenized.content(...) as JSON (dataset, split, feature, tokenizer, split_identifiers) -> the split's documents.
 _DOCUMENTS: dict[tuple[str, str, str, bool], TokenizedSplit] = {}
 
 
 def _tokenize_documents(data_config, tokenizer, split: str) -> TokenizedSplit:
-  key = (str(datasets.make_builder(data_config).data_path), split,
-         repr(tokenizer.to_dict()), bool(data_config.split_identifiers))
+  key = json.dumps(pretokenized.content(data_config, tokenizer, split), sort_keys=True)
   if key not in _DOCUMENTS:
-    mapped = pretokenized.load(data_config, tokenizer, split)
-    if mapped is not None:  # `./run.sh pretokenize` encoded it: read, not encoded.
+    found = pretokenized.load(data_config, tokenizer, split)
+    if found is not None:  # `./run.sh pretokenize` encoded it: read, not encoded.
       start_len = len(tokenizers.document_start(tokenizer))
-      print(f'data: {split} split pretokenized in {mapped.directory}', flush=True)
-      _DOCUMENTS[key] = TokenizedSplit(documents=pretokenized.Documents(mapped.stream, mapped.offsets, start_len),
-                                       pairs=[], bytes=mapped.manifest['bytes'], stream=mapped.stream)
+      print(f'data: {split} split pretokenized in {found.directory}', flush=True)
+      _DOCUMENTS[key] = TokenizedSplit(documents=pretokenized.Documents(found.stream, found.offsets, start_len),
+                                       pairs=[], bytes=found.manifest['bytes'], stream=found.stream)
       return _DOCUMENTS[key]
     texts = datasets.split_texts(data_config, split)
     documents = [np.asarray(tokenizer.encode(tasks.model_input(text, data_config)), np.int32) for text in texts]
