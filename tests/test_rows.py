@@ -60,3 +60,22 @@ def test_pad_batch_adds_zero_weight_rows():
   padded = rows.pad_batch(batch, batch_size=3)
   assert padded['decoder_loss_weights'].shape == (3, 3) and padded['decoder_loss_weights'][1:].sum() == 0
   assert padded['decoder_segment_ids'].dtype == np.int32 and padded['decoder_segment_ids'][1:].sum() == 0
+
+
+def test_document_pieces_are_the_lists_of_lm_pieces_and_span_chunks_read_lazily():
+  """Documents of 0..30 tokens (empty, one token, exact multiples): the same pieces in the same order."""
+  rng = np.random.default_rng(0)
+  documents = [rng.integers(2, 50, n).astype(np.int32) for n in [0, 1, 4, 5, 8, 9, 30, 2, 0, 3]]
+  eos = np.array([1], np.int32)
+  framed = [np.concatenate([doc, eos]) for doc in documents]
+  for seq_len in (1, 4, 7):
+    want = [piece for doc in framed for piece in tasks.lm_pieces(doc, seq_len)]
+    got = rows.DocumentPieces(lambda d, a, b: framed[d][a:b], [len(doc) for doc in framed], width=seq_len + 1,
+                              stride=seq_len, overlap=1)
+    assert len(got) == len(want) and all(np.array_equal(got[i], w) for i, w in enumerate(want)), seq_len
+    want = tasks.span_chunks(documents, seq_len)
+    got = rows.DocumentPieces(lambda d, a, b: documents[d][a:b], [len(doc) for doc in documents], width=seq_len,
+                              stride=seq_len, overlap=0)
+    assert len(got) == len(want) and all(np.array_equal(got[i], w) for i, w in enumerate(want)), seq_len
+  with pytest.raises(IndexError):
+    got[len(got)]

@@ -21,6 +21,7 @@ import numpy as np
 from lm import errors
 from lm import tokenizers
 from lm.config import check
+from lm.data import pretokenized
 from lm.data import rows
 from lm.data import stats as stats_lib
 from lm.data import tasks
@@ -187,17 +188,43 @@ def _token_stream(ids: tokenized.TokenizedSplit, tokenizer) -> np.ndarray:
   return rows.token_stream(ids.documents, tokenizer.eos_id, tuple(tokenizers.document_start(tokenizer)))
 
 
-def _units(data_config, ids: tokenized.TokenizedSplit, tokenizer) -> list:
-  """The split's units before the task map: LM pieces, seq2seq pairs or
-  span-corruption chunks (empty documents and pieces without a target are
-  left out here and counted by stats.py)."""
-  if data_config.task == 'lm':
-    eos, start = np.array([tokenizer.eos_id], np.int32), np.array(tokenizers.document_start(tokenizer), np.int32)
-    return [piece for doc in ids.documents
-            for piece in tasks.lm_pieces(np.concatenate([start, doc, eos]), data_config.seq_len)]
+def _units(data_config, ids: tokenized.TokenizedSplit, tokenizer):
+  """The split's units before the task map: LM pieces, seq2seq pairs or span-corruption chunks (empty documents
+  and pieces without a target are left out here and counted by stats.py). Pieces and chunks are read when asked
+  for (rows.DocumentPieces), in the order tasks.lm_pieces / tasks.span_chunks list them."""
   if data_config.task == 'seq2seq':
     return ids.pairs
-  return tasks.span_chunks(ids.documents, tasks.span_chunk_len(data_config))
+  lengths = stats_lib.document_lengths(ids)
+  if data_config.task == 'lm':
+    framing = len(tokenizers.document_start(tokenizer)) + 1
+    return rows.DocumentPieces(_FramedDocuments(ids, tokenizer), lengths + framing, width=data_config.seq_len + 1,
+                               stride=data_config.seq_len, overlap=1)
+  chunk_len = tasks.span_chunk_len(data_config)
+  return rows.DocumentPieces(_DocumentRange(ids.documents), lengths, width=chunk_len, stride=chunk_len, overlap=0)
+
+
+class _DocumentRange:
+  """read(d, start, stop): tokens [start, stop) of document d as stored."""
+
+  def __init__(self, documents):
+    self._documents = documents
+
+  def __call__(self, d: int, start: int, stop: int) -> np.ndarray:
+    return self._documents[d][start:stop]
+
+
+class _FramedDocuments:
+  """read(d, start, stop): tokens [start, stop) of document d framed as the LM reads it (document_start, the
+  document, eos); a pretokenized split's file holds it framed, so that is one read."""
+
+  def __init__(self, ids: tokenized.TokenizedSplit, tokenizer):
+    self._ids, self._eos = ids, np.array([tokenizer.eos_id], np.int32)
+    self._start = np.array(tokenizers.document_start(tokenizer), np.int32)
+
+  def __call__(self, d: int, start: int, stop: int) -> np.ndarray:
+    if isinstance(self._ids.documents, pretokenized.Documents):
+      return self._ids.documents.framed(d)[start:stop]
+    return np.concatenate([self._start, self._ids.documents[d], self._eos])[start:stop]
 
 
 def _example_dataset(data_config, tokenizer, ids: tokenized.TokenizedSplit, split: str, *, seed: int,

@@ -19,8 +19,8 @@ written last, so a killed pretokenization continues after the shards it finished
 into tokens.bin and the folder renamed into place: a finished directory is complete, or absent.
 
 Only document tasks (data.task 'lm' and 'span_corruption') read documents; seq2seq pairs are encoded at each
-start, as before. Memory stays flat for concat-and-chunk rows only: packing and span corruption still build
-their units from all the documents at start (read from the file rather than encoded).
+start, as before. Packed pieces and span-corruption chunks are read from the file when asked for too
+(rows.DocumentPieces).
 """
 
 import fcntl
@@ -102,6 +102,10 @@ class Documents:
 
   def __iter__(self):
     return (self[i] for i in range(len(self)))
+
+  def framed(self, i: int) -> np.ndarray:
+    """Document i with its framing (document start, eos) as the file holds it."""
+    return self._stream[self._offsets[i]:self._offsets[i + 1]]
 
   def lengths(self) -> np.ndarray:
     """int64 [documents]: each document's ids, from the offsets alone (nothing read)."""

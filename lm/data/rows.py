@@ -35,6 +35,33 @@ def token_stream(documents: list[np.ndarray], eos_id: int, start: tuple[int, ...
   return np.concatenate(parts or [np.zeros(0, np.int32)])
 
 
+class DocumentPieces:
+  """Random-access pieces of documents, document by document, without holding them: piece j of a document of n
+  tokens is tokens[j * stride : j * stride + width], for j while j * stride < n - overlap (`tasks.lm_pieces`:
+  width L + 1, stride L, overlap 1; `tasks.span_chunks`: width = stride = chunk length, overlap 0).
+
+  `read(d, start, stop)` gives document d's tokens [start, stop) as that mode sees them (framed with eos for LM);
+  `lengths[d]` is its length. Only the per-document piece counts are held, so a pretokenized split's pieces are
+  read from its file when a worker asks for them.
+  """
+
+  def __init__(self, read, lengths: np.ndarray, *, width: int, stride: int, overlap: int):
+    lengths = np.asarray(lengths, np.int64)
+    counts = np.maximum(-(-(lengths - overlap) // stride), 0)
+    self._read, self._width, self._stride = read, width, stride
+    self._first = np.concatenate([[0], np.cumsum(counts)])
+
+  def __len__(self) -> int:
+    return int(self._first[-1])
+
+  def __getitem__(self, index: int) -> np.ndarray:
+    if not 0 <= index < len(self):
+      raise IndexError(f'piece {index} outside [0, {len(self)})')
+    document = int(np.searchsorted(self._first, index, side='right')) - 1
+    start = (index - int(self._first[document])) * self._stride
+    return np.asarray(self._read(document, start, start + self._width))
+
+
 class ChunkedStream:
   """Random-access rows of L tokens cut from a token stream with stride L.
 

@@ -67,8 +67,8 @@ def count(data_config, ids: tokenized.TokenizedSplit, *, train: bool) -> Stats:
         inputs, targets, tasks.seq2seq_input_len(data_config), data_config.max_target_len)
   stats = Stats(examples=len(ids.documents), bytes=ids.bytes)
   if data_config.task == 'span_corruption':
-    return stats + _span_stats(data_config, ids.documents)
-  lengths = [int(n) + 1 for n in _document_lengths(ids)]  # eos appended.
+    return stats + _span_stats(data_config, ids)
+  lengths = [int(n) + 1 for n in document_lengths(ids)]  # eos appended.
   stats.source_tokens = sum(lengths)
   if not data_config.pack:  # one stream: its first token is only read.
     targets = max(stats.source_tokens - 1, 0)
@@ -86,25 +86,30 @@ def count(data_config, ids: tokenized.TokenizedSplit, *, train: bool) -> Stats:
   return stats
 
 
-def _document_lengths(ids: tokenized.TokenizedSplit):
+def document_lengths(ids: tokenized.TokenizedSplit) -> np.ndarray:
   """Each document's ids; a pretokenized split's from its offsets, without reading its tokens."""
   if isinstance(ids.documents, pretokenized.Documents):
     return ids.documents.lengths()
-  return [len(doc) for doc in ids.documents]
+  return np.array([len(doc) for doc in ids.documents], np.int64)
 
 
-def _span_stats(data_config, documents: list[np.ndarray]) -> Stats:
-  """The chunks' token counts (an empty document has none: it is dropped)."""
-  corrupted = {}  # chunk length -> (inputs + eos, targets + eos); all chunks but a document's last are full.
+def _span_stats(data_config, ids: tokenized.TokenizedSplit) -> Stats:
+  """The chunks' token counts, from the document lengths (an empty document has no chunk: it is dropped). All
+  chunks but a document's last are full (tasks.span_chunks)."""
+  chunk_len = tasks.span_chunk_len(data_config)
+  lengths = document_lengths(ids)
+  corrupted = {}  # chunk length -> (inputs + eos, targets + eos).
   inputs, targets = [], []
-  for chunk in tasks.span_chunks(documents, tasks.span_chunk_len(data_config)):
-    if len(chunk) not in corrupted:
-      corrupted[len(chunk)] = tuple(n + 1 for n in tasks.corrupted_lengths(
-          len(chunk), data_config.noise_density, data_config.mean_noise_span_length))
-    inputs.append(corrupted[len(chunk)][0])
-    targets.append(corrupted[len(chunk)][1])
+  for n in lengths:
+    full, rest = divmod(int(n), chunk_len)
+    for length, count in ((chunk_len, full), (rest, 1 if rest else 0)):
+      if count and length not in corrupted:
+        corrupted[length] = tuple(k + 1 for k in tasks.corrupted_lengths(
+            length, data_config.noise_density, data_config.mean_noise_span_length))
+      inputs += [corrupted[length][0]] * count if count else []
+      targets += [corrupted[length][1]] * count if count else []
   stats = _encoder_decoder_stats(inputs, targets, data_config.max_input_len, data_config.max_target_len)
-  stats.dropped_examples = sum(len(doc) == 0 for doc in documents)
+  stats.dropped_examples = int(np.sum(lengths == 0))
   return stats
 
 
