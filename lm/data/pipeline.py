@@ -223,8 +223,10 @@ class _FramedDocuments:
 
   def __call__(self, d: int, start: int, stop: int) -> np.ndarray:
     if isinstance(self._ids.documents, pretokenized.Documents):
-      return self._ids.documents.framed(d)[start:stop]
-    return np.concatenate([self._start, self._ids.documents[d], self._eos])[start:stop]
+      return self._ids.documents.framed(d, start, stop)
+    doc, head = self._ids.documents[d], len(self._start)  # Only [start, stop) is copied, not the document.
+    tail = self._eos if start <= head + len(doc) < stop else self._eos[:0]
+    return np.concatenate([self._start[start:stop], doc[max(start - head, 0):max(stop - head, 0)], tail])
 
 
 def _example_dataset(data_config, tokenizer, ids: tokenized.TokenizedSplit, split: str, *, seed: int,

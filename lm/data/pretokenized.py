@@ -103,9 +103,11 @@ class Documents:
   def __iter__(self):
     return (self[i] for i in range(len(self)))
 
-  def framed(self, i: int) -> np.ndarray:
-    """Document i with its framing (document start, eos) as the file holds it."""
-    return self._stream[self._offsets[i]:self._offsets[i + 1]]
+  def framed(self, i: int, start: int, stop: int) -> np.ndarray:
+    """Tokens [start, stop) of document i with its framing (document start, eos) as the file holds it: one read of
+    those tokens alone."""
+    begin = int(self._offsets[i])
+    return self._stream[begin + start:min(begin + stop, int(self._offsets[i + 1]))]
 
   def lengths(self) -> np.ndarray:
     """int64 [documents]: each document's ids, from the offsets alone (nothing read)."""
