@@ -121,6 +121,9 @@ class Data:
   spm_model_type: str = 'unigram'  # sentencepiece: 'unigram' | 'bpe'.
   seq_len: int = 256  # Tokens per training row (the model's context).
   num_workers: int = 0  # grain worker processes feeding the train iterator (0: in process).
+  # lm, span_corruption: the first read of a split tokenizes it once, in a worker process per CPU, into a token file
+  # later runs read by position (lm/data/pretokenized.py; what `./run.sh pretokenize` does ahead of time).
+  pretokenize: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,20 @@ def test_a_pretokenized_run_reads_the_batches_of_one_that_encodes(corpus, task, 
   assert isinstance(tokenized.tokenize_split(config, tokenizer, 'train').stream, pretokenized.TokenFile)
 
 
+def test_data_pretokenize_tokenizes_at_the_first_read_and_later_reads_the_file(corpus, monkeypatch):
+  config = config_of(corpus, pretokenize=True)
+  tokenizer = tokenizers.CharTokenizer('abcdefgh ')
+  encoded = batches(config_of(corpus), tokenizer)
+  assert pretokenized.load(config, tokenizer, 'train') is None
+  monkeypatch.setattr(pretokenized, 'SHARD_RECORDS', 64)  # Several shards, so in spawned workers.
+  first = batches(config, tokenizer)
+  mapped = pretokenized.load(config, tokenizer, 'train')
+  assert mapped is not None and mapped.manifest['workers'] >= 1
+  assert_same(first[0], encoded[0])
+  assert_same(first[1], encoded[1])
+  assert encoded[2] == first[2]
+
+
 def test_the_map_pickles_as_its_path_and_documents_are_views(corpus):
   config = config_of(corpus)
   tokenizer = tokenizers.CharTokenizer('abcdefgh ')

@@ -157,13 +157,14 @@ def load(data_config, tokenizer, split: str) -> Pretokenized | None:
 
 
 def pretokenize(data_config, tokenizer, split: str, *, num_workers: int = 0,
-                shard_records: int = SHARD_RECORDS) -> Pretokenized:
+                shard_records: int | None = None) -> Pretokenized:
   """Tokenizes `split` once into its directory (see the module docstring) and returns it opened.
 
   num_workers > 0 tokenizes the shards in that many spawned processes; 0, in this one. A finished directory is
   returned as it is; a half-written one continues after its finished shards.
   """
   tasks.check_task(data_config)
+  shard_records = SHARD_RECORDS if shard_records is None else shard_records
   if shard_records < 1:
     raise errors.InputError(f'shard_records={shard_records}: a shard needs at least one record')
   if data_config.task == 'seq2seq':

@@ -10,6 +10,7 @@ call, once per pass.
 
 from collections.abc import Sequence
 import json
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -65,7 +66,9 @@ def _tokenize_documents(data_config, tokenizer, split: str) -> TokenizedSplit:
   key = json.dumps(pretokenized.content(data_config, tokenizer, split), sort_keys=True)
   if key not in _DOCUMENTS:
     found = pretokenized.load(data_config, tokenizer, split)
-    if found is not None:  # `./run.sh pretokenize` encoded it: read, not encoded.
+    if found is None and data_config.pretokenize:
+      found = pretokenized.pretokenize(data_config, tokenizer, split, num_workers=len(os.sched_getaffinity(0)))
+    if found is not None:  # Pretokenized (`./run.sh pretokenize`, data.pretokenize): read, not encoded.
       start_len = len(tokenizers.document_start(tokenizer))
       print(f'data: {split} split pretokenized in {found.directory}', flush=True)
       _DOCUMENTS[key] = TokenizedSplit(documents=pretokenized.Documents(found.stream, found.offsets, start_len),
