@@ -192,8 +192,9 @@ def pretokenize_splits(data_config, tokenizer, *, num_workers: int, shard_record
       continue
     done = load(data_config, tokenizer, split) is not None
     m = pretokenize(data_config, tokenizer, split, num_workers=num_workers, shard_records=shard_records)
-    what = ('already pretokenized' if done else
-            f"in {m.manifest['seconds']} s with {m.manifest['workers'] or 'no'} worker process(es)")
+    workers = m.manifest.get('workers')
+    what = ('already pretokenized' if done else f"in {m.manifest['seconds']} s "
+            + (f'with {workers} worker processes' if workers else 'in this process (one shard)'))
     lines.append(f"pretokenized {split}: {m.manifest['documents']:,} documents, {m.manifest['tokens']:,} "
                  f"{np.dtype(m.manifest['dtype']).name} tokens, {what}: {m.directory}")
   return lines
