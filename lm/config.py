@@ -5,7 +5,8 @@ Each section is a frozen dataclass whose fields are its keys. `defaults()` turns
 ConfigDict that `experiments/base.py` returns and other experiments override (`--config.train.num_steps=10`);
 `model.ModelConfig` is the model section resolved and checked. `validate` checks a whole config before any
 work; `upgrade` reads a run directory's config.json written by an older version (renamed keys, keys added
-since). This module imports only `lm.errors`: every other module may read it.
+since). This module imports only `lm.errors`: every other module may read it. Past ~450 lines because every key
+is declared here once, with its check beside the others of its section; it grows by a line a key.
 """
 from __future__ import annotations
 
@@ -121,9 +122,7 @@ class Data:
   spm_model_type: str = 'unigram'  # sentencepiece: 'unigram' | 'bpe'.
   seq_len: int = 256  # Tokens per training row (the model's context).
   num_workers: int = 0  # grain worker processes feeding the train iterator (0: in process).
-  # lm, span_corruption: the first read of a split tokenizes it once, in a worker process per CPU, into a token file
-  # later runs read by position (lm/data/pretokenized.py; what `./run.sh pretokenize` does ahead of time).
-  pretokenize: bool = False
+  pretokenize: bool = False  # A split's first read tokenizes it into a token file (lm/data/pretokenized.py).
 
 
 @dataclasses.dataclass(frozen=True)

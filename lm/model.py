@@ -309,9 +309,7 @@ class DecoderLM(nn.Module):
 
   @nn.nowrap
   def make_prefill_fn(self, params: Any):
-    """`prefill_fn(tokens[N, T], cache) -> cache` for lm/decode.py: feeds positions 0 .. T-1 through the cached
-    model in one pass, reading the weights once rather than once per position. Its logits are unused, so XLA
-    drops the output projection."""
+    """`prefill_fn(tokens[N, T], cache) -> cache` for lm/decode.py: positions 0 .. T-1 in one pass, not T steps."""
     def prefill_fn(tokens: Array, cache: dict) -> dict:
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
       _, new = self.apply({'params': params, 'cache': cache['decoder']}, tokens, jnp.ones_like(tokens), positions,
