@@ -286,14 +286,19 @@ def _speed_accounting(config: ml_collections.ConfigDict, model: Any) -> tuple[in
 def describe(run: Run, state: step_lib.TrainState) -> None:
   """Prints what the run trains on (nothing is dropped silently) and logs the train split's token accounting."""
   config, t = run.config, run.config.train
-  stats = run.train_iter.stats  # Counted as the pipeline tokenized the split.
-  run.say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
-          f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
+  stats = run.train_iter.stats  # Counted as the pipeline tokenized the split; None when it streams.
+  if stats is None:
+    run.say('data: train records streamed (data.streaming), tokenized as the pipeline reads them; no token counts '
+            'up front (`./run.sh data` counts the split in a full pass)', flush=True)
+  else:
+    run.say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
+            f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
   params = flops_lib.count_param_tree(run.params(state))
   run.say(f'model: {config.model.architecture}, {params.total:,} params ({params.non_embedding:,} non-embedding), '
           f'{run.flops_per_step / run.tokens_per_step / 1e6:.1f} MFLOPs/token; {t.num_steps} steps of '
           f'{run.tokens_per_step:,} tokens; workdir {run.workdir}', flush=True)
-  run.log.write(run.start_step, 'data', dataclasses.asdict(stats))  # Once per run.
+  if stats is not None:
+    run.log.write(run.start_step, 'data', dataclasses.asdict(stats))  # Once per run.
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -1,6 +1,7 @@
 """Rows: concat-and-chunk windows hold every target once; padding and packing output the batch contract."""
 
 
+import grain
 import ml_collections
 import numpy as np
 import pytest
@@ -79,3 +80,25 @@ def test_document_pieces_are_the_lists_of_lm_pieces_and_span_chunks_read_lazily(
     assert len(got) == len(want) and all(np.array_equal(got[i], w) for i, w in enumerate(want)), seq_len
   with pytest.raises(IndexError):
     got[len(got)]
+
+
+@pytest.mark.parametrize('seq_len', [1, 4, 7])
+def test_stream_chunks_cut_the_rows_of_the_whole_stream_as_documents_arrive_and_resume_mid_document(seq_len):
+  rng = np.random.default_rng(1)
+  documents = [np.concatenate([rng.integers(2, 50, n), [1]]).astype(np.int32) for n in [0, 3, 9, 1, 12, 5, 0, 7]]
+  want = rows.ChunkedStream(np.concatenate(documents), seq_len, keep_partial=False)
+  source = grain.MapDataset.source(documents).to_iter_dataset()
+  it = iter(rows.StreamChunks(source, seq_len))
+  got = list(it)
+  assert len(got) == len(want)
+  for i, row in enumerate(got):
+    for name in row:
+      np.testing.assert_array_equal(row[name], want[i][name], err_msg=f'row {i} {name}')
+  for stop in range(len(got)):  # A state saved after any row resumes at the next one.
+    it = iter(rows.StreamChunks(source, seq_len))
+    for _ in range(stop):
+      next(it)
+    state = it.get_state()
+    resumed = iter(rows.StreamChunks(source, seq_len))
+    resumed.set_state(state)
+    np.testing.assert_array_equal(next(resumed)['decoder_input_tokens'], got[stop]['decoder_input_tokens'])

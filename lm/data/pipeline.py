@@ -21,6 +21,7 @@ import numpy as np
 from lm import errors
 from lm import tokenizers
 from lm.config import check
+from lm.data import datasets
 from lm.data import pretokenized
 from lm.data import rows
 from lm.data import stats as stats_lib
@@ -51,6 +52,12 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive; got {batch_size}.')
   tasks.check_task(data_config)
+  if data_config.streaming and pretokenized.load(data_config, tokenizer, 'train') is None:
+    it = _streamed_train_rows(data_config, tokenizer, batch_size=batch_size, seed=seed,
+                              shard=(process_index, process_count), num_epochs=num_epochs)
+    if data_config.num_workers > 0:
+      it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
+    return TrainIterator(iter(it), data_config.num_workers, None)
   ids = tokenized.tokenize_split(data_config, tokenizer, 'train')
   stats = stats_lib.count(data_config, ids, train=True)  # Of the whole split, all processes' rows.
   if data_config.task != 'lm' or data_config.pack:
@@ -86,6 +93,41 @@ def _chunked_train_rows(data_config, tokens: np.ndarray, *, batch_size: int, see
   # A small read-ahead in threads overlaps batch assembly with the step.
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
                                               prefetch_buffer_size=8))
+
+
+def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, shard: tuple[int, int],
+                         num_epochs: int | None) -> grain.IterDataset:
+  """Concat-and-chunk train batches with the split never read whole (data.streaming): this process's records,
+  shuffled by index over the whole split each epoch, tokenized as they are read (in the workers, with
+  data.num_workers), cut into rows as they arrive (rows.StreamChunks) and shuffled in windows of
+  data.streaming_shuffle_rows rows. The trade-off against the whole-split path, which shuffles rows over the split:
+  rows of one document stay within a window of each other. Exact resume: the iterators' states hold the record
+  position, the tokens left over and the window's."""
+  source = datasets.load_split(data_config, 'train')
+  index, count = shard
+  check(len(source) >= count, 'data.streaming', True, f'needs at least process_count = {count} train records, '
+        f'has {len(source)}')
+  ds = grain.MapDataset.source(source)[index::count].shuffle(seed=seed).repeat(num_epochs)
+  ds = ds.map(_RecordTokens(data_config, tokenizer)).to_iter_dataset(
+      grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
+  ds = grain.experimental.WindowShuffleIterDataset(rows.StreamChunks(ds, data_config.seq_len),
+                                                   window_size=data_config.streaming_shuffle_rows, seed=seed)
+  ds = ds.batch(batch_size, drop_remainder=num_epochs is None)
+  return ds.map(functools.partial(rows.pad_batch, batch_size=batch_size)) if num_epochs is not None else ds
+
+
+class _RecordTokens:
+  """A record's documents as the stream holds them: each after document_start and followed by eos."""
+
+  def __init__(self, data_config, tokenizer):
+    self._config, self._tokenizer = data_config, tokenizer
+    self._start = tokenizers.document_start(tokenizer)
+
+  def __call__(self, record: dict) -> np.ndarray:
+    eos, start = np.array([self._tokenizer.eos_id], np.int32), np.array(self._start, np.int32)
+    return np.concatenate([part for text in datasets.record_texts(record, self._config) for part in (
+        start, np.asarray(self._tokenizer.encode(tasks.model_input(text, self._config)), np.int32), eos)]
+                          or [np.zeros(0, np.int32)])
 
 
 class TrainIterator(grain.DatasetIterator):

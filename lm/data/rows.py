@@ -86,15 +86,53 @@ class ChunkedStream:
     if not 0 <= index < self._len:
       raise IndexError(f'Row {index} outside [0, {self._len}).')
     L = self._seq_len
-    window = self._tokens[index * L:index * L + L + 1]
-    n = max(len(window) - 1, 0)  # real targets in this row, L unless last.
-    row = padding_row(L)
-    row['decoder_input_tokens'][:n] = window[:n]
-    row['decoder_target_tokens'][:n] = window[1:n + 1]
-    row['decoder_loss_weights'][:n] = 1
-    row['decoder_segment_ids'][:n] = 1
-    row['decoder_positions'][:n] = np.arange(n)
-    return row
+    return window_row(self._tokens[index * L:index * L + L + 1], L)
+
+
+def window_row(window: np.ndarray, L: int) -> dict[str, np.ndarray]:
+  """The row of a window of at most L + 1 stream tokens: inputs window[:-1], targets window[1:], padded to L."""
+  n = max(len(window) - 1, 0)  # real targets in this row, L unless last.
+  row = padding_row(L)
+  row['decoder_input_tokens'][:n] = window[:n]
+  row['decoder_target_tokens'][:n] = window[1:n + 1]
+  row['decoder_loss_weights'][:n] = 1
+  row['decoder_segment_ids'][:n] = 1
+  row['decoder_positions'][:n] = np.arange(n)
+  return row
+
+
+class StreamChunks(grain.IterDataset):
+  """Concat-and-chunk rows cut as documents arrive: the rows ChunkedStream cuts from the whole stream (windows
+  of L + 1 tokens, stride L), for a stream read document by document (a partial last window is dropped). The
+  iterator's state is its parent's plus the at most L tokens left over, so a resume continues mid-document."""
+
+  def __init__(self, parent: grain.IterDataset, seq_len: int):
+    super().__init__(parent)
+    self._seq_len = seq_len
+
+  def __iter__(self) -> grain.DatasetIterator:
+    return _StreamChunksIterator(self._parent.__iter__(), self._seq_len)
+
+
+class _StreamChunksIterator(grain.DatasetIterator):
+
+  def __init__(self, parent: grain.DatasetIterator, seq_len: int):
+    super().__init__(parent)
+    self._seq_len, self._left = seq_len, np.zeros(0, np.int32)
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    L = self._seq_len
+    while len(self._left) < L + 1:  # StopIteration of the parent ends the rows.
+      self._left = np.concatenate([self._left, np.asarray(next(self._parent), np.int32)])
+    window, self._left = self._left[:L + 1], self._left[L:]
+    return window_row(window, L)
+
+  def get_state(self) -> dict:
+    return {'parent': self._parent.get_state(), 'left': self._left.tolist()}
+
+  def set_state(self, state: dict) -> None:
+    self._parent.set_state(state['parent'])
+    self._left = np.asarray(state['left'], np.int32)
 
 
 def padding_row(seq_len: int) -> dict[str, np.ndarray]:
