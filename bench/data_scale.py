@@ -11,12 +11,16 @@ In a temporary directory, removed afterwards:
    sampled every 0.2 s), less what the main process held before (JAX, the timed train step);
 4. sets those rates against the default shape's train step (timed here) and the ~350M decoder's on one H200.
 
+5. the same for data.streaming (records tokenized inside grain's workers, no token file): tokens/s per worker and
+   how many workers reach 10x the 350M H200 rate.
+
 The targets (issue: data at pretraining scale): memory under 2 GB over 10k batches, start-up under 30 s after the
-one-time conversion, pretokenized reading >= 10x the 350M H200 rate on 2 cores. Streaming tokenization inside the
-train iterator's workers is not built yet: pretokenization's rate per worker is the tokenizer's rate here.
+one-time conversion, pretokenized reading >= 10x the 350M H200 rate on 2 cores.
 """
 import json
+import math
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -146,3 +150,23 @@ def run(base_config, tokenizer, *, gigabytes: float, num_workers: int, num_batch
     print(f'  = {rate / train_tokens_per_s:.0f}x the default shape\'s train step ({train_tokens_per_s:,.0f} tok/s), '
           f'{rate / H200_350M_TOKENS_PER_S:.1f}x the ~350M decoder on one H200 ({H200_350M_TOKENS_PER_S:,} tok/s; '
           'target >= 10x)', flush=True)
+    streamed = config.copy_and_resolve_references()
+    streamed.update(streaming=True, data_dir=os.path.join(root, 'data'))
+    shutil.rmtree(os.path.join(root, 'data', 'pretokenized'))  # Else the streaming path reads the token file.
+    tokenized._DOCUMENTS.clear()
+    with PeakMemory() as memory:
+      start = time.perf_counter()
+      iterator = pipeline.make_train_iterator(streamed, tokenizer, batch_size=32, seed=0)
+      batch = next(iterator)
+      startup = time.perf_counter() - start
+      start = time.perf_counter()
+      for _ in range(num_batches):
+        batch = next(iterator)
+      rate = num_batches * batch['decoder_input_tokens'].size / (time.perf_counter() - start)
+      if hasattr(iterator, 'close'):
+        iterator.close()
+    per_worker = rate / max(num_workers, 1)
+    print(f'streaming (data.streaming, tokenized in {num_workers} grain workers), {num_batches:,} batches: first batch '
+          f'after {startup:.1f} s, {rate:,.0f} tok/s ({per_worker:,.0f} per worker), peak memory {memory}', flush=True)
+    print(f'  = {rate / train_tokens_per_s:.0f}x the default shape\'s train step; 10x the ~350M H200 rate needs '
+          f'{math.ceil(10 * H200_350M_TOKENS_PER_S / per_worker)} such workers', flush=True)
