@@ -119,6 +119,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           with window.timing('checkpoint'):
             run.checkpointer.save(step, run.launcher.to_checkpoint(state), run.train_iter)
           saved = step
+        if at_eval and run.train_iter.streaming:  # What the batches so far held: nothing was counted up front.
+          run.log.write(step, 'data', dataclasses.asdict(run.train_iter.stats))
         if at_eval:
           with window.timing('eval'), stop.interruptible('validation'):
             final = validate(run, step, state, eval_hook, max_batches=0 if at_end else t.eval_batches)
@@ -286,10 +288,10 @@ def _speed_accounting(config: ml_collections.ConfigDict, model: Any) -> tuple[in
 def describe(run: Run, state: step_lib.TrainState) -> None:
   """Prints what the run trains on (nothing is dropped silently) and logs the train split's token accounting."""
   config, t = run.config, run.config.train
-  stats = run.train_iter.stats  # Counted as the pipeline tokenized the split; None when it streams.
-  if stats is None:
-    run.say('data: train records streamed (data.streaming), tokenized as the pipeline reads them; no token counts '
-            'up front (`./run.sh data` counts the split in a full pass)', flush=True)
+  stats = run.train_iter.stats  # Counted as the pipeline tokenized the split; as batches are drawn when streaming.
+  if run.train_iter.streaming:
+    run.say('data: train records streamed (data.streaming), tokenized as the pipeline reads them; counted as batches '
+            'are drawn, logged at each eval (`./run.sh data` counts the split in a full pass)', flush=True)
   else:
     run.say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
             f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
@@ -297,8 +299,8 @@ def describe(run: Run, state: step_lib.TrainState) -> None:
   run.say(f'model: {config.model.architecture}, {params.total:,} params ({params.non_embedding:,} non-embedding), '
           f'{run.flops_per_step / run.tokens_per_step / 1e6:.1f} MFLOPs/token; {t.num_steps} steps of '
           f'{run.tokens_per_step:,} tokens; workdir {run.workdir}', flush=True)
-  if stats is not None:
-    run.log.write(run.start_step, 'data', dataclasses.asdict(stats))  # Once per run.
+  if not run.train_iter.streaming:
+    run.log.write(run.start_step, 'data', dataclasses.asdict(stats))  # Once per run; streaming: at each eval.
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -34,10 +34,9 @@ TOKENIZER = tokenizers.CharTokenizer(string.ascii_lowercase)
 def test_a_state_saved_at_a_random_step_resumes_with_the_batch_that_came_next_with_workers(corpus):
   config = config_of(corpus, num_workers=2)
   first = pipeline.make_train_iterator(config, TOKENIZER, batch_size=4, seed=5)
-  assert first.stats is None  # Nothing counted up front.
+  assert first.streaming and first.stats.target_tokens == 0  # Nothing counted up front.
   step = int(np.random.default_rng().integers(3, 40))  # Past an epoch of ~45 rows, at times.
-  for _ in range(step):
-    next(first)
+  drawn = [next(first) for _ in range(step)]
   state = first.get_state()
   want = [next(first) for _ in range(6)]
   resumed = pipeline.make_train_iterator(config, TOKENIZER, batch_size=4, seed=5)
@@ -45,6 +44,12 @@ def test_a_state_saved_at_a_random_step_resumes_with_the_batch_that_came_next_wi
   for a, b in zip(want, [next(resumed) for _ in range(6)]):
     for name in a:
       np.testing.assert_array_equal(a[name], b[name], err_msg=f'{name} after step {step}')
+  # The accounting of the batches drawn, resumed with the state: every row full, a document per EOS target.
+  assert resumed.stats == first.stats and first.stats.target_tokens == (step + 6) * 4 * 16
+  ends = sum(int((b['decoder_target_tokens'] == TOKENIZER.eos_id).sum()) for b in drawn + want)
+  assert first.stats.examples == ends > 0
+  s = first.stats
+  assert s.input_tokens == 2 and s.input_tokens + s.target_tokens + s.truncated_tokens == s.source_tokens
 
 
 def test_each_process_reads_its_own_records_and_together_they_read_all(corpus):
@@ -80,4 +85,8 @@ def test_a_streamed_run_trains_and_resumes_exactly_from_its_checkpoint(corpus, t
   config.data.update(name='local', path=str(corpus / 'docs.jsonl'), tokenizer='char', streaming=True,
                      streaming_shuffle_rows=8)
   test_train.assert_resume_is_exact(config, tmp_path, monkeypatch, stop_after=5)
-  assert test_train.read_metrics(tmp_path / 'straight', split='data') == []  # No counts up front when streaming.
+  # The accounting as the stream ran, logged at the eval (step 10): the resumed run counted on from its checkpoint
+  # (its 5 steps after the resume alone would be 5 * 8 * 32 targets).
+  straight, split = (test_train.read_metrics(tmp_path / name, split='data') for name in ('straight', 'split'))
+  assert [row['step'] for row in straight] == [10] and straight[-1]['target_tokens'] == 10 * 8 * 32
+  assert split[-1] == straight[-1] and straight[-1]['examples'] > 0

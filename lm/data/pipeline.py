@@ -57,7 +57,7 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
                               shard=(process_index, process_count), num_epochs=num_epochs)
     if data_config.num_workers > 0:
       it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
-    return TrainIterator(iter(it), data_config.num_workers, None)
+    return TrainIterator(iter(it), data_config.num_workers, None, eos_id=tokenizer.eos_id)
   ids = tokenized.tokenize_split(data_config, tokenizer, 'train')
   stats = stats_lib.count(data_config, ids, train=True)  # Of the whole split, all processes' rows.
   if data_config.task != 'lm' or data_config.pack:
@@ -140,17 +140,40 @@ class TrainIterator(grain.DatasetIterator):
   train split's token accounting, counted from the ids the iterator reads.
   """
 
-  def __init__(self, parent: grain.DatasetIterator, num_workers: int, stats: stats_lib.Stats):
+  def __init__(self, parent: grain.DatasetIterator, num_workers: int, stats: stats_lib.Stats | None, *,
+               eos_id: int = 1):
     super().__init__(parent)
     self._num_workers = num_workers
-    self.stats = stats
+    self._stats, self._eos_id = stats, eos_id
+    self._counts = {'batches': 0, 'targets': 0, 'documents': 0}  # Of the batches drawn, when streaming.
+
+  @property
+  def streaming(self) -> bool:
+    return self._stats is None
+
+  @property
+  def stats(self) -> stats_lib.Stats:
+    """The split's accounting counted up front; when streaming, that of the batches drawn so far (kept in the
+    iterator state, so a resumed run counts on). A streamed document ends with the one EOS its framing adds, and
+    each worker's stream opens with a token that is only read."""
+    if not self.streaming:
+      return self._stats
+    streams = min(self._counts['batches'], max(self._num_workers, 1))
+    return stats_lib.Stats(examples=self._counts['documents'], source_tokens=self._counts['targets'] + streams,
+                           input_tokens=streams, target_tokens=self._counts['targets'])
 
   def __next__(self):
-    return next(self._parent)
+    batch = next(self._parent)
+    if self.streaming:
+      counted = batch['decoder_loss_weights'] > 0
+      self._counts['batches'] += 1
+      self._counts['targets'] += int(counted.sum())
+      self._counts['documents'] += int((counted & (batch['decoder_target_tokens'] == self._eos_id)).sum())
+    return batch
 
   def get_state(self) -> dict:
-    return {'num_workers': self._num_workers,
-            'iterator': self._parent.get_state()}
+    return {'num_workers': self._num_workers, 'iterator': self._parent.get_state(),
+            **({'counts': dict(self._counts)} if self.streaming else {})}
 
   def set_state(self, state: dict) -> None:
     if 'num_workers' not in state:  # saved before the count was recorded.
@@ -164,6 +187,8 @@ class TrainIterator(grain.DatasetIterator):
           'cannot resume across worker counts: resume with '
           f'data.num_workers={saved}.')
     self._parent.set_state(state['iterator'])
+    if 'counts' in state:
+      self._counts = dict(state['counts'])
 
 
 def make_eval_batches(data_config, tokenizer, split: str, *, batch_size: int):

@@ -30,7 +30,7 @@ def describe(data_config, tokenizer, *, num_rows: int = 3,
            f'{"truncated":>10}{"dropped":>8}']
   for split in splits:
     # A streamed train iterator counts nothing up front: its split is counted here, in a full pass.
-    s = rows.stats if split == 'train' and rows.stats is not None else stats.split_stats(data_config, tokenizer, split)
+    s = rows.stats if split == 'train' and not rows.streaming else stats.split_stats(data_config, tokenizer, split)
     per_token = s.bytes / s.source_tokens if s.source_tokens else 0.0
     lines.append(f'{split:<11}{s.examples:>9,}{s.bytes:>12,}'
                  f'{s.source_tokens:>12,}{per_token:>12.3f}'
