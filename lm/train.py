@@ -7,6 +7,7 @@ that cannot be read is moved aside); `config.init_from` starts a fine-tuning run
 periodic actions (log, save, validate, sample) are the small functions below it.
 
 What a run resolves once, at its first start (dtype, size, steps for a time budget), is lm/first_start.py's.
+Past ~450 lines: the loop and its periodic actions read one Run and change together.
 """
 from __future__ import annotations
 
@@ -290,8 +291,7 @@ def describe(run: Run, state: step_lib.TrainState) -> None:
   config, t = run.config, run.config.train
   stats = run.train_iter.stats  # Counted as the pipeline tokenized the split; as batches are drawn when streaming.
   if run.train_iter.streaming:
-    run.say('data: train records streamed (data.streaming), tokenized as the pipeline reads them; counted as batches '
-            'are drawn, logged at each eval (`./run.sh data` counts the split in a full pass)', flush=True)
+    run.say('data: train records streamed (data.streaming): counted as batches are drawn, logged at each eval')
   else:
     run.say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
             f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
@@ -299,8 +299,8 @@ def describe(run: Run, state: step_lib.TrainState) -> None:
   run.say(f'model: {config.model.architecture}, {params.total:,} params ({params.non_embedding:,} non-embedding), '
           f'{run.flops_per_step / run.tokens_per_step / 1e6:.1f} MFLOPs/token; {t.num_steps} steps of '
           f'{run.tokens_per_step:,} tokens; workdir {run.workdir}', flush=True)
-  if not run.train_iter.streaming:
-    run.log.write(run.start_step, 'data', dataclasses.asdict(stats))  # Once per run; streaming: at each eval.
+  if not run.train_iter.streaming:  # Once per run; streaming: at each eval.
+    run.log.write(run.start_step, 'data', dataclasses.asdict(stats))
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
