@@ -291,7 +291,8 @@ def describe(run: Run, state: step_lib.TrainState) -> None:
   config, t = run.config, run.config.train
   stats = run.train_iter.stats  # Counted as the pipeline tokenized the split; as batches are drawn when streaming.
   if run.train_iter.streaming:
-    run.say('data: train records streamed (data.streaming): counted as batches are drawn, logged at each eval')
+    run.say('data: train records streamed (data.streaming): counted as batches are drawn, logged at each eval',
+            flush=True)
   else:
     run.say(f'data: {stats.examples:,} train examples, {stats.target_tokens:,} target tokens; '
             f'{stats.truncated_tokens:,} tokens truncated, {stats.dropped_examples:,} examples dropped', flush=True)
