@@ -30,9 +30,7 @@ from bench import data_scale  # noqa: E402
 from bench import train as train_bench  # noqa: E402
 from experiments import shakespeare  # noqa: E402
 from lm import tokenizers  # noqa: E402
-from lm.data import pipeline  # noqa: E402
 from lm.data import pretokenized  # noqa: E402
-from lm.data import tokenized  # noqa: E402
 from lm.data import tokenizer_cache  # noqa: E402
 
 SHAPES = {  # name: (num_layers, num_heads, d_model, seq_len, batch_size) of the train step it must feed.
@@ -50,22 +48,6 @@ _SCALE_GB = flags.DEFINE_float('scale_gb', 2.0, '--scale: GB of jsonl text to ge
 _SCALE_BATCHES = flags.DEFINE_integer('scale_batches', 10_000, '--scale: batches to draw from the pipeline.')
 H200_350M_TOKENS_PER_S = data_scale.H200_350M_TOKENS_PER_S
 _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 10, 'Timed train steps per shape (bfloat16).')
-
-
-def time_pipeline(data_config, tokenizer, batch_size: int, num_batches: int) -> tuple[float, float]:
-  """(seconds to the first batch from an empty token cache, tokens/s over the next num_batches)."""
-  tokenized._DOCUMENTS.clear()  # Time tokenization too.
-  start = time.perf_counter()
-  iterator = pipeline.make_train_iterator(data_config, tokenizer, batch_size=batch_size, seed=0)
-  next(iterator)
-  startup = time.perf_counter() - start
-  start = time.perf_counter()
-  for _ in range(num_batches):
-    batch = next(iterator)
-  elapsed = time.perf_counter() - start
-  if hasattr(iterator, 'close'):
-    iterator.close()
-  return startup, num_batches * batch['decoder_input_tokens'].size / elapsed
 
 
 def main(argv):
@@ -101,7 +83,8 @@ def main(argv):
         print(f'pretokenize train: {time.perf_counter() - start:.2f} s (dataset preparation included)', flush=True)
       for shape, (_, _, _, seq_len, batch_size) in SHAPES.items():
         mode_config.seq_len = seq_len
-        startup, rates[mode, shape] = time_pipeline(mode_config, tokenizer, batch_size, _BATCHES.value)
+        startup, rates[mode, shape] = data_scale.time_pipeline(mode_config, tokenizer, batch_size,
+                                                                           _BATCHES.value)
         ratio = rates[mode, shape] / train_rates[shape]
         print(f'{mode:<13}{shape:<9}{f"{seq_len}x{batch_size}":>9}{startup:>11.2f}{rates[mode, shape]:>16,.0f}'
               f'{train_rates[shape]:>13,.0f}{ratio:>7.0f}x{"" if ratio >= 10 else "  < 10x!"}', flush=True)

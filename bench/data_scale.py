@@ -85,6 +85,23 @@ def _tree_pids(root: int) -> list[int]:
   return pids
 
 
+def time_pipeline(data_config, tokenizer, batch_size: int, num_batches: int) -> tuple[float, float]:
+  """(seconds to the first batch from an empty token cache, tokens/s over the next num_batches): the train iterator
+  as train.py reads it, closed after (its grain workers stopped, their shared memory freed)."""
+  tokenized._DOCUMENTS.clear()  # Time tokenization too.
+  start = time.perf_counter()
+  iterator = pipeline.make_train_iterator(data_config, tokenizer, batch_size=batch_size, seed=0)
+  batch = next(iterator)
+  startup = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    batch = next(iterator)
+  elapsed = time.perf_counter() - start
+  if hasattr(iterator, 'close'):
+    iterator.close()
+  return startup, num_batches * batch['decoder_input_tokens'].size / elapsed
+
+
 class PeakMemory:
   """The peak of this process's and its descendants' summed memory (PSS) in the `with` block, and `added`: that
   peak less this process's own at the start (what the pipeline adds to a process that already holds JAX)."""
@@ -132,18 +149,8 @@ def run(base_config, tokenizer, *, gigabytes: float, num_workers: int, num_batch
     print(f'pretokenize train: {tokens:,} tokens in {seconds:.0f} s with {num_workers} workers: '
           f'{tokens / seconds / num_workers:,.0f} tok/s per worker; peak memory {memory}',
           flush=True)
-    tokenized._DOCUMENTS.clear()
     with PeakMemory() as memory:
-      start = time.perf_counter()
-      iterator = pipeline.make_train_iterator(config, tokenizer, batch_size=32, seed=0)
-      batch = next(iterator)
-      startup = time.perf_counter() - start
-      start = time.perf_counter()
-      for _ in range(num_batches):
-        batch = next(iterator)
-      rate = num_batches * batch['decoder_input_tokens'].size / (time.perf_counter() - start)
-      if hasattr(iterator, 'close'):
-        iterator.close()  # Stops grain's workers and frees their shared memory.
+      startup, rate = time_pipeline(config, tokenizer, 32, num_batches)
     print(f'pretokenized reading, {num_workers} grain workers, {num_batches:,} batches of 32 x 128: first batch '
           f'after {startup:.1f} s (target < 30), {rate:,.0f} tok/s, peak memory (main process and workers, PSS) '
           f'{memory} (target < 2)', flush=True)
@@ -151,20 +158,10 @@ def run(base_config, tokenizer, *, gigabytes: float, num_workers: int, num_batch
           f'{rate / H200_350M_TOKENS_PER_S:.1f}x the ~350M decoder on one H200 ({H200_350M_TOKENS_PER_S:,} tok/s; '
           'target >= 10x)', flush=True)
     streamed = config.copy_and_resolve_references()
-    streamed.update(streaming=True, data_dir=os.path.join(root, 'data'))
+    streamed.streaming = True
     shutil.rmtree(os.path.join(root, 'data', 'pretokenized'))  # Else the streaming path reads the token file.
-    tokenized._DOCUMENTS.clear()
     with PeakMemory() as memory:
-      start = time.perf_counter()
-      iterator = pipeline.make_train_iterator(streamed, tokenizer, batch_size=32, seed=0)
-      batch = next(iterator)
-      startup = time.perf_counter() - start
-      start = time.perf_counter()
-      for _ in range(num_batches):
-        batch = next(iterator)
-      rate = num_batches * batch['decoder_input_tokens'].size / (time.perf_counter() - start)
-      if hasattr(iterator, 'close'):
-        iterator.close()
+      startup, rate = time_pipeline(streamed, tokenizer, 32, num_batches)
     per_worker = rate / max(num_workers, 1)
     print(f'streaming (data.streaming, tokenized in {num_workers} grain workers), {num_batches:,} batches: first batch '
           f'after {startup:.1f} s, {rate:,.0f} tok/s ({per_worker:,.0f} per worker), peak memory {memory}', flush=True)
