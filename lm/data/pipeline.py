@@ -117,17 +117,14 @@ def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, 
 
 
 class _RecordTokens:
-  """A record's documents as the stream holds them: each after document_start and followed by eos."""
+  """A record's documents as the stream holds them (pretokenized.framed_document), one after the other."""
 
   def __init__(self, data_config, tokenizer):
     self._config, self._tokenizer = data_config, tokenizer
-    self._start = tokenizers.document_start(tokenizer)
 
   def __call__(self, record: dict) -> np.ndarray:
-    eos, start = np.array([self._tokenizer.eos_id], np.int32), np.array(self._start, np.int32)
-    return np.concatenate([part for text in datasets.record_texts(record, self._config) for part in (
-        start, np.asarray(self._tokenizer.encode(tasks.model_input(text, self._config)), np.int32), eos)]
-                          or [np.zeros(0, np.int32)])
+    return np.concatenate([pretokenized.framed_document(text, self._config, self._tokenizer)
+                           for text in datasets.record_texts(record, self._config)] or [np.zeros(0, np.int32)])
 
 
 class TrainIterator(grain.DatasetIterator):

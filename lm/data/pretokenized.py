@@ -261,6 +261,14 @@ def _shard_path(building: str, index: int, suffix: str) -> str:
   return os.path.join(building, f'shard-{index:05d}.{suffix}')
 
 
+def framed_document(text: str, data_config, tokenizer) -> np.ndarray:
+  """int32 ids of one document as the token stream holds it: tokenizers.document_start, the text as the model reads
+  it (tasks.model_input), eos. What this file stores and what a streaming pipeline reads (pipeline.py)."""
+  ids = np.asarray(tokenizer.encode(tasks.model_input(text, data_config)), np.int32)
+  return np.concatenate([np.array(tokenizers.document_start(tokenizer), np.int32), ids,
+                         np.array([tokenizer.eos_id], np.int32)])
+
+
 def _tokenize_shard(job: tuple) -> None:
   """Tokenizes records [start, end) into the shard's token file and document lengths, then its manifest. Records
   are read and their tokens written _READ_RECORDS at a time, so a worker's memory does not grow with the shard."""
@@ -268,17 +276,15 @@ def _tokenize_shard(job: tuple) -> None:
   data_config = ml_collections.ConfigDict(config_dict)
   tokenizer = tokenizers.load_tokenizer(tokenizer_dir)
   source = datasets.load_split(data_config, split)
-  first = np.array(tokenizers.document_start(tokenizer), dtype)
-  eos = np.array([tokenizer.eos_id], dtype)
   lengths, size = [], 0
   part = _shard_path(building, index, 'bin') + '.part'
   with open(part, 'wb') as out:
     for read in range(start, end, _READ_RECORDS):
       for record in datasets.read_records(source, range(read, min(read + _READ_RECORDS, end))):
         for text in datasets.record_texts(record, data_config):
-          ids = np.asarray(tokenizer.encode(tasks.model_input(text, data_config))).astype(dtype)
-          np.concatenate([first, ids, eos]).tofile(out)
-          lengths.append(len(first) + len(ids) + 1)
+          framed = framed_document(text, data_config, tokenizer)
+          framed.astype(dtype).tofile(out)
+          lengths.append(len(framed))
           size += len(text.encode('utf-8'))
   tokens = sum(lengths)
   os.replace(part, _shard_path(building, index, 'bin'))
