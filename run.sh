@@ -19,7 +19,8 @@ usage: ./run.sh COMMAND [flags]
   summarize --workdir=DIR TEXT   summary of TEXT (or stdin) by an encoder-decoder run ('summarize: ', beam 4)
   translate --workdir=DIR TEXT   translation of TEXT (or stdin) ('translate English to German: ', or --prefix=...)
   answer --workdir=DIR --question=Q --context=C   answer extracted from C ('question: Q context: C')
-  data   [--config=...]     print dataset sizes, token counts, truncation and decoded rows
+  data   [--config=...] [--full]   print dataset sizes, token counts, truncation and decoded rows
+                            (--full: count a streamed dataset's tokens in one pass over it)
   pretokenize [--config=...] [--workers=N]
                             tokenize the data splits once into token files that later runs read
   sweep  STUDY [--launcher=local|slurm] [--print_commands] [--sweep_dir=DIR]

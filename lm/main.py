@@ -70,6 +70,7 @@ flags.DEFINE_string('sweep_dir', None, 'sweep: the sweep directory; default runs
 flags.DEFINE_string('only', '', 'sweep: run only the run of this name (what each SLURM task does).')
 flags.DEFINE_integer('vocab_size', None, 'sizes: vocabulary of the embedding counts; default config.model.vocab_size, '
                      f'else {SHAKESPEARE_CHARS} (the default experiment\'s); GPT-2\'s is 50257.')
+flags.DEFINE_bool('full', False, 'data: count a streamed dataset\'s tokens (data.streaming) in a pass over it.')
 flags.DEFINE_integer('workers', 0, 'pretokenize: worker processes; 0: one per CPU.')
 flags.DEFINE_integer('shard_records', pretokenized.SHARD_RECORDS, 'pretokenize: records per shard (a unit of work '
                      'and of resumption).')
@@ -187,7 +188,7 @@ def run_mode(argv):
   if mode not in ('data', 'pretokenize', 'sizes') and not FLAGS.workdir:
     raise errors.InputError('--workdir is required')
   if mode == 'data':
-    print(report.describe(FLAGS.config.data, tokenizer_cache.get_tokenizer(FLAGS.config.data, None)))
+    print(report.describe(FLAGS.config.data, tokenizer_cache.get_tokenizer(FLAGS.config.data, None), full=FLAGS.full))
   elif mode == 'pretokenize':
     tokenizer = tokenizer_cache.get_tokenizer(FLAGS.config.data, None)
     for line in pretokenized.pretokenize_splits(FLAGS.config.data, tokenizer, shard_records=FLAGS.shard_records,

@@ -38,3 +38,19 @@ def test_describe_names_counts_and_decodes_rows(lm_config, lm_tokenizer):
   lines = text.split('\n')
   assert 'row 0' in lines
   assert lines[lines.index('row 0') + 2].startswith(f'  targets: {first!r}')
+
+
+def test_a_streamed_dataset_is_counted_only_on_request(lm_config, lm_tokenizer):
+  """data.streaming: the report reads no split whole; its records are counted, and with full=True (`--full`) its
+  tokens too, in a pass over the records (in data.num_workers processes): the counts of the split read whole."""
+  streamed = lm_config.copy_and_resolve_references()
+  streamed.update(streaming=True, pack=False)
+  text = report.describe(streamed, lm_tokenizer)
+  for split in ('train', 'validation'):
+    records = len(datasets.load_split(lm_config, split))
+    assert _fields(text, split)[:3] == [split, f'{records:,}', 'records']
+  whole = lm_config.copy_and_resolve_references()
+  whole.update(pack=False)
+  want, full = report.describe(whole, lm_tokenizer), report.describe(streamed, lm_tokenizer, full=True)
+  for split in ('train', 'validation'):
+    assert _fields(full, split) == _fields(want, split)

@@ -10,12 +10,15 @@ from lm.data import stats
 
 
 def describe(data_config, tokenizer, *, num_rows: int = 3,
-             splits: tuple[str, ...] = datasets.SPLITS) -> str:
+             splits: tuple[str, ...] = datasets.SPLITS, full: bool = False) -> str:
   """A report of the data: per-split counts and `num_rows` decoded rows.
 
   The rows are the first train batch (seed 0); ' | ' separates the segments
   (packed examples) of a row. The train split's counts are those of that
-  iterator's rows (as training logs them).
+  iterator's rows (as training logs them). A streamed dataset (data.streaming)
+  is not read whole for them: its splits' records are counted, and their
+  tokens only with `full`, in one pass over the records encoded in
+  data.num_workers worker processes, which keeps token counts, not tokens.
   """
   rows = pipeline.make_train_iterator(data_config, tokenizer,
                                       batch_size=num_rows, seed=0)
@@ -29,8 +32,14 @@ def describe(data_config, tokenizer, *, num_rows: int = 3,
            f'{"bytes/token":>12}{"inputs":>10}{"targets":>12}'
            f'{"truncated":>10}{"dropped":>8}']
   for split in splits:
-    # A streamed train iterator counts nothing up front: its split is counted here, in a full pass.
-    s = rows.stats if split == 'train' and not rows.streaming else stats.split_stats(data_config, tokenizer, split)
+    if data_config.streaming and not full:
+      records = len(datasets.load_split(data_config, split))
+      lines.append(f'{split:<11}{records:>9,} records (data.streaming: tokens counted by a pass with --full)')
+      continue
+    if data_config.streaming:
+      s = stats.streamed_split_stats(data_config, tokenizer, split, num_workers=data_config.num_workers)
+    else:  # Counted as the pipeline tokenized the split.
+      s = rows.stats if split == 'train' else stats.split_stats(data_config, tokenizer, split)
     per_token = s.bytes / s.source_tokens if s.source_tokens else 0.0
     lines.append(f'{split:<11}{s.examples:>9,}{s.bytes:>12,}'
                  f'{s.source_tokens:>12,}{per_token:>12.3f}'

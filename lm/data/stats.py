@@ -2,13 +2,16 @@
 
 `count` reads only a tokenized.TokenizedSplit (token counts, no texts), so the train iterator counts the ids it
 reads (pipeline.TrainIterator.stats: what training prints and logs) without reading or encoding the corpus again.
-`split_stats` counts any split (lm/data/report.py prints them).
+`split_stats` counts any split (lm/data/report.py prints them); `streamed_split_stats` counts one too large to hold
+tokenized, from the token counts of its records encoded in worker processes.
 """
 
 import dataclasses
 
+import grain
 import numpy as np
 
+from lm.data import datasets
 from lm.data import pretokenized
 from lm.data import tasks
 from lm.data import tokenized
@@ -54,22 +57,33 @@ def split_stats(data_config, tokenizer, split: str, *,
 
 
 def count(data_config, ids: tokenized.TokenizedSplit, *, train: bool) -> Stats:
-  """Stats of the rows that data.task / data.pack make of `ids` (train rows if `train`), from lengths alone.
+  """Stats of the rows that data.task / data.pack make of `ids` (train rows if `train`), from lengths alone."""
+  if data_config.task == 'seq2seq':
+    lengths = np.array([(len(inputs), len(targets)) for inputs, targets in ids.pairs], np.int64).reshape(-1, 2)
+  else:
+    lengths = document_lengths(ids)
+  return count_lengths(data_config, lengths, ids.bytes, train=train)
+
+
+def count_lengths(data_config, lengths: np.ndarray, size: int, *, train: bool) -> Stats:
+  """Stats of the rows that data.task / data.pack make of a split whose documents have `lengths` ids each (lm,
+  span corruption), or whose pairs have `lengths[i] = (input ids, target ids)` (seq2seq), eos not included, and
+  whose texts have `size` UTF-8 bytes.
 
   Span corruption's counts are those of any noise: its lengths do not depend on the mask (tasks.corrupted_lengths).
   Holds: input_tokens + target_tokens + truncated_tokens == source_tokens.
   """
   tasks.check_task(data_config)
+  lengths = np.asarray(lengths, np.int64)
   if data_config.task == 'seq2seq':
-    inputs = [len(inputs) + 1 for inputs, _ in ids.pairs]  # eos appended to both.
-    targets = [len(targets) + 1 for _, targets in ids.pairs]
-    return Stats(examples=len(ids.pairs), bytes=ids.bytes) + _encoder_decoder_stats(
+    inputs, targets = lengths[:, 0] + 1, lengths[:, 1] + 1  # eos appended to both.
+    return Stats(examples=len(lengths), bytes=size) + _encoder_decoder_stats(
         inputs, targets, tasks.seq2seq_input_len(data_config), data_config.max_target_len)
-  stats = Stats(examples=len(ids.documents), bytes=ids.bytes)
+  stats = Stats(examples=len(lengths), bytes=size)
   if data_config.task == 'span_corruption':
-    return stats + _span_stats(data_config, ids)
-  lengths = [int(n) + 1 for n in document_lengths(ids)]  # eos appended.
-  stats.source_tokens = sum(lengths)
+    return stats + _span_stats(data_config, lengths)
+  lengths = lengths + 1  # eos appended.
+  stats.source_tokens = int(lengths.sum())
   if not data_config.pack:  # one stream: its first token is only read.
     targets = max(stats.source_tokens - 1, 0)
     if train:
@@ -77,9 +91,9 @@ def count(data_config, ids: tokenized.TokenizedSplit, *, train: bool) -> Stats:
     stats.input_tokens = min(stats.source_tokens, 1)
     stats.target_tokens = targets
   else:  # per document: its first token is only read.
-    kept = [n for n in lengths if n >= 2]
+    kept = lengths[lengths >= 2]
     stats.input_tokens = len(kept)
-    stats.target_tokens = sum(kept) - len(kept)
+    stats.target_tokens = int(kept.sum()) - len(kept)
     stats.dropped_examples = len(lengths) - len(kept)
   stats.truncated_tokens = (stats.source_tokens - stats.input_tokens
                             - stats.target_tokens)
@@ -93,27 +107,23 @@ def document_lengths(ids: tokenized.TokenizedSplit) -> np.ndarray:
   return np.array([len(doc) for doc in ids.documents], np.int64)
 
 
-def _span_stats(data_config, ids: tokenized.TokenizedSplit) -> Stats:
+def _span_stats(data_config, lengths: np.ndarray) -> Stats:
   """The chunks' token counts, from the document lengths (an empty document has no chunk: it is dropped). All
   chunks but a document's last are full (tasks.span_chunks)."""
   chunk_len = tasks.span_chunk_len(data_config)
-  lengths = document_lengths(ids)
-  corrupted = {}  # chunk length -> (inputs + eos, targets + eos).
-  inputs, targets = [], []
-  for n in lengths:
-    full, rest = divmod(int(n), chunk_len)
-    for length, count in ((chunk_len, full), (rest, 1 if rest else 0)):
-      if count and length not in corrupted:
-        corrupted[length] = tuple(k + 1 for k in tasks.corrupted_lengths(
-            length, data_config.noise_density, data_config.mean_noise_span_length))
-      inputs += [corrupted[length][0]] * count if count else []
-      targets += [corrupted[length][1]] * count if count else []
+  full, rest = np.divmod(lengths, chunk_len)
+  chunks = np.concatenate([np.full(int(full.sum()), chunk_len), rest[rest > 0]])  # Every chunk's length.
+  corrupted = np.zeros((chunk_len + 1, 2), np.int64)  # chunk length -> (inputs + eos, targets + eos).
+  for n in np.unique(chunks):
+    corrupted[n] = [k + 1 for k in tasks.corrupted_lengths(int(n), data_config.noise_density,
+                                                           data_config.mean_noise_span_length)]
+  inputs, targets = corrupted[chunks, 0], corrupted[chunks, 1]
   stats = _encoder_decoder_stats(inputs, targets, data_config.max_input_len, data_config.max_target_len)
   stats.dropped_examples = int(np.sum(lengths == 0))
   return stats
 
 
-def _encoder_decoder_stats(inputs: list[int], targets: list[int], max_input_len: int,
+def _encoder_decoder_stats(inputs: np.ndarray, targets: np.ndarray, max_input_len: int,
                            max_target_len: int) -> Stats:
   """Counts of examples of `inputs` / `targets` tokens (eos included), cut to the rows' lengths as
   tasks.encoder_decoder_example cuts them."""
@@ -122,3 +132,39 @@ def _encoder_decoder_stats(inputs: list[int], targets: list[int], max_input_len:
   return Stats(source_tokens=int(inputs.sum() + targets.sum()), input_tokens=int(kept_inputs.sum()),
                target_tokens=int(kept_targets.sum()),
                truncated_tokens=int(inputs.sum() - kept_inputs.sum() + targets.sum() - kept_targets.sum()))
+
+
+def streamed_split_stats(data_config, tokenizer, split: str, *, num_workers: int = 0,
+                         train: bool | None = None) -> Stats:
+  """`split_stats` by one pass over the split's records by index, encoded in `num_workers` grain worker processes
+  (0: here), keeping only each document's or pair's token count: 8 bytes a document, not its ids. For splits too
+  large to hold tokenized (data.streaming; `./run.sh data --full`)."""
+  train = split == 'train' if train is None else train
+  records = grain.MapDataset.source(datasets.load_split(data_config, split)).map(_RecordLengths(data_config, tokenizer))
+  records = records.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=64))
+  if num_workers > 0:
+    records = records.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  lengths, size = [], 0
+  for record_lengths, record_bytes in records:
+    lengths.append(record_lengths)
+    size += record_bytes
+  width = (2,) if data_config.task == 'seq2seq' else ()
+  return count_lengths(data_config, np.concatenate(lengths or [np.zeros((0, *width), np.int64)]), size, train=train)
+
+
+class _RecordLengths:
+  """record -> (token counts of its documents [n], or of its (input, target) pair [1, 2]; its UTF-8 bytes), encoded
+  as tokenized.py encodes a split."""
+
+  def __init__(self, data_config, tokenizer):
+    self._config, self._tokenizer = data_config, tokenizer
+
+  def __call__(self, record: dict) -> tuple[np.ndarray, int]:
+    config, encode = self._config, self._tokenizer.encode
+    if config.task == 'seq2seq':
+      inputs, targets = datasets.pair(record, config)
+      lengths = [(len(encode(config.prefix + tasks.model_input(inputs, config))), len(encode(targets)))]
+      return np.array(lengths, np.int64), len((config.prefix + inputs + targets).encode('utf-8'))
+    texts = datasets.record_texts(record, config)
+    return (np.array([len(encode(tasks.model_input(text, config))) for text in texts], np.int64),
+            sum(len(text.encode('utf-8')) for text in texts))
