@@ -12,7 +12,10 @@ In a temporary directory, removed afterwards:
 4. sets those rates against the default shape's train step (timed here) and the ~350M decoder's on one H200.
 
 5. the same for data.streaming (records tokenized inside grain's workers, no token file): tokens/s per worker and
-   how many workers reach 10x the 350M H200 rate.
+   how many workers reach 10x the 350M H200 rate;
+6. the byte tokenizer encodes far faster than a learned one, so it also trains the SentencePiece tokenizer a run
+   would (data.tokenizer='sentencepiece', on its seeded sample of the split) and times one process encoding
+   --spm_records records with it: tokens/s and bytes/s per worker, and the workers 10x the 350M H200 rate needs.
 
 The targets (issue: data at pretraining scale): memory under 2 GB over 10k batches, start-up under 30 s after the
 one-time conversion, pretokenized reading >= 10x the 350M H200 rate on 2 cores.
@@ -31,6 +34,7 @@ from lm.data import datasets
 from lm.data import pipeline
 from lm.data import pretokenized
 from lm.data import tokenized
+from lm.data import tokenizer_cache
 
 H200_350M_TOKENS_PER_S = 160_000
 _FILES = 8
@@ -127,8 +131,27 @@ class PeakMemory:
     return f'{self.added / 2**30:.2f} GiB over the {self.start / 2**30:.2f} GiB the process held before'
 
 
+def sentencepiece_rate(config, num_records: int) -> None:
+  """Trains config's SentencePiece tokenizer as a run would and prints one process's encoding rate."""
+  spm_config = config.copy_and_resolve_references()
+  spm_config.tokenizer = 'sentencepiece'
+  start = time.perf_counter()
+  tokenizer = tokenizer_cache.get_tokenizer(spm_config, None)
+  trained = time.perf_counter() - start
+  texts = [text for record in datasets.read_records(datasets.load_split(spm_config, 'train'), range(num_records))
+           for text in datasets.record_texts(record, spm_config)]
+  start = time.perf_counter()
+  tokens = sum(len(pretokenized.framed_document(text, spm_config, tokenizer)) for text in texts)
+  seconds = time.perf_counter() - start
+  size = sum(len(text.encode('utf-8')) for text in texts)
+  print(f'sentencepiece ({spm_config.spm_model_type}, {tokenizer.vocab_size:,} pieces, trained on its sample in '
+        f'{trained:.0f} s): {tokens / seconds:,.0f} tok/s ({size / seconds / 1e6:.1f} MB/s, {size / tokens:.2f} '
+        f'bytes a token) in one process over {num_records:,} records; 10x the ~350M H200 rate needs '
+        f'{math.ceil(10 * H200_350M_TOKENS_PER_S * seconds / tokens)} such workers', flush=True)
+
+
 def run(base_config, tokenizer, *, gigabytes: float, num_workers: int, num_batches: int,
-        train_tokens_per_s: float) -> None:
+        train_tokens_per_s: float, spm_records: int = 20_000) -> None:
   with tempfile.TemporaryDirectory(prefix='lm_data_scale_') as root:
     start = time.perf_counter()
     size = write_corpus(root, gigabytes)
@@ -167,3 +190,4 @@ def run(base_config, tokenizer, *, gigabytes: float, num_workers: int, num_batch
           f'after {startup:.1f} s, {rate:,.0f} tok/s ({per_worker:,.0f} per worker), peak memory {memory}', flush=True)
     print(f'  = {rate / train_tokens_per_s:.0f}x the default shape\'s train step; 10x the ~350M H200 rate needs '
           f'{math.ceil(10 * H200_350M_TOKENS_PER_S / per_worker)} such workers', flush=True)
+    sentencepiece_rate(config, spm_records)
