@@ -16,6 +16,9 @@ Every other mode makes examples (tasks.py), and `pad_or_pack` batches them:
 one per row, padded (`pad_example`), or first-fit packed several per row with
 grain's FirstFitPackIterDataset (`from_packed`). This is not in tasks.py because
 it imports grain, and lm/evaluate.py imports tasks.py without the data stack.
+
+Streamed (data.streaming), records arrive one by one: `StreamChunks` cuts concat-and-chunk rows from their
+tokens, and `Flatten` emits each record's examples.
 """
 
 import functools
@@ -133,6 +136,40 @@ class _StreamChunksIterator(grain.DatasetIterator):
   def set_state(self, state: dict) -> None:
     self._parent.set_state(state['parent'])
     self._left = np.asarray(state['left'], np.int32)
+
+
+class Flatten(grain.IterDataset):
+  """The items of each parent element, one by one: a streamed record's examples, of which it has zero or more.
+
+  The state is small, whatever a record holds: the parent's state taken before the current element and how many
+  of its items were emitted; set_state restores the parent, reads that element again and skips them. (grain's
+  FlatMap transforms declare a max_fan_out, which a long document's units have none of.)
+  """
+
+  def __iter__(self) -> grain.DatasetIterator:
+    return _FlattenIterator(self._parent.__iter__())
+
+
+class _FlattenIterator(grain.DatasetIterator):
+
+  def __init__(self, parent: grain.DatasetIterator):
+    super().__init__(parent)
+    self._before, self._items, self._emitted = parent.get_state(), (), 0
+
+  def __next__(self):
+    while self._emitted >= len(self._items):  # StopIteration of the parent ends the items.
+      self._before = self._parent.get_state()
+      self._items, self._emitted = next(self._parent), 0
+    self._emitted += 1
+    return self._items[self._emitted - 1]
+
+  def get_state(self) -> dict:
+    return {'parent': self._before, 'emitted': self._emitted}
+
+  def set_state(self, state: dict) -> None:
+    self._parent.set_state(state['parent'])
+    self._before, self._emitted = state['parent'], state['emitted']
+    self._items = next(self._parent, ())  # The element being emitted, read again; none at the parent's end.
 
 
 def padding_row(seq_len: int) -> dict[str, np.ndarray]:
