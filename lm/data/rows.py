@@ -18,7 +18,7 @@ grain's FirstFitPackIterDataset (`from_packed`). This is not in tasks.py because
 it imports grain, and lm/evaluate.py imports tasks.py without the data stack.
 
 Streamed (data.streaming), records arrive one by one: `StreamChunks` cuts concat-and-chunk rows from their
-tokens, and `Flatten` emits each record's examples.
+tokens, `Flatten` emits each record's examples, and `with_counts` lets an example carry its accounting into its row.
 """
 
 import functools
@@ -172,6 +172,18 @@ class _FlattenIterator(grain.DatasetIterator):
     self._items = next(self._parent, ())  # The element being emitted, read again; none at the parent's end.
 
 
+# Accounting that a streamed example carries into its row (with_counts, pad_or_pack(counts=True)), one value per
+# example: 1 on the last example of a document (or seq2seq pair), and the tokens its source lost to truncation.
+# The train iterator takes them out of the batch (pipeline.TrainIterator).
+COUNT_FEATURES = ('count_documents', 'count_truncated')
+
+
+def with_counts(example: dict[str, np.ndarray], *, documents: int, truncated: int) -> dict[str, np.ndarray]:
+  """`example` carrying its COUNT_FEATURES."""
+  return {**example, 'count_documents': np.array([documents], np.int32),
+          'count_truncated': np.array([truncated], np.int32)}
+
+
 def padding_row(seq_len: int) -> dict[str, np.ndarray]:
   """A row that contributes nothing: pad tokens, weight 0, segment id 0."""
   row = {name: np.zeros(seq_len, np.int32) for name in tasks.FEATURES}
@@ -179,23 +191,29 @@ def padding_row(seq_len: int) -> dict[str, np.ndarray]:
   return row
 
 
-def example_lengths(data_config) -> dict[str, int]:
-  """Length of each example feature in a row, for data.task (what packing and padding fill)."""
+def example_lengths(data_config, *, counts: bool = False) -> dict[str, int]:
+  """Length of each example feature in a row, for data.task (what packing and padding fill); with `counts`, also
+  the COUNT_FEATURES, one value per example: a row holds at most one example per decoder token."""
   lengths = tasks.row_lengths(data_config)
   decoder = {name: lengths.decoder for name in tasks.FEATURES[:3]}
+  decoder.update({name: lengths.decoder for name in COUNT_FEATURES} if counts else {})
   if data_config.task == 'lm':
     return decoder
   return {'encoder_input_tokens': lengths.encoder, **decoder}
 
 
-def pad_or_pack(ds: grain.MapDataset, data_config, *, batch_size: int, seed: int,
-                finite: bool) -> grain.IterDataset:
+def pad_or_pack(ds: grain.MapDataset | grain.IterDataset, data_config, *, batch_size: int, seed: int,
+                finite: bool, counts: bool = False) -> grain.IterDataset:
   """Batches of rows from a dataset of examples: first-fit packed (data.pack) or one example per padded row.
 
-  `finite` (one pass) keeps a short last batch, padded with zero-weight rows, and packs bins in order.
+  A MapDataset is read ahead in threads; an IterDataset (streamed examples) as it comes. `finite` (one pass) keeps
+  a short last batch, padded with zero-weight rows, and packs bins in order. `counts`: the examples carry
+  COUNT_FEATURES (with_counts), which their rows keep.
   """
-  lengths = example_lengths(data_config)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
+  lengths = example_lengths(data_config, counts=counts)
+  it = ds
+  if isinstance(ds, grain.MapDataset):
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
   if data_config.pack:
     # One bin per row of a batch: when an example fits no open bin, grain
     # emits the bins; more bins pack tighter but delay and reorder more.
