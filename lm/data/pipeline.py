@@ -46,8 +46,8 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
   """Shuffled batches of this process's rows; a grain DatasetIterator.
 
   Process p owns rows (concat-and-chunk) or examples (every other mode)
-  p, p + P, p + 2P, ... of the split (P processes), and shuffles them afresh
-  each epoch from `seed`. The iterator's `get_state()` / `set_state()` (or
+  p, p + P, p + 2P, ... of the split (P processes), records when streaming
+  (data.streaming), and shuffles them afresh each epoch from `seed`. The iterator's `get_state()` / `set_state()` (or
   grain.checkpoint.CheckpointSave/Restore in orbax) resume at exactly the next
   batch, packing state included, given the same data.num_workers (else
   set_state raises). Endless unless `num_epochs` is given (tests, benchmarks);
