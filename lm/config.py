@@ -123,8 +123,8 @@ class Data:
   seq_len: int = 256  # Tokens per training row (the model's context).
   num_workers: int = 0  # grain worker processes feeding the train iterator (0: in process).
   pretokenize: bool = False  # A split's first read tokenizes it into a token file (lm/data/pretokenized.py).
-  # lm concat-and-chunk training: records read by index and tokenized in the pipeline (its workers), the split never
-  # read whole; rows shuffled in windows of this many (data.streaming_shuffle_rows). Other modes: not yet.
+  # Training, every data.task and data.pack: records read by index and tokenized in the pipeline (its workers), the
+  # split never read whole; rows (concat-and-chunk) or examples shuffled in windows of data.streaming_shuffle_rows.
   streaming: bool = False
   streaming_shuffle_rows: int = 1024
 
@@ -358,8 +358,6 @@ def _check_data(c: ml_collections.ConfigDict) -> None:
         'must be between 0 and data.max_input_len')
   check(d.num_workers >= 0, 'data.num_workers', d.num_workers, 'must be >= 0')
   check(d.streaming_shuffle_rows >= 1, 'data.streaming_shuffle_rows', d.streaming_shuffle_rows, 'must be >= 1')
-  check(not d.streaming or (d.task == 'lm' and not d.pack), 'data.streaming', d.streaming,
-        "covers concat-and-chunk LM rows (data.task='lm', data.pack=False) only so far")
   check_held_out(d)
   check(not (d.pack and c.model.attention == 'cudnn'), 'data.pack', d.pack,
         "cannot be combined with model.attention='cudnn' (its lengths mask holds one document per row)")

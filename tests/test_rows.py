@@ -102,3 +102,17 @@ def test_stream_chunks_cut_the_rows_of_the_whole_stream_as_documents_arrive_and_
     resumed = iter(rows.StreamChunks(source, seq_len))
     resumed.set_state(state)
     np.testing.assert_array_equal(next(resumed)['decoder_input_tokens'], got[stop]['decoder_input_tokens'])
+
+
+def test_flatten_emits_each_records_items_and_resumes_after_any_of_them():
+  records = [[1, 2, 3], [], [4], [5, 6], [], [], [7, 8, 9, 10], []]
+  source = grain.MapDataset.source(records).to_iter_dataset()
+  got = list(iter(rows.Flatten(source)))
+  assert got == [item for record in records for item in record]
+  for stop in range(len(got) + 1):  # A state saved after any item, mid-record too, resumes at the next one.
+    it = iter(rows.Flatten(source))
+    for _ in range(stop):
+      next(it)
+    resumed = iter(rows.Flatten(source))
+    resumed.set_state(it.get_state())
+    assert list(resumed) == got[stop:], stop

@@ -1,16 +1,23 @@
-"""data.streaming: concat-and-chunk train rows from records read by index and tokenized in the pipeline, the split
-never read whole; exact resume with worker processes, disjoint process shards, and a run that trains on them."""
+"""data.streaming: train rows from records read by index and tokenized in the pipeline, the split never read
+whole, in every mode (concat-and-chunk, LM packing, seq2seq, span corruption); exact resume with worker processes,
+one epoch holding the whole-split path's examples and accounting, disjoint process shards, and a run that trains on
+them."""
+import collections
+import dataclasses
 import json
 import string
 
 from conftest import data_config
 import numpy as np
 import pytest
+import test_tasks
 
-from lm import config as config_lib
 from lm import tokenizers
 from lm.data import pipeline
+from lm.data import tasks
 from lm.data import tokenized
+
+TEXTS = [letter * (20 + 7 * i) for i, letter in enumerate(string.ascii_lowercase)]
 
 
 @pytest.fixture(scope='module')
@@ -18,8 +25,8 @@ def corpus(tmp_path_factory):
   """26 records, record i the i-th letter repeated 20 + 7 i times: a row's letters name its records."""
   root = tmp_path_factory.mktemp('streaming')
   with open(root / 'docs.jsonl', 'w') as f:
-    for i, letter in enumerate(string.ascii_lowercase):
-      f.write(json.dumps({'text': letter * (20 + 7 * i)}) + '\n')
+    for text in TEXTS:
+      f.write(json.dumps({'text': text}) + '\n')
   return root
 
 
@@ -29,6 +36,48 @@ def config_of(corpus, **overrides):
 
 
 TOKENIZER = tokenizers.CharTokenizer(string.ascii_lowercase)
+
+
+@pytest.fixture(scope='module')
+def mode_of(corpus, tmp_path_factory):
+  """mode_of(mode, **overrides) -> (config, tokenizer) streaming an example mode, packed: 'lm_pack' and
+  'span_corruption' (SentencePiece, for its sentinels) over the corpus, 'seq2seq' over 40 synthetic `reverse`
+  pairs of 4 digits, whose inputs lose 2 of their 7 tokens."""
+  spm = tokenizers.make_tokenizer('sentencepiece', TEXTS, vocab_size=400)
+  pairs = tmp_path_factory.mktemp('streaming_pairs')
+
+  def of(mode, **overrides):
+    if mode == 'seq2seq':
+      config = data_config(**{'name': 'reverse', 'task': 'seq2seq', 'synthetic_length': 4, 'synthetic_examples': 40,
+                              'data_dir': str(pairs / 'tfds'), 'prefix': 'r ', 'max_input_len': 16,
+                              'example_input_len': 5, 'max_target_len': 12, 'pack': True, 'streaming': True,
+                              'streaming_shuffle_rows': 8, **overrides})
+      return config, tokenizers.CharTokenizer('0123456789 r')
+    if mode == 'span_corruption':
+      return config_of(corpus, **{'task': 'span_corruption', 'max_input_len': 20, 'max_target_len': 10,
+                                  'pack': True, **overrides}), spm
+    return config_of(corpus, **{'pack': True, **overrides}), TOKENIZER
+  return of
+
+
+def segments(batches, config, tokenizer) -> collections.Counter:
+  """The batches' examples, each as the tuple of its segment's tokens: an LM piece's targets, a seq2seq pair's
+  (encoder tokens, targets), a span-corruption chunk restored from its inputs and targets."""
+  sentinels = {tokenizer.sentinel_id(i) for i in range(tokenizer.num_sentinels)}
+  found = collections.Counter()
+  for batch in batches:
+    for b, row in enumerate(batch['decoder_segment_ids']):
+      for s in set(row[batch['decoder_loss_weights'][b] > 0].tolist()):
+        targets = batch['decoder_target_tokens'][b][row == s].tolist()
+        if config.task == 'lm':
+          found[tuple(targets)] += 1
+          continue
+        inputs = batch['encoder_input_tokens'][b][batch['encoder_segment_ids'][b] == s].tolist()
+        if config.task == 'span_corruption':  # Without eos.
+          found[tuple(test_tasks.restore_spans(inputs[:-1], targets[:-1], sentinels))] += 1
+        else:
+          found[(tuple(inputs), tuple(targets))] += 1
+  return found
 
 
 def test_a_state_saved_at_a_random_step_resumes_with_the_batch_that_came_next_with_workers(corpus):
@@ -70,11 +119,66 @@ def test_each_process_reads_its_own_records_and_together_they_read_all(corpus):
   assert seen[0] | seen[1] == {text[0] for text in records}
 
 
-def test_other_modes_are_refused_by_name(corpus):
-  config = config_lib.defaults()
-  config.data.update(streaming=True, pack=True)
-  with pytest.raises(config_lib.ConfigError, match='data.streaming=True covers concat-and-chunk LM rows'):
-    config_lib.validate(config)
+@pytest.mark.parametrize('mode', ['lm_pack', 'seq2seq', 'span_corruption'])
+def test_each_example_mode_resumes_at_a_random_step_with_workers(mode, mode_of):
+  """The example modes: a record's examples are emitted one by one (rows.Flatten), window-shuffled and packed, in
+  each worker. One iterator, to start the workers once: set_state sends the state to them, and each restores its
+  pipeline from it as a fresh iterator's workers would (the concat-and-chunk test above starts a fresh one)."""
+  config, tokenizer = mode_of(mode, num_workers=2)
+  it = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=5)
+  step = int(np.random.default_rng().integers(3, 40))  # Past an epoch (5 to 40 batches), at times.
+  for _ in range(step):
+    next(it)
+  state, stats = it.get_state(), it.stats
+  want = [next(it) for _ in range(6)]
+  after = it.stats
+  it.set_state(state)
+  assert it.stats == stats and stats.examples > 0 and sorted(want[0]) == sorted(tasks.features(config))
+  for a, b in zip(want, [next(it) for _ in range(6)]):
+    for name in a:
+      np.testing.assert_array_equal(a[name], b[name], err_msg=f'{mode} {name} after step {step}')
+  assert it.stats == after
+
+
+@pytest.mark.parametrize('mode, num_workers', [('lm_pack', 0), ('seq2seq', 0), ('span_corruption', 2)])
+def test_one_streamed_epoch_holds_the_whole_split_paths_examples_and_accounting(mode, num_workers, mode_of):
+  """num_epochs=1: the streamed examples, as a multiset (the orders differ), are those of the whole-split path, and
+  the accounting counted from the batches is its count up front (bytes aside, which streaming does not count).
+  With workers (one mode: they start slowly), each reads its own share of the records."""
+  config, tokenizer = mode_of(mode, num_workers=num_workers)
+  streamed = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1)
+  got = segments(streamed, config, tokenizer)
+  tokenized._DOCUMENTS.clear()
+  config.update(streaming=False, num_workers=0)
+  whole = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1)
+  assert got == segments(whole, config, tokenizer) and sum(got.values()) > 10
+  assert streamed.stats == dataclasses.replace(whole.stats, bytes=0)
+  assert (streamed.stats.truncated_tokens > 0) == (mode == 'seq2seq')
+
+
+def test_process_shards_of_packed_lm_examples_are_disjoint_and_cover_the_split(mode_of):
+  """Each record's letter names it: no letter in both shards, and the two shards' pieces are the whole split's."""
+  config, _ = mode_of('lm_pack')
+  shards = [segments(pipeline.make_train_iterator(config, TOKENIZER, batch_size=2, seed=0, process_index=index,
+                                                  process_count=2, num_epochs=1), config, TOKENIZER)
+            for index in range(2)]
+  letters = [{token for piece in shard for token in piece if token != TOKENIZER.eos_id} for shard in shards]
+  assert letters[0] and letters[1] and not letters[0] & letters[1]
+  tokenized._DOCUMENTS.clear()
+  config.streaming = False
+  whole = pipeline.make_train_iterator(config, TOKENIZER, batch_size=2, seed=0, num_epochs=1)
+  assert shards[0] + shards[1] == segments(whole, config, TOKENIZER)
+
+
+def test_process_shards_draw_different_span_noise(mode_of, tmp_path):
+  """Identical documents: only the noise can tell the two shards' batches apart."""
+  (tmp_path / 'same.jsonl').write_text(''.join(json.dumps({'text': 'abcdefgh' * 4}) + '\n' for _ in range(8)))
+  config, tokenizer = mode_of('span_corruption', path=str(tmp_path / 'same.jsonl'), data_dir=str(tmp_path / 'tfds'),
+                              max_input_len=40, max_target_len=20, pack=False)
+  batches = [next(pipeline.make_train_iterator(config, tokenizer, batch_size=2, seed=0, process_index=index,
+                                               process_count=2)) for index in range(2)]
+  for name in ('encoder_input_tokens', 'decoder_target_tokens'):
+    assert not np.array_equal(batches[0][name], batches[1][name]), name
 
 
 def test_a_streamed_run_trains_and_resumes_exactly_from_its_checkpoint(corpus, tmp_path, monkeypatch):

@@ -11,6 +11,15 @@ first-fit packed, the packer's state being part of the iterator's:
           -> pack or pad -> batch -> [worker processes]
 
 The train iterator's `stats` count its split's rows (lm/data/stats.py) from the same ids.
+
+data.streaming (train only, where the split has no token file) never reads the split whole: records are read by
+index and tokenized in the pipeline, each cut into the same rows or units as above, and shuffled in windows:
+
+    records -> [process shard] -> shuffle -> repeat -> tokenize, cut (and task map)
+            -> rows (rows.StreamChunks) or examples (rows.Flatten) -> window shuffle
+            -> [pack or pad] -> batch -> [worker processes]
+
+Its `stats` count the batches as they are drawn (TrainIterator.stats).
 """
 
 import functools
@@ -37,8 +46,8 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
   """Shuffled batches of this process's rows; a grain DatasetIterator.
 
   Process p owns rows (concat-and-chunk) or examples (every other mode)
-  p, p + P, p + 2P, ... of the split (P processes), and shuffles them afresh
-  each epoch from `seed`. The iterator's `get_state()` / `set_state()` (or
+  p, p + P, p + 2P, ... of the split (P processes), records when streaming
+  (data.streaming), and shuffles them afresh each epoch from `seed`. The iterator's `get_state()` / `set_state()` (or
   grain.checkpoint.CheckpointSave/Restore in orbax) resume at exactly the next
   batch, packing state included, given the same data.num_workers (else
   set_state raises). Endless unless `num_epochs` is given (tests, benchmarks);
@@ -57,7 +66,8 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
                               shard=(process_index, process_count), num_epochs=num_epochs)
     if data_config.num_workers > 0:
       it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
-    return TrainIterator(iter(it), data_config.num_workers, None, eos_id=tokenizer.eos_id)
+    return TrainIterator(iter(it), data_config.num_workers, None, eos_id=tokenizer.eos_id,
+                         examples=data_config.task != 'lm' or data_config.pack)
   ids = tokenized.tokenize_split(data_config, tokenizer, 'train')
   stats = stats_lib.count(data_config, ids, train=True)  # Of the whole split, all processes' rows.
   if data_config.task != 'lm' or data_config.pack:
@@ -97,23 +107,30 @@ def _chunked_train_rows(data_config, tokens: np.ndarray, *, batch_size: int, see
 
 def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, shard: tuple[int, int],
                          num_epochs: int | None) -> grain.IterDataset:
-  """Concat-and-chunk train batches with the split never read whole (data.streaming): this process's records,
-  shuffled by index over the whole split each epoch, tokenized as they are read (in the workers, with
-  data.num_workers), cut into rows as they arrive (rows.StreamChunks) and shuffled in windows of
-  data.streaming_shuffle_rows rows. The trade-off against the whole-split path, which shuffles rows over the split:
-  rows of one document stay within a window of each other. Exact resume: the iterators' states hold the record
-  position, the tokens left over and the window's."""
+  """Train batches with the split never read whole (data.streaming): this process's records, shuffled by index
+  over the whole split each epoch, tokenized as they are read (in the workers, with data.num_workers), then, in
+  windows of data.streaming_shuffle_rows, the rows (concat-and-chunk, cut as the records arrive: rows.StreamChunks)
+  or the examples (every other mode, each record's in turn: rows.Flatten) shuffled; examples are then padded or
+  packed as in the whole-split path. The trade-off against it, which shuffles rows or examples over the split: those
+  of one document stay within a window of each other. Exact resume: the iterators' states hold the record
+  position, the tokens left over or the examples of the record already emitted, the window's and the packer's."""
   source = datasets.load_split(data_config, 'train')
   index, count = shard
   check(len(source) >= count, 'data.streaming', True, f'needs at least process_count = {count} train records, '
         f'has {len(source)}')
-  ds = grain.MapDataset.source(source)[index::count].shuffle(seed=seed).repeat(num_epochs)
-  ds = ds.map(_RecordTokens(data_config, tokenizer)).to_iter_dataset(
-      grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
-  ds = grain.experimental.WindowShuffleIterDataset(rows.StreamChunks(ds, data_config.seq_len),
-                                                   window_size=data_config.streaming_shuffle_rows, seed=seed)
-  ds = ds.batch(batch_size, drop_remainder=num_epochs is None)
-  return ds.map(functools.partial(rows.pad_batch, batch_size=batch_size)) if num_epochs is not None else ds
+  records = grain.MapDataset.source(source)[index::count].shuffle(seed=seed).repeat(num_epochs)
+  read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
+  window = functools.partial(grain.experimental.WindowShuffleIterDataset,
+                             window_size=data_config.streaming_shuffle_rows, seed=seed)
+  if data_config.task == 'lm' and not data_config.pack:
+    ds = window(rows.StreamChunks(records.map(_RecordTokens(data_config, tokenizer)).to_iter_dataset(read),
+                                  data_config.seq_len))
+    ds = ds.batch(batch_size, drop_remainder=num_epochs is None)
+    return ds.map(functools.partial(rows.pad_batch, batch_size=batch_size)) if num_epochs is not None else ds
+  examples = window(rows.Flatten(_record_examples(data_config, tokenizer, records, seed=_fold_in(seed, index))
+                                 .to_iter_dataset(read)))
+  return rows.pad_or_pack(examples, data_config, batch_size=batch_size, seed=seed, finite=num_epochs is not None,
+                          counts=True)
 
 
 class _RecordTokens:
@@ -127,6 +144,51 @@ class _RecordTokens:
                            for text in datasets.record_texts(record, self._config)] or [np.zeros(0, np.int32)])
 
 
+def _record_examples(data_config, tokenizer, records: grain.MapDataset, *, seed: int) -> grain.MapDataset:
+  """Each record's examples (a list), made as the whole-split path makes its units' (`_units`, `_example_dataset`),
+  each carrying its accounting (rows.with_counts). Span corruption draws a record's noise from an rng keyed by the
+  record's index (random_map, after repeat: each epoch's differs), its chunks in order; `seed` is this process
+  shard's, so shards draw different noise."""
+  bound = dict(data_config=data_config, tokenizer=tokenizer)
+  if data_config.task == 'lm':
+    return records.map(functools.partial(_record_lm_examples, **bound))
+  if data_config.task == 'seq2seq':
+    return records.map(functools.partial(_record_seq2seq_examples, **bound))
+  _check_sentinels(data_config, tokenizer)
+  return records.random_map(functools.partial(_record_span_examples, **bound), seed=seed)
+
+
+def _record_lm_examples(record: dict, *, data_config, tokenizer) -> list[dict]:
+  """The LM pieces of a record's framed documents (tasks.lm_pieces, as rows.DocumentPieces cuts them)."""
+  examples = []
+  for text in datasets.record_texts(record, data_config):
+    pieces = tasks.lm_pieces(pretokenized.framed_document(text, data_config, tokenizer), data_config.seq_len)
+    examples += [rows.with_counts(tasks.lm_example(piece), documents=int(i == len(pieces) - 1), truncated=0)
+                 for i, piece in enumerate(pieces)]
+  return examples
+
+
+def _record_seq2seq_examples(record: dict, *, data_config, tokenizer) -> list[dict]:
+  """A record's pair, encoded as tokenized._tokenize_pairs encodes it: data.prefix + the input, the target."""
+  inputs, targets = datasets.pair(record, data_config)
+  pair = (np.asarray(tokenizer.encode(data_config.prefix + tasks.model_input(inputs, data_config)), np.int32),
+          np.asarray(tokenizer.encode(targets), np.int32))
+  example, truncated = _seq2seq_counted(pair, data_config=data_config, tokenizer=tokenizer)
+  return [rows.with_counts(example, documents=1, truncated=truncated)]
+
+
+def _record_span_examples(record: dict, rng: np.random.Generator, *, data_config, tokenizer) -> list[dict]:
+  """The span-corruption chunks of a record's documents (tasks.span_chunks), corrupted in order with `rng`."""
+  examples, chunk_len = [], tasks.span_chunk_len(data_config)
+  for text in datasets.record_texts(record, data_config):
+    chunks = tasks.span_chunks([np.asarray(tokenizer.encode(tasks.model_input(text, data_config)), np.int32)],
+                               chunk_len)
+    for i, chunk in enumerate(chunks):
+      example, truncated = _span_counted(chunk, rng, data_config=data_config, tokenizer=tokenizer)
+      examples.append(rows.with_counts(example, documents=int(i == len(chunks) - 1), truncated=truncated))
+  return examples
+
+
 class TrainIterator(grain.DatasetIterator):
   """grain's train iterator, whose state also records data.num_workers; `stats` counts its split.
 
@@ -138,11 +200,12 @@ class TrainIterator(grain.DatasetIterator):
   """
 
   def __init__(self, parent: grain.DatasetIterator, num_workers: int, stats: stats_lib.Stats | None, *,
-               eos_id: int = 1):
+               eos_id: int = 1, examples: bool = False):
     super().__init__(parent)
     self._num_workers = num_workers
-    self._stats, self._eos_id = stats, eos_id
-    self._counts = {'batches': 0, 'targets': 0, 'documents': 0}  # Of the batches drawn, when streaming.
+    self._stats, self._eos_id, self._examples = stats, eos_id, examples
+    # Of the batches drawn, when streaming; `examples`: rows of examples that carry rows.COUNT_FEATURES.
+    self._counts = dict.fromkeys(('batches', 'targets', 'documents', 'inputs', 'truncated'), 0)
 
   @property
   def streaming(self) -> bool:
@@ -151,22 +214,41 @@ class TrainIterator(grain.DatasetIterator):
   @property
   def stats(self) -> stats_lib.Stats:
     """The split's accounting counted up front; when streaming, that of the batches drawn so far (kept in the
-    iterator state, so a resumed run counts on). A streamed document ends with the one EOS its framing adds, and
-    each worker's stream opens with a token that is only read."""
+    iterator state, so a resumed run counts on).
+
+    Concat-and-chunk: a streamed document ends with the one EOS its framing adds, each worker's stream opens with
+    a token that is only read, and the tokens of a partial last row, never drawn, are not counted. The other modes:
+    a document (or seq2seq pair) is counted with its last example, each example with the tokens its source lost
+    (tasks.encoder_decoder_example's count; LM pieces lose none), inputs are the encoder tokens (the first token of
+    each document for LM). Not counted while streaming, in any mode: bytes, and the dropped examples (a document
+    that gives no example never reaches a batch, nor are its tokens counted).
+    """
     if not self.streaming:
       return self._stats
-    streams = min(self._counts['batches'], max(self._num_workers, 1))
-    return stats_lib.Stats(examples=self._counts['documents'], source_tokens=self._counts['targets'] + streams,
-                           input_tokens=streams, target_tokens=self._counts['targets'])
+    c = self._counts
+    inputs = c['inputs'] if self._examples else min(c['batches'], max(self._num_workers, 1))
+    return stats_lib.Stats(examples=c['documents'], source_tokens=inputs + c['targets'] + c['truncated'],
+                           input_tokens=inputs, target_tokens=c['targets'], truncated_tokens=c['truncated'])
 
   def __next__(self):
     batch = next(self._parent)
     if self.streaming:
-      counted = batch['decoder_loss_weights'] > 0
-      self._counts['batches'] += 1
-      self._counts['targets'] += int(counted.sum())
-      self._counts['documents'] += int((counted & (batch['decoder_target_tokens'] == self._eos_id)).sum())
+      self._count(batch)
     return batch
+
+  def _count(self, batch: dict[str, np.ndarray]) -> None:
+    """Adds a streamed batch to the counts; its rows.COUNT_FEATURES are taken out of it."""
+    counted = batch['decoder_loss_weights'] > 0
+    self._counts['batches'] += 1
+    self._counts['targets'] += int(counted.sum())
+    if not self._examples:
+      self._counts['documents'] += int((counted & (batch['decoder_target_tokens'] == self._eos_id)).sum())
+      return
+    documents = int(batch.pop('count_documents').sum())
+    self._counts['documents'] += documents
+    self._counts['truncated'] += int(batch.pop('count_truncated').sum())
+    encoder = batch.get('encoder_segment_ids')
+    self._counts['inputs'] += documents if encoder is None else int((encoder > 0).sum())
 
   def get_state(self) -> dict:
     return {'num_workers': self._num_workers, 'iterator': self._parent.get_state(),
@@ -185,7 +267,7 @@ class TrainIterator(grain.DatasetIterator):
           f'data.num_workers={saved}.')
     self._parent.set_state(state['iterator'])
     if 'counts' in state:
-      self._counts = dict(state['counts'])
+      self._counts = {**dict.fromkeys(self._counts, 0), **state['counts']}  # A state saved before lacks some.
 
 
 def make_eval_batches(data_config, tokenizer, split: str, *, batch_size: int):
@@ -223,25 +305,41 @@ def _sentinel_id(data_config, tokenizer):
   return tokenizer.sentinel_id
 
 
+def _check_sentinels(data_config, tokenizer) -> None:
+  """Fails here, not in a worker, when the longest chunk's spans need more sentinels than the tokenizer has."""
+  _, max_spans = tasks.noise_counts(
+      max(tasks.span_chunk_len(data_config), 2), data_config.noise_density,
+      data_config.mean_noise_span_length)
+  _sentinel_id(data_config, tokenizer)(max_spans - 1)
+
+
 def _seq2seq_example(pair, *, data_config, tokenizer):
+  return _seq2seq_counted(pair, data_config=data_config, tokenizer=tokenizer)[0]
+
+
+def _seq2seq_counted(pair, *, data_config, tokenizer) -> tuple[dict[str, np.ndarray], int]:
+  """(example, truncated token count) of a pair of input and target ids."""
   inputs, targets = pair
-  example, _ = tasks.encoder_decoder_example(
+  return tasks.encoder_decoder_example(
       inputs, targets, eos_id=tokenizer.eos_id,
       max_input_len=tasks.seq2seq_input_len(data_config),
       max_target_len=data_config.max_target_len)
-  return example
 
 
 def _span_example(chunk, rng, *, data_config, tokenizer):
+  return _span_counted(chunk, rng, data_config=data_config, tokenizer=tokenizer)[0]
+
+
+def _span_counted(chunk, rng, *, data_config, tokenizer) -> tuple[dict[str, np.ndarray], int]:
+  """(example, truncated token count) of a chunk corrupted with `rng`'s noise."""
   inputs, targets = tasks.span_corruption(
       chunk, noise_density=data_config.noise_density,
       mean_noise_span_length=data_config.mean_noise_span_length, rng=rng,
       sentinel_id=_sentinel_id(data_config, tokenizer))
-  example, _ = tasks.encoder_decoder_example(
+  return tasks.encoder_decoder_example(
       inputs, targets, eos_id=tokenizer.eos_id,
       max_input_len=data_config.max_input_len,
       max_target_len=data_config.max_target_len)
-  return example
 
 
 def _token_stream(ids: tokenized.TokenizedSplit, tokenizer) -> np.ndarray:
@@ -311,11 +409,7 @@ def _example_dataset(data_config, tokenizer, ids: tokenized.TokenizedSplit, spli
     return ds.map(tasks.lm_example)
   if data_config.task == 'seq2seq':
     return ds.map(functools.partial(_seq2seq_example, **bound))
-  # Fail here, not in a worker: the longest chunk's spans need sentinels.
-  _, max_spans = tasks.noise_counts(
-      max(tasks.span_chunk_len(data_config), 2), data_config.noise_density,
-      data_config.mean_noise_span_length)
-  _sentinel_id(data_config, tokenizer)(max_spans - 1)
+  _check_sentinels(data_config, tokenizer)
   # After repeat: the noise of an example differs from epoch to epoch.
   # random_map keys its rng by the index in this process's shard, so the
   # process index is folded into the seed: processes get different noise.

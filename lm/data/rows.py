@@ -16,6 +16,9 @@ Every other mode makes examples (tasks.py), and `pad_or_pack` batches them:
 one per row, padded (`pad_example`), or first-fit packed several per row with
 grain's FirstFitPackIterDataset (`from_packed`). This is not in tasks.py because
 it imports grain, and lm/evaluate.py imports tasks.py without the data stack.
+
+Streamed (data.streaming), records arrive one by one: `StreamChunks` cuts concat-and-chunk rows from their
+tokens, `Flatten` emits each record's examples, and `with_counts` lets an example carry its accounting into its row.
 """
 
 import functools
@@ -135,6 +138,52 @@ class _StreamChunksIterator(grain.DatasetIterator):
     self._left = np.asarray(state['left'], np.int32)
 
 
+class Flatten(grain.IterDataset):
+  """The items of each parent element, one by one: a streamed record's examples, of which it has zero or more.
+
+  The state is small, whatever a record holds: the parent's state taken before the current element and how many
+  of its items were emitted; set_state restores the parent, reads that element again and skips them. (grain's
+  FlatMap transforms declare a max_fan_out, which a long document's units have none of.)
+  """
+
+  def __iter__(self) -> grain.DatasetIterator:
+    return _FlattenIterator(self._parent.__iter__())
+
+
+class _FlattenIterator(grain.DatasetIterator):
+
+  def __init__(self, parent: grain.DatasetIterator):
+    super().__init__(parent)
+    self._before, self._items, self._emitted = parent.get_state(), (), 0
+
+  def __next__(self):
+    while self._emitted >= len(self._items):  # StopIteration of the parent ends the items.
+      self._before = self._parent.get_state()
+      self._items, self._emitted = next(self._parent), 0
+    self._emitted += 1
+    return self._items[self._emitted - 1]
+
+  def get_state(self) -> dict:
+    return {'parent': self._before, 'emitted': self._emitted}
+
+  def set_state(self, state: dict) -> None:
+    self._parent.set_state(state['parent'])
+    self._before, self._emitted = state['parent'], state['emitted']
+    self._items = next(self._parent, ())  # The element being emitted, read again; none at the parent's end.
+
+
+# Accounting that a streamed example carries into its row (with_counts, pad_or_pack(counts=True)), one value per
+# example: 1 on the last example of a document (or seq2seq pair), and the tokens its source lost to truncation.
+# The train iterator takes them out of the batch (pipeline.TrainIterator).
+COUNT_FEATURES = ('count_documents', 'count_truncated')
+
+
+def with_counts(example: dict[str, np.ndarray], *, documents: int, truncated: int) -> dict[str, np.ndarray]:
+  """`example` carrying its COUNT_FEATURES."""
+  return {**example, 'count_documents': np.array([documents], np.int32),
+          'count_truncated': np.array([truncated], np.int32)}
+
+
 def padding_row(seq_len: int) -> dict[str, np.ndarray]:
   """A row that contributes nothing: pad tokens, weight 0, segment id 0."""
   row = {name: np.zeros(seq_len, np.int32) for name in tasks.FEATURES}
@@ -142,23 +191,29 @@ def padding_row(seq_len: int) -> dict[str, np.ndarray]:
   return row
 
 
-def example_lengths(data_config) -> dict[str, int]:
-  """Length of each example feature in a row, for data.task (what packing and padding fill)."""
+def example_lengths(data_config, *, counts: bool = False) -> dict[str, int]:
+  """Length of each example feature in a row, for data.task (what packing and padding fill); with `counts`, also
+  the COUNT_FEATURES, one value per example: a row holds at most one example per decoder token."""
   lengths = tasks.row_lengths(data_config)
   decoder = {name: lengths.decoder for name in tasks.FEATURES[:3]}
+  decoder.update({name: lengths.decoder for name in COUNT_FEATURES} if counts else {})
   if data_config.task == 'lm':
     return decoder
   return {'encoder_input_tokens': lengths.encoder, **decoder}
 
 
-def pad_or_pack(ds: grain.MapDataset, data_config, *, batch_size: int, seed: int,
-                finite: bool) -> grain.IterDataset:
+def pad_or_pack(ds: grain.MapDataset | grain.IterDataset, data_config, *, batch_size: int, seed: int,
+                finite: bool, counts: bool = False) -> grain.IterDataset:
   """Batches of rows from a dataset of examples: first-fit packed (data.pack) or one example per padded row.
 
-  `finite` (one pass) keeps a short last batch, padded with zero-weight rows, and packs bins in order.
+  A MapDataset is read ahead in threads; an IterDataset (streamed examples) as it comes. `finite` (one pass) keeps
+  a short last batch, padded with zero-weight rows, and packs bins in order. `counts`: the examples carry
+  COUNT_FEATURES (with_counts), which their rows keep.
   """
-  lengths = example_lengths(data_config)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
+  lengths = example_lengths(data_config, counts=counts)
+  it = ds
+  if isinstance(ds, grain.MapDataset):
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
   if data_config.pack:
     # One bin per row of a batch: when an example fits no open bin, grain
     # emits the bins; more bins pack tighter but delay and reorder more.
