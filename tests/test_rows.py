@@ -87,13 +87,18 @@ def test_stream_chunks_cut_the_rows_of_the_whole_stream_as_documents_arrive_and_
   rng = np.random.default_rng(1)
   documents = [np.concatenate([rng.integers(2, 50, n), [1]]).astype(np.int32) for n in [0, 3, 9, 1, 12, 5, 0, 7]]
   want = rows.ChunkedStream(np.concatenate(documents), seq_len, keep_partial=False)
-  source = grain.MapDataset.source(documents).to_iter_dataset()
+  source = grain.MapDataset.source([(d, 100 + i) for i, d in enumerate(documents)]).to_iter_dataset()  # i's bytes.
   it = iter(rows.StreamChunks(source, seq_len))
   got = list(it)
   assert len(got) == len(want)
   for i, row in enumerate(got):
-    for name in row:
+    for name in want[i]:
       np.testing.assert_array_equal(row[name], want[i][name], err_msg=f'row {i} {name}')
+  # A row carries the bytes of the records read for it: up to the one that completes its (k + 1) L + 1 tokens.
+  last = np.searchsorted(np.cumsum([len(d) for d in documents]), np.arange(1, len(got) + 1) * seq_len + 1)
+  first = np.concatenate([[0], last[:-1] + 1])
+  assert [int(row['count_bytes'][0]) for row in got] == [sum(100 + i for i in range(a, b + 1))
+                                                         for a, b in zip(first, last)]
   for stop in range(len(got)):  # A state saved after any row resumes at the next one.
     it = iter(rows.StreamChunks(source, seq_len))
     for _ in range(stop):
@@ -109,6 +114,12 @@ def test_flatten_emits_each_records_items_and_resumes_after_any_of_them():
   source = grain.MapDataset.source(records).to_iter_dataset()
   got = list(iter(rows.Flatten(source)))
   assert got == [item for record in records for item in record]
+  # The counts of records without examples ride on the next example.
+  counted = [[rows.with_counts({'x': 1}, bytes=3)], [rows.counts_only(bytes=5, dropped=1)],
+             [rows.counts_only(bytes=7, dropped=1)], [rows.with_counts({'x': 2}, bytes=11), rows.with_counts({'x': 3})]]
+  items = list(iter(rows.Flatten(grain.MapDataset.source(counted).to_iter_dataset())))
+  assert [(i['x'], int(i['count_bytes'][0]), int(i['count_dropped'][0])) for i in items] == [(1, 3, 0), (2, 23, 2),
+                                                                                               (3, 0, 0)]
   for stop in range(len(got) + 1):  # A state saved after any item, mid-record too, resumes at the next one.
     it = iter(rows.Flatten(source))
     for _ in range(stop):

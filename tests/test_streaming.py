@@ -3,7 +3,6 @@ whole, in every mode (concat-and-chunk, LM packing, seq2seq, span corruption); e
 one epoch holding the whole-split path's examples and accounting, disjoint process shards, and a run that trains on
 them."""
 import collections
-import dataclasses
 import json
 import string
 
@@ -18,11 +17,12 @@ from lm.data import tasks
 from lm.data import tokenized
 
 TEXTS = [letter * (20 + 7 * i) for i, letter in enumerate(string.ascii_lowercase)]
+TEXTS[4:4], TEXTS[17:17] = [''], ['']  # Documents that give no example: dropped, and counted as such.
 
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
-  """26 records, record i the i-th letter repeated 20 + 7 i times: a row's letters name its records."""
+  """28 records: the i-th letter repeated 20 + 7 i times, and two empty ones: a row's letters name its records."""
   root = tmp_path_factory.mktemp('streaming')
   with open(root / 'docs.jsonl', 'w') as f:
     for text in TEXTS:
@@ -116,7 +116,7 @@ def test_each_process_reads_its_own_records_and_together_they_read_all(corpus):
     seen.append(letters)
   assert not seen[0] & seen[1]
   # Every record's letter: each record (20+ letters) is longer than the partial last row that is dropped.
-  assert seen[0] | seen[1] == {text[0] for text in records}
+  assert seen[0] | seen[1] == {text[0] for text in records if text}
 
 
 @pytest.mark.parametrize('mode', ['lm_pack', 'seq2seq', 'span_corruption'])
@@ -143,8 +143,8 @@ def test_each_example_mode_resumes_at_a_random_step_with_workers(mode, mode_of):
 @pytest.mark.parametrize('mode, num_workers', [('lm_pack', 0), ('seq2seq', 0), ('span_corruption', 2)])
 def test_one_streamed_epoch_holds_the_whole_split_paths_examples_and_accounting(mode, num_workers, mode_of):
   """num_epochs=1: the streamed examples, as a multiset (the orders differ), are those of the whole-split path, and
-  the accounting counted from the batches is its count up front (bytes aside, which streaming does not count).
-  With workers (one mode: they start slowly), each reads its own share of the records."""
+  the accounting counted from the batches is its count up front, bytes and dropped documents included. With
+  workers (one mode: they start slowly), each reads its own share of the records."""
   config, tokenizer = mode_of(mode, num_workers=num_workers)
   streamed = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1)
   got = segments(streamed, config, tokenizer)
@@ -152,8 +152,11 @@ def test_one_streamed_epoch_holds_the_whole_split_paths_examples_and_accounting(
   config.update(streaming=False, num_workers=0)
   whole = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1)
   assert got == segments(whole, config, tokenizer) and sum(got.values()) > 10
-  assert streamed.stats == dataclasses.replace(whole.stats, bytes=0)
-  assert (streamed.stats.truncated_tokens > 0) == (mode == 'seq2seq')
+  assert streamed.stats == whole.stats
+  assert streamed.stats.bytes > 0 and (streamed.stats.dropped_examples == 2) == (mode != 'seq2seq')
+  # Truncation: seq2seq's inputs are cut, LM packing loses the empty documents' lone eos, span corruption nothing.
+  lost = streamed.stats.truncated_tokens
+  assert lost > 0 if mode == 'seq2seq' else lost == {'lm_pack': 2, 'span_corruption': 0}[mode]
 
 
 def test_process_shards_of_packed_lm_examples_are_disjoint_and_cover_the_split(mode_of):

@@ -134,14 +134,30 @@ def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, 
 
 
 class _RecordTokens:
-  """A record's documents as the stream holds them (pretokenized.framed_document), one after the other."""
+  """(a record's documents as the stream holds them (pretokenized.framed_document), one after the other; the
+  UTF-8 bytes of its texts)."""
 
   def __init__(self, data_config, tokenizer):
     self._config, self._tokenizer = data_config, tokenizer
 
-  def __call__(self, record: dict) -> np.ndarray:
-    return np.concatenate([pretokenized.framed_document(text, self._config, self._tokenizer)
-                           for text in datasets.record_texts(record, self._config)] or [np.zeros(0, np.int32)])
+  def __call__(self, record: dict) -> tuple[np.ndarray, int]:
+    texts = datasets.record_texts(record, self._config)
+    return (np.concatenate([pretokenized.framed_document(text, self._config, self._tokenizer) for text in texts]
+                           or [np.zeros(0, np.int32)]), _utf8_bytes(texts))
+
+
+def _utf8_bytes(texts) -> int:
+  return sum(len(text.encode('utf-8')) for text in texts)
+
+
+def _record_counted(examples: list[dict], texts: list[str], dropped: int, lost: int = 0) -> list[dict]:
+  """A record's examples, the first carrying the record's own counts (its bytes, and its `dropped` documents that
+  gave no example, counted as documents too, with the `lost` tokens they held); a record without examples gives an
+  item of those counts alone, which rows.Flatten adds to the next example's."""
+  counts = dict(bytes=_utf8_bytes(texts), dropped=dropped, documents=dropped, truncated=lost)
+  if not examples:
+    return [rows.counts_only(**counts)]
+  return [rows.add_counts(examples[0], rows.counts_only(**counts)), *examples[1:]]
 
 
 def _record_examples(data_config, tokenizer, records: grain.MapDataset, *, seed: int) -> grain.MapDataset:
@@ -160,12 +176,14 @@ def _record_examples(data_config, tokenizer, records: grain.MapDataset, *, seed:
 
 def _record_lm_examples(record: dict, *, data_config, tokenizer) -> list[dict]:
   """The LM pieces of a record's framed documents (tasks.lm_pieces, as rows.DocumentPieces cuts them)."""
-  examples = []
-  for text in datasets.record_texts(record, data_config):
-    pieces = tasks.lm_pieces(pretokenized.framed_document(text, data_config, tokenizer), data_config.seq_len)
-    examples += [rows.with_counts(tasks.lm_example(piece), documents=int(i == len(pieces) - 1), truncated=0)
+  examples, texts, dropped, lost = [], datasets.record_texts(record, data_config), 0, 0
+  for text in texts:
+    framed = pretokenized.framed_document(text, data_config, tokenizer)
+    pieces = tasks.lm_pieces(framed, data_config.seq_len)
+    examples += [rows.with_counts(tasks.lm_example(piece), documents=int(i == len(pieces) - 1))
                  for i, piece in enumerate(pieces)]
-  return examples
+    dropped, lost = dropped + (not pieces), lost + (0 if pieces else len(framed))  # An empty document's eos.
+  return _record_counted(examples, texts, dropped, lost)
 
 
 def _record_seq2seq_examples(record: dict, *, data_config, tokenizer) -> list[dict]:
@@ -174,19 +192,22 @@ def _record_seq2seq_examples(record: dict, *, data_config, tokenizer) -> list[di
   pair = (np.asarray(tokenizer.encode(data_config.prefix + tasks.model_input(inputs, data_config)), np.int32),
           np.asarray(tokenizer.encode(targets), np.int32))
   example, truncated = _seq2seq_counted(pair, data_config=data_config, tokenizer=tokenizer)
-  return [rows.with_counts(example, documents=1, truncated=truncated)]
+  return _record_counted([rows.with_counts(example, documents=1, truncated=truncated)],
+                         [data_config.prefix + inputs + targets], dropped=0)
 
 
 def _record_span_examples(record: dict, rng: np.random.Generator, *, data_config, tokenizer) -> list[dict]:
   """The span-corruption chunks of a record's documents (tasks.span_chunks), corrupted in order with `rng`."""
-  examples, chunk_len = [], tasks.span_chunk_len(data_config)
-  for text in datasets.record_texts(record, data_config):
+  examples, chunk_len, dropped = [], tasks.span_chunk_len(data_config), 0
+  texts = datasets.record_texts(record, data_config)
+  for text in texts:
     chunks = tasks.span_chunks([np.asarray(tokenizer.encode(tasks.model_input(text, data_config)), np.int32)],
                                chunk_len)
     for i, chunk in enumerate(chunks):
       example, truncated = _span_counted(chunk, rng, data_config=data_config, tokenizer=tokenizer)
       examples.append(rows.with_counts(example, documents=int(i == len(chunks) - 1), truncated=truncated))
-  return examples
+    dropped += not chunks
+  return _record_counted(examples, texts, dropped)
 
 
 class TrainIterator(grain.DatasetIterator):
@@ -205,7 +226,8 @@ class TrainIterator(grain.DatasetIterator):
     self._num_workers = num_workers
     self._stats, self._eos_id, self._examples = stats, eos_id, examples
     # Of the batches drawn, when streaming; `examples`: rows of examples that carry rows.COUNT_FEATURES.
-    self._counts = dict.fromkeys(('batches', 'targets', 'documents', 'inputs', 'truncated'), 0)
+    self._counts = dict.fromkeys(('batches', 'targets', 'documents', 'inputs', 'truncated', 'bytes', 'dropped'),
+                                 0)
 
   @property
   def streaming(self) -> bool:
@@ -217,18 +239,20 @@ class TrainIterator(grain.DatasetIterator):
     iterator state, so a resumed run counts on).
 
     Concat-and-chunk: a streamed document ends with the one EOS its framing adds, each worker's stream opens with
-    a token that is only read, and the tokens of a partial last row, never drawn, are not counted. The other modes:
-    a document (or seq2seq pair) is counted with its last example, each example with the tokens its source lost
-    (tasks.encoder_decoder_example's count; LM pieces lose none), inputs are the encoder tokens (the first token of
-    each document for LM). Not counted while streaming, in any mode: bytes, and the dropped examples (a document
-    that gives no example never reaches a batch, nor are its tokens counted).
+    a token that is only read, and the tokens of a partial last row, never drawn, are not counted; a row carries
+    the bytes of the records read for it. The other modes: a document (or seq2seq pair) is counted with its last
+    example, each example with the tokens its source lost (tasks.encoder_decoder_example's count; LM pieces lose
+    none), inputs are the encoder tokens (the first token of each document for LM); a record's first example
+    carries its bytes and its documents that gave no example (dropped), and a record without examples the next
+    example (rows.Flatten).
     """
     if not self.streaming:
       return self._stats
     c = self._counts
     inputs = c['inputs'] if self._examples else min(c['batches'], max(self._num_workers, 1))
-    return stats_lib.Stats(examples=c['documents'], source_tokens=inputs + c['targets'] + c['truncated'],
-                           input_tokens=inputs, target_tokens=c['targets'], truncated_tokens=c['truncated'])
+    return stats_lib.Stats(examples=c['documents'], bytes=c['bytes'],
+                           source_tokens=inputs + c['targets'] + c['truncated'], input_tokens=inputs,
+                           target_tokens=c['targets'], truncated_tokens=c['truncated'], dropped_examples=c['dropped'])
 
   def __next__(self):
     batch = next(self._parent)
@@ -241,14 +265,16 @@ class TrainIterator(grain.DatasetIterator):
     counted = batch['decoder_loss_weights'] > 0
     self._counts['batches'] += 1
     self._counts['targets'] += int(counted.sum())
+    self._counts['bytes'] += int(batch.pop('count_bytes').sum())
     if not self._examples:
       self._counts['documents'] += int((counted & (batch['decoder_target_tokens'] == self._eos_id)).sum())
       return
-    documents = int(batch.pop('count_documents').sum())
+    documents, dropped = int(batch.pop('count_documents').sum()), int(batch.pop('count_dropped').sum())
     self._counts['documents'] += documents
+    self._counts['dropped'] += dropped
     self._counts['truncated'] += int(batch.pop('count_truncated').sum())
     encoder = batch.get('encoder_segment_ids')
-    self._counts['inputs'] += documents if encoder is None else int((encoder > 0).sum())
+    self._counts['inputs'] += documents - dropped if encoder is None else int((encoder > 0).sum())
 
   def get_state(self) -> dict:
     return {'num_workers': self._num_workers, 'iterator': self._parent.get_state(),

@@ -106,7 +106,8 @@ def window_row(window: np.ndarray, L: int) -> dict[str, np.ndarray]:
 
 class StreamChunks(grain.IterDataset):
   """Concat-and-chunk rows cut as documents arrive: the rows ChunkedStream cuts from the whole stream (windows
-  of L + 1 tokens, stride L), for a stream read document by document (a partial last window is dropped). The
+  of L + 1 tokens, stride L), for a stream read record by record (a partial last window is dropped). The parent
+  gives (tokens, UTF-8 bytes) per record; a row carries the bytes of the records read for it (count_bytes). The
   iterator's state is its parent's plus the at most L tokens left over, so a resume continues mid-document."""
 
   def __init__(self, parent: grain.IterDataset, seq_len: int):
@@ -124,11 +125,12 @@ class _StreamChunksIterator(grain.DatasetIterator):
     self._seq_len, self._left = seq_len, np.zeros(0, np.int32)
 
   def __next__(self) -> dict[str, np.ndarray]:
-    L = self._seq_len
+    L, size = self._seq_len, 0
     while len(self._left) < L + 1:  # StopIteration of the parent ends the rows.
-      self._left = np.concatenate([self._left, np.asarray(next(self._parent), np.int32)])
+      tokens, record_bytes = next(self._parent)
+      self._left, size = np.concatenate([self._left, np.asarray(tokens, np.int32)]), size + record_bytes
     window, self._left = self._left[:L + 1], self._left[L:]
-    return window_row(window, L)
+    return {**window_row(window, L), 'count_bytes': np.array([size], np.int32)}
 
   def get_state(self) -> dict:
     return {'parent': self._parent.get_state(), 'left': self._left.tolist()}
@@ -143,7 +145,9 @@ class Flatten(grain.IterDataset):
 
   The state is small, whatever a record holds: the parent's state taken before the current element and how many
   of its items were emitted; set_state restores the parent, reads that element again and skips them. (grain's
-  FlatMap transforms declare a max_fan_out, which a long document's units have none of.)
+  FlatMap transforms declare a max_fan_out, which a long document's units have none of.) An item of COUNT_FEATURES
+  alone (`counts_only`: a record that gave no example) is not emitted but added to the next item's counts, so
+  between items nothing is carried; a record without examples at the very end of a finite stream goes uncounted.
   """
 
   def __iter__(self) -> grain.DatasetIterator:
@@ -157,11 +161,16 @@ class _FlattenIterator(grain.DatasetIterator):
     self._before, self._items, self._emitted = parent.get_state(), (), 0
 
   def __next__(self):
-    while self._emitted >= len(self._items):  # StopIteration of the parent ends the items.
-      self._before = self._parent.get_state()
-      self._items, self._emitted = next(self._parent), 0
-    self._emitted += 1
-    return self._items[self._emitted - 1]
+    carried = None
+    while True:
+      while self._emitted >= len(self._items):  # StopIteration of the parent ends the items.
+        self._before = self._parent.get_state()
+        self._items, self._emitted = next(self._parent), 0
+      item = self._items[self._emitted]
+      self._emitted += 1
+      if not (isinstance(item, dict) and item.keys() == set(COUNT_FEATURES)):
+        return item if carried is None else add_counts(item, carried)
+      carried = item if carried is None else add_counts(carried, item)
 
   def get_state(self) -> dict:
     return {'parent': self._before, 'emitted': self._emitted}
@@ -173,15 +182,29 @@ class _FlattenIterator(grain.DatasetIterator):
 
 
 # Accounting that a streamed example carries into its row (with_counts, pad_or_pack(counts=True)), one value per
-# example: 1 on the last example of a document (or seq2seq pair), and the tokens its source lost to truncation.
-# The train iterator takes them out of the batch (pipeline.TrainIterator).
-COUNT_FEATURES = ('count_documents', 'count_truncated')
+# example: 1 on the last example of a document (or seq2seq pair), the tokens its source lost to truncation, and on
+# a record's first example the record's UTF-8 bytes and its documents that gave no example (also counted as
+# documents). The train iterator takes them out of the batch (pipeline.TrainIterator).
+COUNT_FEATURES = ('count_documents', 'count_truncated', 'count_bytes', 'count_dropped')
 
 
-def with_counts(example: dict[str, np.ndarray], *, documents: int, truncated: int) -> dict[str, np.ndarray]:
-  """`example` carrying its COUNT_FEATURES."""
-  return {**example, 'count_documents': np.array([documents], np.int32),
-          'count_truncated': np.array([truncated], np.int32)}
+def with_counts(example: dict[str, np.ndarray], **counts: int) -> dict[str, np.ndarray]:
+  """`example` carrying its COUNT_FEATURES: `counts` by their names without 'count_' (0 where not given)."""
+  unknown = set(counts) - {name.removeprefix('count_') for name in COUNT_FEATURES}
+  if unknown:
+    raise ValueError(f'unknown counts {sorted(unknown)}; have {COUNT_FEATURES}')
+  return {**example, **{name: np.array([counts.get(name.removeprefix('count_'), 0)], np.int32)
+                        for name in COUNT_FEATURES}}
+
+
+def counts_only(**counts: int) -> dict[str, np.ndarray]:
+  """An item of COUNT_FEATURES alone, which Flatten adds to the next example's counts."""
+  return with_counts({}, **counts)
+
+
+def add_counts(example: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """`example` with the COUNT_FEATURES of `counts` added to its own."""
+  return {**example, **{name: example[name] + counts[name] for name in COUNT_FEATURES}}
 
 
 def padding_row(seq_len: int) -> dict[str, np.ndarray]:
