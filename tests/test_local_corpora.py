@@ -21,9 +21,12 @@ import zstandard
 from experiments import base
 from lm import config as config_lib
 from lm import errors
+from lm import tokenizers
 from lm.data import datasets
 from lm.data import local
+from lm.data import pipeline
 from lm.data import sources
+from lm.data import stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # No newline inside (a .txt line is a document); quotes, backslashes, tabs and non-ASCII for the JSON writers.
@@ -340,7 +343,7 @@ def _memory_kb(field: str) -> int:
     return next(int(line.split()[1]) for line in f if line.startswith(field + ':'))
 
 
-def test_a_200k_document_jsonl_converts_streaming_in_seconds(tmp_path, monkeypatch):
+def test_a_200k_document_jsonl_converts_then_streams_through_in_seconds(tmp_path, monkeypatch):
   # 24 MB of short documents. Chunks of 10k records bound what the conversion holds: it must stay under half the
   # corpus (measured 9 MB on an Intel Xeon with these chunks; the README's 21 MB is with the default 64k records;
   # the texts alone as Python strings take ~40 MB).
@@ -359,6 +362,16 @@ def test_a_200k_document_jsonl_converts_streaming_in_seconds(tmp_path, monkeypat
   assert growth_kb * 1024 < os.path.getsize(path) / 2, growth_kb
   assert sum(builder.info.splits[s].num_examples for s in ('train', 'validation')) == 200_000
   assert builder.info.splits['train'].num_shards == 20  # One per chunk.
+  # Then it streams through (data.streaming): one pass over every train record, each tokenized as it is read,
+  # counts each of its bytes (byte tokens, and an eos per document), and a streamed run's first batch comes
+  # without a read of the whole split.
+  config.update(tokenizer='byte', streaming=True, pack=True)
+  tokenizer, train = tokenizers.ByteTokenizer(), builder.info.splits['train'].num_examples
+  start = time.perf_counter()
+  counted = stats.streamed_split_stats(config, tokenizer, 'train')
+  assert counted.examples == train and counted.source_tokens == counted.bytes + train > 20e6
+  first = next(pipeline.make_train_iterator(config, tokenizer, batch_size=8, seed=0))
+  assert first['decoder_loss_weights'].sum() > 0 and time.perf_counter() - start < 30  # 11 s on an Intel Xeon.
 
 
 def test_paths_are_resolved_and_checked(tmp_path):

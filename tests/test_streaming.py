@@ -4,6 +4,7 @@ one epoch holding the whole-split path's examples and accounting, disjoint proce
 them."""
 import collections
 import json
+import shutil
 import string
 
 from conftest import data_config
@@ -13,6 +14,7 @@ import test_tasks
 
 from lm import tokenizers
 from lm.data import pipeline
+from lm.data import pretokenized
 from lm.data import tasks
 from lm.data import tokenized
 
@@ -157,6 +159,24 @@ def test_one_streamed_epoch_holds_the_whole_split_paths_examples_and_accounting(
   # Truncation: seq2seq's inputs are cut, LM packing loses the empty documents' lone eos, span corruption nothing.
   lost = streamed.stats.truncated_tokens
   assert lost > 0 if mode == 'seq2seq' else lost == {'lm_pack': 2, 'span_corruption': 0}[mode]
+
+
+@pytest.mark.parametrize('mode', ['lm_pack', 'span_corruption'])
+def test_a_pretokenized_epoch_holds_the_streamed_epochs_examples(mode, mode_of):
+  """The same split pretokenized (./run.sh pretokenize) and streamed: one epoch holds the same examples and counts.
+  (Concat-and-chunk rows cannot match batch for batch: a streamed row is cut from records in their shuffled order.)"""
+  config, tokenizer = mode_of(mode)
+  streamed = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1)
+  got = segments(streamed, config, tokenizer)
+  found = pretokenized.pretokenize(config, tokenizer, 'train')
+  try:
+    tokenized._DOCUMENTS.clear()
+    read = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1)  # Reads the file.
+    assert not read.streaming and got == segments(read, config, tokenizer) and sum(got.values()) > 10
+    assert streamed.stats == read.stats
+  finally:  # The corpus is the module's: later tests stream it again.
+    shutil.rmtree(found.directory)
+    tokenized._DOCUMENTS.clear()
 
 
 def test_process_shards_of_packed_lm_examples_are_disjoint_and_cover_the_split(mode_of):

@@ -248,6 +248,23 @@ def read_records(source, indices: range) -> list[dict]:
   return list(source.__getitems__(list(indices)))
 
 
+# Records a streamed pass reads at once (RecordsAt): one batched read of 64 took 36 us a record against 270 us for
+# reads one by one (a 200k-document jsonl corpus converted to ArrayRecord, 2-core Intel Xeon), which capped the
+# records per second of short ones.
+READ_GROUP = 64
+
+
+class RecordsAt:
+  """indices -> the records of `source` at them, in one batched read (read_records): a grain map over groups of
+  record indices."""
+
+  def __init__(self, source):
+    self._source = source
+
+  def __call__(self, indices) -> list[dict]:
+    return read_records(self._source, [int(i) for i in indices])
+
+
 def split_texts(data_config, split: str) -> list[str]:
   """The documents of `split`, in record order, as str.
 

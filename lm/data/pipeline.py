@@ -118,7 +118,9 @@ def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, 
   index, count = shard
   check(len(source) >= count, 'data.streaming', True, f'needs at least process_count = {count} train records, '
         f'has {len(source)}')
-  records = grain.MapDataset.source(source)[index::count].shuffle(seed=seed).repeat(num_epochs)
+  # Groups of record indices, each read in one batched read.
+  records = (grain.MapDataset.range(len(source))[index::count].shuffle(seed=seed).repeat(num_epochs)
+             .batch(datasets.READ_GROUP).map(datasets.RecordsAt(source)))
   read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
   window = functools.partial(grain.experimental.WindowShuffleIterDataset,
                              window_size=data_config.streaming_shuffle_rows, seed=seed)
@@ -134,14 +136,14 @@ def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, 
 
 
 class _RecordTokens:
-  """(a record's documents as the stream holds them (pretokenized.framed_document), one after the other; the
-  UTF-8 bytes of its texts)."""
+  """(records' documents as the stream holds them (pretokenized.framed_document), one after the other; the UTF-8
+  bytes of their texts)."""
 
   def __init__(self, data_config, tokenizer):
     self._config, self._tokenizer = data_config, tokenizer
 
-  def __call__(self, record: dict) -> tuple[np.ndarray, int]:
-    texts = datasets.record_texts(record, self._config)
+  def __call__(self, records: list[dict]) -> tuple[np.ndarray, int]:
+    texts = [text for record in records for text in datasets.record_texts(record, self._config)]
     return (np.concatenate([pretokenized.framed_document(text, self._config, self._tokenizer) for text in texts]
                            or [np.zeros(0, np.int32)]), _utf8_bytes(texts))
 
@@ -160,18 +162,26 @@ def _record_counted(examples: list[dict], texts: list[str], dropped: int, lost: 
   return [rows.add_counts(examples[0], rows.counts_only(**counts)), *examples[1:]]
 
 
-def _record_examples(data_config, tokenizer, records: grain.MapDataset, *, seed: int) -> grain.MapDataset:
-  """Each record's examples (a list), made as the whole-split path makes its units' (`_units`, `_example_dataset`),
-  each carrying its accounting (rows.with_counts). Span corruption draws a record's noise from an rng keyed by the
-  record's index (random_map, after repeat: each epoch's differs), its chunks in order; `seed` is this process
-  shard's, so shards draw different noise."""
+def _record_examples(data_config, tokenizer, groups: grain.MapDataset, *, seed: int) -> grain.MapDataset:
+  """Each group of records' examples (a list), made as the whole-split path makes its units' (`_units`,
+  `_example_dataset`), each carrying its accounting (rows.with_counts). Span corruption draws a group's noise from
+  an rng keyed by the group's index (random_map, after repeat: each epoch's differs), its records' chunks in order;
+  `seed` is this process shard's, so shards draw different noise."""
   bound = dict(data_config=data_config, tokenizer=tokenizer)
   if data_config.task == 'lm':
-    return records.map(functools.partial(_record_lm_examples, **bound))
+    return groups.map(functools.partial(_each_record, _record_lm_examples, **bound))
   if data_config.task == 'seq2seq':
-    return records.map(functools.partial(_record_seq2seq_examples, **bound))
+    return groups.map(functools.partial(_each_record, _record_seq2seq_examples, **bound))
   _check_sentinels(data_config, tokenizer)
-  return records.random_map(functools.partial(_record_span_examples, **bound), seed=seed)
+  return groups.random_map(functools.partial(_each_record_span, **bound), seed=seed)
+
+
+def _each_record(examples_of, records: list[dict], **kwargs) -> list[dict]:
+  return [example for record in records for example in examples_of(record, **kwargs)]
+
+
+def _each_record_span(records: list[dict], rng: np.random.Generator, **kwargs) -> list[dict]:
+  return _each_record(_record_span_examples, records, rng=rng, **kwargs)
 
 
 def _record_lm_examples(record: dict, *, data_config, tokenizer) -> list[dict]:
@@ -196,7 +206,7 @@ def _record_seq2seq_examples(record: dict, *, data_config, tokenizer) -> list[di
                          [data_config.prefix + inputs + targets], dropped=0)
 
 
-def _record_span_examples(record: dict, rng: np.random.Generator, *, data_config, tokenizer) -> list[dict]:
+def _record_span_examples(record: dict, *, rng: np.random.Generator, data_config, tokenizer) -> list[dict]:
   """The span-corruption chunks of a record's documents (tasks.span_chunks), corrupted in order with `rng`."""
   examples, chunk_len, dropped = [], tasks.span_chunk_len(data_config), 0
   texts = datasets.record_texts(record, data_config)

@@ -106,9 +106,10 @@ def window_row(window: np.ndarray, L: int) -> dict[str, np.ndarray]:
 
 class StreamChunks(grain.IterDataset):
   """Concat-and-chunk rows cut as documents arrive: the rows ChunkedStream cuts from the whole stream (windows
-  of L + 1 tokens, stride L), for a stream read record by record (a partial last window is dropped). The parent
-  gives (tokens, UTF-8 bytes) per record; a row carries the bytes of the records read for it (count_bytes). The
-  iterator's state is its parent's plus the at most L tokens left over, so a resume continues mid-document."""
+  of L + 1 tokens, stride L), for a stream read element by element (a partial last window is dropped). The parent
+  gives (tokens, UTF-8 bytes) per element (a group of records); a row carries the bytes of the elements read for it
+  (count_bytes). The state is small, however many tokens are left over: the parent's state before the first element
+  they come from, how many elements they span and where in the first they start; set_state reads those again."""
 
   def __init__(self, parent: grain.IterDataset, seq_len: int):
     super().__init__(parent)
@@ -123,21 +124,37 @@ class _StreamChunksIterator(grain.DatasetIterator):
   def __init__(self, parent: grain.DatasetIterator, seq_len: int):
     super().__init__(parent)
     self._seq_len, self._left = seq_len, np.zeros(0, np.int32)
+    # (parent state before, token count) of each element `_left` holds tokens of, the first from `_offset` on.
+    self._elements, self._offset = [], 0
+
+  def _read(self) -> int:
+    """Appends the parent's next element to `_left`; its bytes."""
+    before = self._parent.get_state()
+    tokens, size = next(self._parent)  # StopIteration of the parent ends the rows.
+    tokens = np.asarray(tokens, np.int32)
+    self._elements.append((before, len(tokens)))
+    self._left = np.concatenate([self._left, tokens])
+    return size
 
   def __next__(self) -> dict[str, np.ndarray]:
     L, size = self._seq_len, 0
-    while len(self._left) < L + 1:  # StopIteration of the parent ends the rows.
-      tokens, record_bytes = next(self._parent)
-      self._left, size = np.concatenate([self._left, np.asarray(tokens, np.int32)]), size + record_bytes
-    window, self._left = self._left[:L + 1], self._left[L:]
+    while len(self._left) < L + 1:
+      size += self._read()
+    window, self._left, self._offset = self._left[:L + 1], self._left[L:], self._offset + L
+    while self._elements and self._offset >= self._elements[0][1]:
+      self._offset -= self._elements.pop(0)[1]
     return {**window_row(window, L), 'count_bytes': np.array([size], np.int32)}
 
   def get_state(self) -> dict:
-    return {'parent': self._parent.get_state(), 'left': self._left.tolist()}
+    start = self._elements[0][0] if self._elements else self._parent.get_state()
+    return {'start': start, 'elements': len(self._elements), 'offset': self._offset}
 
   def set_state(self, state: dict) -> None:
-    self._parent.set_state(state['parent'])
-    self._left = np.asarray(state['left'], np.int32)
+    self._parent.set_state(state['start'])
+    self._left, self._elements, self._offset = np.zeros(0, np.int32), [], state['offset']
+    for _ in range(state['elements']):  # Their bytes were counted before the state was saved.
+      self._read()
+    self._left = self._left[self._offset:]
 
 
 class Flatten(grain.IterDataset):

@@ -140,8 +140,10 @@ def streamed_split_stats(data_config, tokenizer, split: str, *, num_workers: int
   (0: here), keeping only each document's or pair's token count: 8 bytes a document, not its ids. For splits too
   large to hold tokenized (data.streaming; `./run.sh data --full`)."""
   train = split == 'train' if train is None else train
-  records = grain.MapDataset.source(datasets.load_split(data_config, split)).map(_RecordLengths(data_config, tokenizer))
-  records = records.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=64))
+  source = datasets.load_split(data_config, split)
+  records = grain.MapDataset.range(len(source)).batch(datasets.READ_GROUP).map(datasets.RecordsAt(source))
+  records = records.map(_RecordLengths(data_config, tokenizer)).to_iter_dataset(
+      grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
   if num_workers > 0:
     records = records.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   lengths, size = [], 0
@@ -153,18 +155,20 @@ def streamed_split_stats(data_config, tokenizer, split: str, *, num_workers: int
 
 
 class _RecordLengths:
-  """record -> (token counts of its documents [n], or of its (input, target) pair [1, 2]; its UTF-8 bytes), encoded
-  as tokenized.py encodes a split."""
+  """records -> (token counts of their documents [n], or of their (input, target) pairs [n, 2]; their UTF-8
+  bytes), encoded as tokenized.py encodes a split."""
 
   def __init__(self, data_config, tokenizer):
     self._config, self._tokenizer = data_config, tokenizer
 
-  def __call__(self, record: dict) -> tuple[np.ndarray, int]:
+  def __call__(self, records: list[dict]) -> tuple[np.ndarray, int]:
     config, encode = self._config, self._tokenizer.encode
     if config.task == 'seq2seq':
-      inputs, targets = datasets.pair(record, config)
-      lengths = [(len(encode(config.prefix + tasks.model_input(inputs, config))), len(encode(targets)))]
-      return np.array(lengths, np.int64), len((config.prefix + inputs + targets).encode('utf-8'))
-    texts = datasets.record_texts(record, config)
+      pairs = [datasets.pair(record, config) for record in records]
+      lengths = [(len(encode(config.prefix + tasks.model_input(inputs, config))), len(encode(targets)))
+                 for inputs, targets in pairs]
+      return (np.array(lengths, np.int64).reshape(-1, 2),
+              sum(len((config.prefix + inputs + targets).encode('utf-8')) for inputs, targets in pairs))
+    texts = [text for record in records for text in datasets.record_texts(record, config)]
     return (np.array([len(encode(tasks.model_input(text, config))) for text in texts], np.int64),
             sum(len(text.encode('utf-8')) for text in texts))
