@@ -113,7 +113,8 @@ def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, 
   or the examples (every other mode, each record's in turn: rows.Flatten) shuffled; examples are then padded or
   packed as in the whole-split path. The trade-off against it, which shuffles rows or examples over the split: those
   of one document stay within a window of each other. Exact resume: the iterators' states hold the record
-  position, the tokens left over or the examples of the record already emitted, the window's and the packer's."""
+  position, where the tokens left over start or the examples of the records already emitted, the window's and the
+  packer's."""
   source = datasets.load_split(data_config, 'train')
   index, count = shard
   check(len(source) >= count, 'data.streaming', True, f'needs at least process_count = {count} train records, '
