@@ -217,3 +217,23 @@ def test_a_streamed_run_trains_and_resumes_exactly_from_its_checkpoint(corpus, t
   straight, split = (test_train.read_metrics(tmp_path / name, split='data') for name in ('straight', 'split'))
   assert [row['step'] for row in straight] == [10] and straight[-1]['target_tokens'] == 10 * 8 * 32
   assert split[-1] == straight[-1] and straight[-1]['examples'] > 0
+
+
+@pytest.mark.parametrize('mode', ['lm', 'lm_pack', 'seq2seq'])
+def test_with_shuffling_off_streaming_gives_the_whole_split_paths_batches(mode, mode_of, corpus):
+  """data.shuffle=False: records, rows and examples in the split's order on both paths, so the batches (not only
+  their examples) are the same, batch for batch (span corruption aside: its noise is keyed by other indices)."""
+  config, tokenizer = (config_of(corpus, shuffle=False), TOKENIZER) if mode == 'lm' else mode_of(mode, shuffle=False)
+  streamed = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1)
+  got = list(streamed)
+  tokenized._DOCUMENTS.clear()
+  config.streaming = False
+  want = list(pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1))
+  assert len(got) == len(want) > 3
+  for i, (a, b) in enumerate(zip(got, want)):
+    assert sorted(a) == sorted(b)
+    for name in a:
+      np.testing.assert_array_equal(a[name], b[name], err_msg=f'{mode} batch {i} {name}')
+  config.update(shuffle=True, streaming=True)  # Shuffled, the order differs.
+  shuffled = list(pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1))
+  assert not np.array_equal(shuffled[0]['decoder_target_tokens'], got[0]['decoder_target_tokens'])

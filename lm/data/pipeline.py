@@ -72,7 +72,7 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
   stats = stats_lib.count(data_config, ids, train=True)  # Of the whole split, all processes' rows.
   if data_config.task != 'lm' or data_config.pack:
     ds = _example_dataset(data_config, tokenizer, ids, 'train', seed=seed,
-                          shuffle=True, num_epochs=num_epochs,
+                          shuffle=data_config.shuffle, num_epochs=num_epochs,
                           shard=(process_index, process_count))
     it = rows.pad_or_pack(ds, data_config, batch_size=batch_size, seed=seed,
                           finite=num_epochs is not None)
@@ -94,10 +94,12 @@ def _chunked_train_rows(data_config, tokens: np.ndarray, *, batch_size: int, see
         f"cuts the train split's {len(tokens)} tokens into {len(chunked)} rows of seq_len + 1 = "
         f'{data_config.seq_len + 1} tokens, fewer than process_count = {count}: use more text or a smaller '
         'seq_len')
-  ds = grain.MapDataset.source(chunked)[index::count]
-  # shuffle then repeat: grain reseeds the shuffle each epoch (seed + epoch).
-  ds = ds.shuffle(seed=seed).repeat(num_epochs).batch(
-      batch_size, drop_remainder=num_epochs is None)
+  # Row numbers, shuffled then repeated (grain reseeds the shuffle each epoch: seed + epoch), batched, and each
+  # batch's rows read at once (the rows, and the state, of shuffling the rows themselves).
+  ds = grain.MapDataset.range(len(chunked))[index::count]
+  ds = ds.shuffle(seed=seed) if data_config.shuffle else ds
+  ds = ds.repeat(num_epochs).batch(
+      batch_size, drop_remainder=num_epochs is None).map(chunked.full_rows)
   if num_epochs is not None:
     ds = ds.map(functools.partial(rows.pad_batch, batch_size=batch_size))
   # A small read-ahead in threads overlaps batch assembly with the step.
@@ -120,11 +122,13 @@ def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, 
   check(len(source) >= count, 'data.streaming', True, f'needs at least process_count = {count} train records, '
         f'has {len(source)}')
   # Groups of record indices, each read in one batched read.
-  records = (grain.MapDataset.range(len(source))[index::count].shuffle(seed=seed).repeat(num_epochs)
-             .batch(datasets.READ_GROUP).map(datasets.RecordsAt(source)))
+  records = grain.MapDataset.range(len(source))[index::count]
+  records = records.shuffle(seed=seed) if data_config.shuffle else records
+  records = records.repeat(num_epochs).batch(datasets.READ_GROUP).map(datasets.RecordsAt(source))
   read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
   window = functools.partial(grain.experimental.WindowShuffleIterDataset,
                              window_size=data_config.streaming_shuffle_rows, seed=seed)
+  window = window if data_config.shuffle else (lambda ds: ds)  # noqa: E731
   if data_config.task == 'lm' and not data_config.pack:
     ds = window(rows.StreamChunks(records.map(_RecordTokens(data_config, tokenizer)).to_iter_dataset(read),
                                   data_config.seq_len))
