@@ -124,7 +124,8 @@ class Data:
   num_workers: int = 0  # grain worker processes feeding the train iterator (0: in process).
   pretokenize: bool = False  # A split's first read tokenizes it into a token file (lm/data/pretokenized.py).
   # Train rows (examples; records and windows when streaming) in a new seeded order each epoch; False: in the
-  # split's order (debugging, curricula, and the test that streaming makes the whole-split path's batches).
+  # split's order, packed bins too, data.streaming_shuffle_rows unused (debugging, curricula, and the test that
+  # streaming makes the whole-split path's batches). A run resumes only with the value it started with.
   shuffle: bool = True
   # Training, every data.task and data.pack: records read by index and tokenized in the pipeline (its workers), the
   # split never read whole; rows (concat-and-chunk) or examples shuffled in windows of data.streaming_shuffle_rows.

@@ -371,7 +371,7 @@ def test_a_200k_document_jsonl_converts_then_streams_through_in_seconds(tmp_path
   counted = stats.streamed_split_stats(config, tokenizer, 'train')
   assert counted.examples == train and counted.source_tokens == counted.bytes + train > 20e6
   first = next(pipeline.make_train_iterator(config, tokenizer, batch_size=8, seed=0))
-  assert first['decoder_loss_weights'].sum() > 0 and time.perf_counter() - start < 30  # 11 s on an Intel Xeon.
+  assert first['decoder_loss_weights'].sum() > 0 and time.perf_counter() - start < 60  # 11 s on an Intel Xeon.
 
 
 def test_paths_are_resolved_and_checked(tmp_path):

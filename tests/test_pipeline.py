@@ -190,6 +190,23 @@ def test_resume_with_other_num_workers_names_both_values(config, tokenizer,
     resumed.close()
 
 
+@pytest.mark.parametrize('streaming', [False, True])
+def test_resume_with_shuffling_switched_names_both_values(config, tokenizer, streaming):
+  """A position in the shuffled rows is another row in split order: set_state refuses it, naming both values; a
+  state saved before data.shuffle existed was shuffled."""
+  shuffled = _data_config(**{**config.to_dict(), 'streaming': streaming})
+  ordered = _data_config(**{**shuffled.to_dict(), 'shuffle': False})
+  iterator = _train(shuffled, tokenizer)
+  _take(iterator, 2)
+  state = iterator.get_state()
+  with pytest.raises(ValueError, match=r'data.shuffle=True but this run has data.shuffle=False'):
+    _train(ordered, tokenizer).set_state(state)
+  del state['shuffle']
+  resumed = _train(shuffled, tokenizer)
+  resumed.set_state(state)
+  _assert_same_batches(_take(iterator, 2), _take(resumed, 2))
+
+
 def test_process_shards_are_disjoint_and_cover_the_rows(config, tokenizer):
   stream = _stream(config, tokenizer, 'train')
   num_rows = (len(stream) - 1) // SEQ_LEN
@@ -590,21 +607,32 @@ def _golden_modes(root):
                                    data_dir=str(root / 'tfds')), tokenizers.CharTokenizer('0123456789 r'))}
 
 
+def _digest(batches) -> str:
+  digest = hashlib.sha256()
+  for batch in batches:
+    for key in sorted(batch):
+      digest.update(key.encode())
+      digest.update(np.ascontiguousarray(batch[key]).tobytes())
+  return digest.hexdigest()[:16]
+
+
 def test_every_modes_batches_are_those_of_the_pipeline_before_streaming_and_local_corpora(tmp_path):
-  """12 shuffled train batches (seed 3) and one validation pass of each mode, hashed. The digests were taken at
-  e7c79f5, the commit before data.name='local', pretokenized files and data.streaming came (issue 19), and
-  reproduced after each: a change of the batches a seed gives (of grain's shuffle, the packer, the row layout)
-  fails here, since a reproduced figure depends on them."""
+  """12 shuffled train batches (seed 3) and one validation pass of each mode; for concat-and-chunk and packing
+  also 40 batches of process 1 of 2 (past an epoch) and one finite epoch (a padded last batch), hashed. The
+  digests were taken at e7c79f5, the commit before data.name='local', pretokenized files and data.streaming came
+  (issue 19), and reproduced after each: a change of the batches a seed gives (of grain's shuffle, the packer,
+  the row layout) fails here, since a reproduced figure depends on them."""
   want = {'concat': '254c0007692f3e98', 'pack': '358acfe76d36ad2b', 'span': 'c70b0a09b0546008',
-          'seq2seq': '884c65408ae452a3'}
+          'seq2seq': '884c65408ae452a3', 'concat_shard1_of_2': 'd1d5d7e2a3b25b27', 'concat_epoch': 'ca7e6cdd1e33da0f',
+          'pack_shard1_of_2': '86476ed97ee5f8ba', 'pack_epoch': 'f3bc6fb007223bef'}
   got = {}
   for name, (config, tokenizer) in _golden_modes(tmp_path).items():
-    digest = hashlib.sha256()
     train = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=3)
-    for batch in [next(train) for _ in range(12)] + list(pipeline.make_eval_batches(config, tokenizer, 'validation',
-                                                                                      batch_size=4)):
-      for key in sorted(batch):
-        digest.update(key.encode())
-        digest.update(np.ascontiguousarray(batch[key]).tobytes())
-    got[name] = digest.hexdigest()[:16]
+    got[name] = _digest([next(train) for _ in range(12)]
+                        + list(pipeline.make_eval_batches(config, tokenizer, 'validation', batch_size=4)))
+    if name in ('concat', 'pack'):
+      shard = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=3, process_index=1, process_count=2)
+      got[f'{name}_shard1_of_2'] = _digest([next(shard) for _ in range(40)])
+      got[f'{name}_epoch'] = _digest(pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=3,
+                                                                  num_epochs=1))
   assert got == want

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import base
+from lm import errors
 from lm.data import rows
 from lm.data import tasks
 
@@ -107,7 +108,15 @@ def test_stream_chunks_cut_the_rows_of_the_whole_stream_as_documents_arrive_and_
     state = it.get_state()
     resumed = iter(rows.StreamChunks(source, seq_len))
     resumed.set_state(state)
-    np.testing.assert_array_equal(next(resumed)['decoder_input_tokens'], got[stop]['decoder_input_tokens'])
+    following = next(resumed)
+    for name in following:
+      np.testing.assert_array_equal(following[name], got[stop][name], err_msg=f'row {stop} {name}')
+
+
+def test_a_stream_chunks_state_of_the_older_layout_is_refused_by_name():
+  source = grain.MapDataset.source([(np.arange(40, dtype=np.int32), 1)]).to_iter_dataset()
+  with pytest.raises(errors.InputError, match='older streaming pipeline'):
+    iter(rows.StreamChunks(source, 8)).set_state({'parent': {}, 'left': [1, 2, 3]})
 
 
 def test_a_stream_chunks_state_stays_small_mid_way_through_a_long_document():
@@ -134,9 +143,17 @@ def test_flatten_emits_each_records_items_and_resumes_after_any_of_them():
   # The counts of records without examples ride on the next example.
   counted = [[rows.with_counts({'x': 1}, bytes=3)], [rows.counts_only(bytes=5, dropped=1)],
              [rows.counts_only(bytes=7, dropped=1)], [rows.with_counts({'x': 2}, bytes=11), rows.with_counts({'x': 3})]]
-  items = list(iter(rows.Flatten(grain.MapDataset.source(counted).to_iter_dataset())))
+  counted_source = grain.MapDataset.source(counted).to_iter_dataset()
+  items = list(iter(rows.Flatten(counted_source)))
   assert [(i['x'], int(i['count_bytes'][0]), int(i['count_dropped'][0])) for i in items] == [(1, 3, 0), (2, 23, 2),
                                                                                                (3, 0, 0)]
+  for stop in range(len(items) + 1):  # Carried counts are neither lost nor counted twice across a resume.
+    it = iter(rows.Flatten(counted_source))
+    for _ in range(stop):
+      next(it)
+    resumed = iter(rows.Flatten(counted_source))
+    resumed.set_state(it.get_state())
+    assert [int(i['count_bytes'][0]) for i in resumed] == [int(i['count_bytes'][0]) for i in items[stop:]], stop
   for stop in range(len(got) + 1):  # A state saved after any item, mid-record too, resumes at the next one.
     it = iter(rows.Flatten(source))
     for _ in range(stop):

@@ -43,6 +43,27 @@ def test_packed_stats_count_the_targets_of_one_epoch(lm_config, lm_tokenizer):
   assert stats.bytes == sum(len(t.encode('utf-8')) for t in datasets.split_texts(lm_config, 'train'))
 
 
+class _BosChars(tokenizers.CharTokenizer):
+  """A char tokenizer whose documents open with a bos, as an imported Llama tokenizer's do."""
+  starts_with_bos, bos_id = True, 99
+
+
+@pytest.mark.parametrize('pack', [False, True])
+def test_stats_count_the_bos_a_document_opens_with(lm_config, pack):
+  """One train epoch's targets, as the rows weigh them, the whole-split count and the streamed count agree when
+  each document is framed by a bos before it (tokenizers.document_start) and eos after it."""
+  config = lm_config.copy_and_resolve_references()
+  config.pack = pack
+  tokenizer = _BosChars('abcdefgh')
+  batches = list(pipeline.make_train_iterator(config, tokenizer, batch_size=BATCH, seed=1, num_epochs=1))
+  weights = sum(int(b['decoder_loss_weights'].sum()) for b in batches)
+  stats = stats_lib.split_stats(config, tokenizer, 'train')
+  assert stats == stats_lib.streamed_split_stats(config, tokenizer, 'train')
+  docs = _docs_with_eos(config, tokenizer, 'train')
+  assert stats.source_tokens == sum(len(d) + 1 for d in docs) and weights == stats.target_tokens
+  _assert_conserved(stats)
+
+
 def test_packed_eval_stats_are_the_eval_weights(lm_config, lm_tokenizer):
   batches = list(pipeline.make_eval_batches(lm_config, lm_tokenizer, 'validation', batch_size=3))
   stats = stats_lib.split_stats(lm_config, lm_tokenizer, 'validation')

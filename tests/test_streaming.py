@@ -13,6 +13,7 @@ import pytest
 import test_tasks
 
 from lm import tokenizers
+from lm.data import datasets
 from lm.data import pipeline
 from lm.data import pretokenized
 from lm.data import tasks
@@ -38,6 +39,25 @@ def config_of(corpus, **overrides):
 
 
 TOKENIZER = tokenizers.CharTokenizer(string.ascii_lowercase)
+
+
+@pytest.fixture(autouse=True)
+def small_read_groups_and_closed_iterators(monkeypatch):
+  """Records read 3 at a time, not 64: these corpora then span many groups, and states fall inside and between
+  them (the pipeline takes the group size when built, so its worker processes get it too). Every train iterator a
+  test makes is closed after it: an endless one's worker processes would otherwise go on taking the CPU from the
+  tests after it (a speed test of test_train.py failed so)."""
+  monkeypatch.setattr(datasets, 'READ_GROUP', 3)
+  made, make = [], pipeline.make_train_iterator
+
+  def tracked(*args, **kwargs):
+    made.append(make(*args, **kwargs))
+    return made[-1]
+
+  monkeypatch.setattr(pipeline, 'make_train_iterator', tracked)
+  yield
+  for iterator in made:
+    iterator.close()
 
 
 @pytest.fixture(scope='module')
@@ -96,7 +116,7 @@ def test_a_state_saved_at_a_random_step_resumes_with_the_batch_that_came_next_wi
     for name in a:
       np.testing.assert_array_equal(a[name], b[name], err_msg=f'{name} after step {step}')
   # The accounting of the batches drawn, resumed with the state: every row full, a document per EOS target.
-  assert resumed.stats == first.stats and first.stats.target_tokens == (step + 6) * 4 * 16
+  assert resumed.stats == first.stats and first.stats.target_tokens == (step + 6) * 4 * 16, step
   ends = sum(int((b['decoder_target_tokens'] == TOKENIZER.eos_id).sum()) for b in drawn + want)
   assert first.stats.examples == ends > 0
   s = first.stats
@@ -135,11 +155,11 @@ def test_each_example_mode_resumes_at_a_random_step_with_workers(mode, mode_of):
   want = [next(it) for _ in range(6)]
   after = it.stats
   it.set_state(state)
-  assert it.stats == stats and stats.examples > 0 and sorted(want[0]) == sorted(tasks.features(config))
+  assert it.stats == stats and stats.examples > 0 and sorted(want[0]) == sorted(tasks.features(config)), step
   for a, b in zip(want, [next(it) for _ in range(6)]):
     for name in a:
       np.testing.assert_array_equal(a[name], b[name], err_msg=f'{mode} {name} after step {step}')
-  assert it.stats == after
+  assert it.stats == after, f'{mode} after step {step}'
 
 
 @pytest.mark.parametrize('mode, num_workers', [('lm_pack', 0), ('seq2seq', 0), ('span_corruption', 2)])
@@ -221,19 +241,29 @@ def test_a_streamed_run_trains_and_resumes_exactly_from_its_checkpoint(corpus, t
 
 @pytest.mark.parametrize('mode', ['lm', 'lm_pack', 'seq2seq'])
 def test_with_shuffling_off_streaming_gives_the_whole_split_paths_batches(mode, mode_of, corpus):
-  """data.shuffle=False: records, rows and examples in the split's order on both paths, so the batches (not only
-  their examples) are the same, batch for batch (span corruption aside: its noise is keyed by other indices)."""
+  """data.shuffle=False: records, rows and examples in the split's order on every path, so the batches (not only
+  their examples) of streaming, of the whole split and of its pretokenized file are the same, batch for batch
+  (span corruption aside: its noise is keyed by other indices)."""
   config, tokenizer = (config_of(corpus, shuffle=False), TOKENIZER) if mode == 'lm' else mode_of(mode, shuffle=False)
   streamed = pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1)
   got = list(streamed)
   tokenized._DOCUMENTS.clear()
   config.streaming = False
   want = list(pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1))
-  assert len(got) == len(want) > 3
-  for i, (a, b) in enumerate(zip(got, want)):
-    assert sorted(a) == sorted(b)
-    for name in a:
-      np.testing.assert_array_equal(a[name], b[name], err_msg=f'{mode} batch {i} {name}')
+  if mode != 'seq2seq':  # And a pretokenized split's (seq2seq pairs have no token file).
+    found = pretokenized.pretokenize(config, tokenizer, 'train')
+    try:
+      tokenized._DOCUMENTS.clear()
+      read = list(pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1))
+    finally:  # The corpus is the module's: later tests stream it again.
+      shutil.rmtree(found.directory)
+      tokenized._DOCUMENTS.clear()
+  for other in [want] + ([read] if mode != 'seq2seq' else []):
+    assert len(got) == len(other) > 3
+    for i, (a, b) in enumerate(zip(got, other)):
+      assert sorted(a) == sorted(b)
+      for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=f'{mode} batch {i} {name}')
   config.update(shuffle=True, streaming=True)  # Shuffled, the order differs.
   shuffled = list(pipeline.make_train_iterator(config, tokenizer, batch_size=4, seed=0, num_epochs=1))
   assert not np.array_equal(shuffled[0]['decoder_target_tokens'], got[0]['decoder_target_tokens'])

@@ -1,7 +1,8 @@
 """grain iterators over a split's rows: the train iterator (shuffled, process-sharded, resumable) and eval
 batches (one ordered pass).
 
-Each reads its split tokenized up front, once (lm/data/tokenized.py). Rows are built as lm/data/rows.py says:
+Each reads its split tokenized up front, once (lm/data/tokenized.py), unless it streams (below). Rows are built
+as lm/data/rows.py says:
 concat-and-chunk rows (data.task 'lm', data.pack False) by random access into the split's token stream; in
 every other mode (data.pack, data.task 'seq2seq' or 'span_corruption') each unit (an LM piece, a seq2seq pair,
 a span-corruption chunk) becomes an example (tasks.py), and examples are padded into rows of their own or
@@ -45,15 +46,13 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
                         num_epochs: int | None = None) -> 'TrainIterator':
   """Shuffled batches of this process's rows; a grain DatasetIterator.
 
-  Process p owns rows (concat-and-chunk) or examples (every other mode)
-  p, p + P, p + 2P, ... of the split (P processes), records when streaming
-  (data.streaming), and shuffles them afresh each epoch from `seed`. The iterator's `get_state()` / `set_state()` (or
-  grain.checkpoint.CheckpointSave/Restore in orbax) resume at exactly the next
-  batch, packing state included, given the same data.num_workers (else
-  set_state raises). Endless unless `num_epochs` is given (tests, benchmarks);
-  then a short last batch is padded with zero-weight rows. In the example
-  modes each of data.num_workers > 0 workers batches its own share, so each
-  worker's last batch may be padded, not only the last one.
+  Process p owns rows (concat-and-chunk) or examples (every other mode) p, p + P, p + 2P, ... of the split (P
+  processes), records when streaming (data.streaming), and shuffles them afresh each epoch from `seed` (unless
+  data.shuffle is False). The iterator's `get_state()` / `set_state()` (or grain.checkpoint.CheckpointSave/Restore
+  in orbax) resume at exactly the next batch, packing state included, given the same data.num_workers and
+  data.shuffle (else set_state raises). Endless unless `num_epochs` is given (tests, benchmarks); then a short last
+  batch is padded with zero-weight rows. In the example modes each of data.num_workers > 0 workers batches its own
+  share, so each worker's last batch may be padded, not only the last one.
   """
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index {process_index} outside '
@@ -67,9 +66,10 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
     if data_config.num_workers > 0:
       it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
     return TrainIterator(iter(it), data_config.num_workers, None, eos_id=tokenizer.eos_id,
-                         examples=data_config.task != 'lm' or data_config.pack)
+                         examples=data_config.task != 'lm' or data_config.pack, shuffle=data_config.shuffle)
   ids = tokenized.tokenize_split(data_config, tokenizer, 'train')
-  stats = stats_lib.count(data_config, ids, train=True)  # Of the whole split, all processes' rows.
+  stats = stats_lib.count(data_config, ids, train=True,  # Of the whole split, all processes' rows.
+                          start_len=len(tokenizers.document_start(tokenizer)))
   if data_config.task != 'lm' or data_config.pack:
     ds = _example_dataset(data_config, tokenizer, ids, 'train', seed=seed,
                           shuffle=data_config.shuffle, num_epochs=num_epochs,
@@ -82,7 +82,7 @@ def make_train_iterator(data_config, tokenizer, *, batch_size: int, seed: int,
                              num_epochs=num_epochs)
   if data_config.num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
-  return TrainIterator(iter(it), data_config.num_workers, stats)
+  return TrainIterator(iter(it), data_config.num_workers, stats, shuffle=data_config.shuffle)
 
 
 def _chunked_train_rows(data_config, tokens: np.ndarray, *, batch_size: int, seed: int,
@@ -110,12 +110,13 @@ def _chunked_train_rows(data_config, tokens: np.ndarray, *, batch_size: int, see
 def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, shard: tuple[int, int],
                          num_epochs: int | None) -> grain.IterDataset:
   """Train batches with the split never read whole (data.streaming): this process's records, shuffled by index
-  over the whole split each epoch, tokenized as they are read (in the workers, with data.num_workers), then, in
-  windows of data.streaming_shuffle_rows, the rows (concat-and-chunk, cut as the records arrive: rows.StreamChunks)
-  or the examples (every other mode, each record's in turn: rows.Flatten) shuffled; examples are then padded or
-  packed as in the whole-split path. The trade-off against it, which shuffles rows or examples over the split: those
-  of one document stay within a window of each other. Exact resume: the iterators' states hold the record
-  position, where the tokens left over start or the examples of the records already emitted, the window's and the
+  over the whole split each epoch, read datasets.READ_GROUP at a time and tokenized as they are read (in the
+  workers, with data.num_workers), then, in windows of data.streaming_shuffle_rows, the rows (concat-and-chunk,
+  cut as the records arrive: rows.StreamChunks) or the examples (every other mode, each group's in turn:
+  rows.Flatten) shuffled; examples are then padded or packed as in the whole-split path. The trade-off against
+  it, which shuffles rows or examples over the split: those of one document stay within a window of each other.
+  data.shuffle=False shuffles neither records nor windows. Exact resume: the iterators' states hold the group
+  position, where the tokens left over start or how many of a group's items were emitted, the window's and the
   packer's."""
   source = datasets.load_split(data_config, 'train')
   index, count = shard
@@ -126,9 +127,11 @@ def _streamed_train_rows(data_config, tokenizer, *, batch_size: int, seed: int, 
   records = records.shuffle(seed=seed) if data_config.shuffle else records
   records = records.repeat(num_epochs).batch(datasets.READ_GROUP).map(datasets.RecordsAt(source))
   read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
-  window = functools.partial(grain.experimental.WindowShuffleIterDataset,
-                             window_size=data_config.streaming_shuffle_rows, seed=seed)
-  window = window if data_config.shuffle else (lambda ds: ds)  # noqa: E731
+  def window(ds: grain.IterDataset) -> grain.IterDataset:
+    if not data_config.shuffle:
+      return ds
+    return grain.experimental.WindowShuffleIterDataset(ds, window_size=data_config.streaming_shuffle_rows, seed=seed)
+
   if data_config.task == 'lm' and not data_config.pack:
     ds = window(rows.StreamChunks(records.map(_RecordTokens(data_config, tokenizer)).to_iter_dataset(read),
                                   data_config.seq_len))
@@ -226,19 +229,21 @@ def _record_span_examples(record: dict, *, rng: np.random.Generator, data_config
 
 
 class TrainIterator(grain.DatasetIterator):
-  """grain's train iterator, whose state also records data.num_workers; `stats` counts its split.
+  """grain's train iterator, whose state also records data.num_workers and data.shuffle; `stats` counts its split.
 
-  grain's state layout depends on the number of worker processes, so a state
-  saved with another num_workers cannot resume; set_state says so, naming
-  both values. A grain DatasetIterator, so grain.checkpoint.CheckpointSave /
+  grain's state layout depends on the number of worker processes, and its
+  position means other rows in another order, so a state saved with another
+  num_workers or shuffle cannot resume; set_state says so, naming both values.
+  A grain DatasetIterator, so grain.checkpoint.CheckpointSave /
   CheckpointRestore handle it as any other. `stats` (stats.Stats) are the
-  train split's token accounting, counted from the ids the iterator reads.
+  train split's token accounting, counted up front or, when streaming, from
+  the batches drawn.
   """
 
   def __init__(self, parent: grain.DatasetIterator, num_workers: int, stats: stats_lib.Stats | None, *,
-               eos_id: int = 1, examples: bool = False):
+               eos_id: int = 1, examples: bool = False, shuffle: bool = True):
     super().__init__(parent)
-    self._num_workers = num_workers
+    self._num_workers, self._shuffle = num_workers, shuffle
     self._stats, self._eos_id, self._examples = stats, eos_id, examples
     # Of the batches drawn, when streaming; `examples`: rows of examples that carry rows.COUNT_FEATURES.
     self._counts = dict.fromkeys(('batches', 'targets', 'documents', 'inputs', 'truncated', 'bytes', 'dropped'),
@@ -259,7 +264,8 @@ class TrainIterator(grain.DatasetIterator):
     example, each example with the tokens its source lost (tasks.encoder_decoder_example's count; LM pieces lose
     none), inputs are the encoder tokens (the first token of each document for LM); a record's first example
     carries its bytes and its documents that gave no example (dropped), and a record without examples the next
-    example (rows.Flatten).
+    example (rows.Flatten). Streamed counts are this process's shard's (the whole split's when counted up front),
+    and a finite pass loses those of the records after its last full row or example.
     """
     if not self.streaming:
       return self._stats
@@ -292,7 +298,7 @@ class TrainIterator(grain.DatasetIterator):
     self._counts['inputs'] += documents - dropped if encoder is None else int((encoder > 0).sum())
 
   def get_state(self) -> dict:
-    return {'num_workers': self._num_workers, 'iterator': self._parent.get_state(),
+    return {'num_workers': self._num_workers, 'shuffle': self._shuffle, 'iterator': self._parent.get_state(),
             **({'counts': dict(self._counts)} if self.streaming else {})}
 
   def set_state(self, state: dict) -> None:
@@ -306,6 +312,12 @@ class TrainIterator(grain.DatasetIterator):
           f'but this run has data.num_workers={self._num_workers}; grain '
           'cannot resume across worker counts: resume with '
           f'data.num_workers={saved}.')
+    saved = state.get('shuffle', True)  # Saved before data.shuffle existed: shuffled.
+    if saved != self._shuffle:
+      raise errors.InputError(
+          f'The data iterator state was saved with data.shuffle={saved} but this run has '
+          f'data.shuffle={self._shuffle}; its position means other rows in the other order: resume with '
+          f'data.shuffle={saved}.')
     self._parent.set_state(state['iterator'])
     if 'counts' in state:
       self._counts = {**dict.fromkeys(self._counts, 0), **state['counts']}  # A state saved before lacks some.

@@ -164,6 +164,10 @@ class _StreamChunksIterator(grain.DatasetIterator):
     return {'start': start, 'elements': len(self._elements), 'offset': self._offset}
 
   def set_state(self, state: dict) -> None:
+    if 'start' not in state:  # {'parent', 'left'}: the tokens themselves, records read one by one (before 2026-12-02).
+      raise errors.InputError('The data iterator state was saved by an older streaming pipeline (data.streaming), '
+                              'which read records one by one; this one reads them in groups and cannot resume it: '
+                              'restart the run in a new workdir, or resume it with the version that started it.')
     self._parent.set_state(state['start'])
     self._left, self._elements, self._offset = np.zeros(0, np.int32), [], state['offset']
     for _ in range(state['elements']):  # Their bytes were counted before the state was saved.
@@ -172,13 +176,13 @@ class _StreamChunksIterator(grain.DatasetIterator):
 
 
 class Flatten(grain.IterDataset):
-  """The items of each parent element, one by one: a streamed record's examples, of which it has zero or more.
+  """The items of each parent element, one by one: the examples of a streamed group of records.
 
-  The state is small, whatever a record holds: the parent's state taken before the current element and how many
-  of its items were emitted; set_state restores the parent, reads that element again and skips them. (grain's
+  The state is small, whatever an element holds: the parent's state taken before the current element and how
+  many of its items were emitted; set_state restores the parent, reads that element again and skips them. (grain's
   FlatMap transforms declare a max_fan_out, which a long document's units have none of.) An item of COUNT_FEATURES
   alone (`counts_only`: a record that gave no example) is not emitted but added to the next item's counts, so
-  between items nothing is carried; a record without examples at the very end of a finite stream goes uncounted.
+  between items nothing is carried; such items at the very end of a finite stream go uncounted.
   """
 
   def __iter__(self) -> grain.DatasetIterator:

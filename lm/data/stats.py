@@ -11,6 +11,7 @@ import dataclasses
 import grain
 import numpy as np
 
+from lm import tokenizers
 from lm.data import datasets
 from lm.data import pretokenized
 from lm.data import tasks
@@ -53,22 +54,24 @@ def split_stats(data_config, tokenizer, split: str, *,
   concat-and-chunk drop the partial last row; eval passes keep it.
   """
   train = split == 'train' if train is None else train
-  return count(data_config, tokenized.tokenize_split(data_config, tokenizer, split), train=train)
+  return count(data_config, tokenized.tokenize_split(data_config, tokenizer, split), train=train,
+               start_len=len(tokenizers.document_start(tokenizer)))
 
 
-def count(data_config, ids: tokenized.TokenizedSplit, *, train: bool) -> Stats:
-  """Stats of the rows that data.task / data.pack make of `ids` (train rows if `train`), from lengths alone."""
+def count(data_config, ids: tokenized.TokenizedSplit, *, train: bool, start_len: int = 0) -> Stats:
+  """Stats of the rows that data.task / data.pack make of `ids` (train rows if `train`), from lengths alone;
+  `start_len`: the tokens an LM document opens with (tokenizers.document_start)."""
   if data_config.task == 'seq2seq':
     lengths = np.array([(len(inputs), len(targets)) for inputs, targets in ids.pairs], np.int64).reshape(-1, 2)
   else:
     lengths = document_lengths(ids)
-  return count_lengths(data_config, lengths, ids.bytes, train=train)
+  return count_lengths(data_config, lengths, ids.bytes, train=train, start_len=start_len)
 
 
-def count_lengths(data_config, lengths: np.ndarray, size: int, *, train: bool) -> Stats:
+def count_lengths(data_config, lengths: np.ndarray, size: int, *, train: bool, start_len: int = 0) -> Stats:
   """Stats of the rows that data.task / data.pack make of a split whose documents have `lengths` ids each (lm,
   span corruption), or whose pairs have `lengths[i] = (input ids, target ids)` (seq2seq), eos not included, and
-  whose texts have `size` UTF-8 bytes.
+  whose texts have `size` UTF-8 bytes. An LM document is framed by `start_len` tokens before it (a bos) and eos.
 
   Span corruption's counts are those of any noise: its lengths do not depend on the mask (tasks.corrupted_lengths).
   Holds: input_tokens + target_tokens + truncated_tokens == source_tokens.
@@ -82,7 +85,7 @@ def count_lengths(data_config, lengths: np.ndarray, size: int, *, train: bool) -
   stats = Stats(examples=len(lengths), bytes=size)
   if data_config.task == 'span_corruption':
     return stats + _span_stats(data_config, lengths)
-  lengths = lengths + 1  # eos appended.
+  lengths = lengths + start_len + 1  # The framing: document_start, eos.
   stats.source_tokens = int(lengths.sum())
   if not data_config.pack:  # one stream: its first token is only read.
     targets = max(stats.source_tokens - 1, 0)
@@ -151,7 +154,8 @@ def streamed_split_stats(data_config, tokenizer, split: str, *, num_workers: int
     lengths.append(record_lengths)
     size += record_bytes
   width = (2,) if data_config.task == 'seq2seq' else ()
-  return count_lengths(data_config, np.concatenate(lengths or [np.zeros((0, *width), np.int64)]), size, train=train)
+  return count_lengths(data_config, np.concatenate(lengths or [np.zeros((0, *width), np.int64)]), size, train=train,
+                       start_len=len(tokenizers.document_start(tokenizer)))
 
 
 class _RecordLengths:
