@@ -21,6 +21,9 @@ index and tokenized in the pipeline, each cut into the same rows or units as abo
             -> [pack or pad] -> batch -> [worker processes]
 
 Its `stats` count the batches as they are drawn (TrainIterator.stats).
+
+Past ~450 lines: the whole-split and the streamed paths build the same units with the same task maps and end in
+one TrainIterator, and a test holds each to the other's batches, so they change together.
 """
 
 import functools
